@@ -375,7 +375,8 @@ def model_cost(
         if variant != "separable":
             overrides["variant"] = variant
         cfg = get_config(model, **overrides)
-        name = model
+        changed = {k: v for k, v in overrides.items() if k != "num_classes"}
+        name = model + "".join(f" {k}={v}" for k, v in changed.items())
     else:
         cfg = MobileNetConfig(
             alpha=1.0 if alpha is None else alpha,

@@ -85,20 +85,28 @@ def tf_same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
     return F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
 
 
+class Conv2dSame(nn.Conv2d):
+    """A Conv2d with TensorFlow "SAME" padding, computed from the input size at run time.
+
+    The padding lives inside the conv so that the conv still sees (and a cost counter still
+    records) the unpadded input, as with ``padding=1``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(tf_same_pad(x, self.kernel_size[0], self.stride[0]))
+
+
 class ConvBNAct(nn.Module):
     """Conv (no bias: BN follows) -> BatchNorm -> ReLU/ReLU6, with symmetric or TF-SAME padding."""
 
     def __init__(self, spec: ConvSpec, cfg: MobileNetConfig) -> None:
         super().__init__()
-        self.tf_same = cfg.padding == "tf_same"
-        self.kernel = spec.kernel
-        self.stride = spec.stride
-        self.conv = nn.Conv2d(
+        tf_same = cfg.padding == "tf_same"
+        self.conv = (Conv2dSame if tf_same else nn.Conv2d)(
             spec.in_channels,
             spec.out_channels,
             spec.kernel,
             spec.stride,
-            padding=0 if self.tf_same else spec.kernel // 2,
+            padding=0 if tf_same else spec.kernel // 2,
             groups=spec.in_channels if spec.depthwise else 1,
             bias=False,
         )
@@ -106,8 +114,6 @@ class ConvBNAct(nn.Module):
         self.act = nn.ReLU6(inplace=True) if cfg.activation == "relu6" else nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.tf_same:
-            x = tf_same_pad(x, self.kernel, self.stride)
         return self.act(self.bn(self.conv(x)))
 
 
@@ -131,6 +137,8 @@ class MobileNet(nn.Module):
     count, and :meth:`forward_taps` returns intermediate feature maps by name or stride.
     """
 
+    __jit_unused_properties__ = ["num_classes"]  # TorchScript compiles forward() only
+
     def __init__(self, config: MobileNetConfig | None = None, **overrides) -> None:
         super().__init__()
         cfg = config if config is not None else MobileNetConfig()
@@ -139,7 +147,7 @@ class MobileNet(nn.Module):
         self.config = cfg
         plan = layer_plan(cfg)
         self.stem = ConvBNAct(plan[0], cfg)
-        blocks: "OrderedDict[str, nn.Module]" = OrderedDict()
+        blocks = OrderedDict()
         infos = [FeatureInfo("stem", STEM_STRIDE, plan[0].out_channels)]
         stride = STEM_STRIDE
         for spec in plan[1:]:

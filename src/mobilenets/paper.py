@@ -9,7 +9,7 @@ import math
 
 # Table 2 (1.0 MobileNet-224): share of mult-adds and of parameters, percent, by layer kind.
 # The first conv's mult-add share is printed 1.19; a straight count gives 1.91, which also makes
-# the column sum to 100.00 - the printed figure is almost certainly a digit swap. We report 1.91.
+# the column sum to 100.01 (99.29 with 1.19) - the printed figure is almost certainly a digit swap. We report 1.91.
 TABLE2 = {
     "conv1x1": (94.86, 74.59),
     "dw3x3": (3.06, 1.06),

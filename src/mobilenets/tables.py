@@ -173,7 +173,7 @@ def paper_tables_text(reference_nets: bool = True) -> str:
                      f"{r['params_share']:.2f}%", f"{r['paper_params_share']:.2f}%", _mark(r["match_params"])] for r in rows]
             out.append(format_table(["type", "mult-adds", "paper", "", "params", "paper", ""], body, "lrrlrrl"))
             out.append("Note: the paper prints 1.19% for the first conv's mult-adds; the count is 1.91% (a digit swap:\n"
-                       "with 1.91 the column sums to 100%). We report the count.")
+                       "with 1.91 the column sums to 100.01%, with 1.19 to 99.29%). We report the count.")
         elif title.startswith("The 16"):
             body = [[r["model"], f"{r['mult_adds']:.1f}", f"{r['params']:.3f}"] for r in rows]
             out.append(format_table(["model", "mult-adds (M)", "params (M)"], body))
