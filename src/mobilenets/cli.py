@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Sequence
 
@@ -49,6 +50,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--single-layer", action="store_true", help="print paper Table 3 (one 14x14x512 layer) instead")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
+    _add_train_parser(sub)
+
+    p = sub.add_parser("eval", help="top-1/top-5 of a checkpoint (prints one JSON object)")
+    p.add_argument("--checkpoint", required=True, help="a run folder (its best weights) or a checkpoint file")
+    p.add_argument("--data", help="ImageNet-style folder (uses val/); default: the data the run was trained on")
+    p.add_argument("--batch-size", type=int, default=256, help="default 256")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers (default 0)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+
+    p = sub.add_parser("predict", help="top-k labels with probabilities for images")
+    p.add_argument("--checkpoint", required=True, help="a run folder (its best weights) or a checkpoint file")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--top-k", type=int, default=5, help="default 5")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
     p = sub.add_parser("models", help="list the registry with each model's mult-adds and parameters")
     p.add_argument("--json", action="store_true", help="print a JSON list")
 
@@ -85,7 +101,127 @@ def _cmd_tables(args: argparse.Namespace) -> None:
     print(json.dumps(paper_tables_data(ref), indent=2) if args.json else paper_tables_text(ref))
 
 
-COMMANDS = {"cost": _cmd_cost, "models": _cmd_models, "tables": _cmd_tables}
+def _add_train_parser(sub) -> None:
+    import dataclasses
+
+    from .recipes import PRESETS, Recipe
+    from .train import TrainOptions
+
+    p = sub.add_parser("train", help="train a MobileNet (default: 0.5-32 on the built-in digits data)")
+    p.add_argument("--data", help="ImageNet-style folder with train/ and val/; default: sklearn digits")
+    p.add_argument("--model", help="registry name (default: alpha 0.5 at 32 px)")
+    p.add_argument("--alpha", type=_positive_float, help="width multiplier")
+    p.add_argument("--resolution", type=int, help="input size in pixels")
+    p.add_argument("--variant", choices=VARIANTS, help="separable, conv or shallow")
+    p.add_argument("--activation", choices=("relu", "relu6"), help="default relu")
+    p.add_argument("--dropout", type=float, help="dropout before the classifier (default 0.001)")
+    p.add_argument("--recipe", default="paper", choices=sorted(PRESETS), help="training preset (default paper)")
+    g = p.add_argument_group("recipe overrides (default: the preset's value)")
+    for f in dataclasses.fields(Recipe):
+        if f.name == "name":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = str(f.type)
+        if "bool" in kind:
+            g.add_argument(flag, type=_parse_bool, metavar="BOOL")
+        elif "int" in kind and "float" not in kind:
+            g.add_argument(flag, type=int)
+        elif "float" in kind:
+            g.add_argument(flag, type=_optional_float)
+        else:
+            g.add_argument(flag, type=_optional_str)
+    o = p.add_argument_group("running")
+    defaults = TrainOptions()
+    o.add_argument("--output", help="run folder (default: a new folder under runs/)")
+    o.add_argument("--resume", action="store_true", help="continue the run in --output from its newest checkpoint")
+    o.add_argument("--workers", type=int, default=defaults.workers, help=f"DataLoader workers (default {defaults.workers})")
+    o.add_argument("--seed", type=int, default=defaults.seed, help=f"default {defaults.seed}")
+    o.add_argument("--device", default=defaults.device, help="auto (default), cpu, cuda, cuda:N")
+    o.add_argument("--amp", action="store_true", help="bf16 autocast")
+    o.add_argument("--channels-last", action="store_true")
+    o.add_argument("--compile", action="store_true", help="torch.compile the model")
+    o.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm when distributed")
+    o.add_argument("--keep-last", type=int, default=defaults.keep_last, help=f"step checkpoints kept (default {defaults.keep_last})")
+    o.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps (default: epoch ends)")
+    o.add_argument("--deterministic", action="store_true", help="deterministic algorithms (bit-exact resume)")
+    o.add_argument("--max-steps", type=int, default=0, help="stop after N steps in total (0: no limit)")
+    o.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
+
+
+def _optional_float(text: str) -> float | None:
+    if text.lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def _optional_str(text: str) -> str | None:
+    return None if text.lower() == "none" else text
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from .cost import analytical_cost
+    from .recipes import Recipe
+    from .train import TrainOptions, train
+
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe)
+                 if f.name != "name" and getattr(args, f.name, None) is not None}
+    model_overrides = {k: getattr(args, k) for k in ("activation", "dropout") if getattr(args, k) is not None}
+    opts = TrainOptions(output=args.output, resume=args.resume, workers=args.workers, seed=args.seed,
+                        device=args.device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
+                        sync_bn=args.sync_bn, keep_last=args.keep_last, checkpoint_every=args.checkpoint_every,
+                        deterministic=args.deterministic, max_steps=args.max_steps, progress=not args.no_progress)
+    summary = train(args.data, args.model, alpha=args.alpha, resolution=args.resolution, variant=args.variant,
+                    recipe=args.recipe, recipe_overrides=overrides, model_overrides=model_overrides, options=opts)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    from .config import MobileNetConfig
+
+    cost = analytical_cost(MobileNetConfig.from_dict(summary["model"]))
+    top1 = summary["val_top1"]
+    print(f"trained {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.1f} s")
+    if top1 is not None:
+        print(f"val top-1 {100 * top1:.2f}%  top-5 {100 * summary['val_top5']:.2f}%  (best top-1 {100 * summary['best_top1']:.2f}%)")
+    print(f"model: alpha {cost.config['alpha']:g}, {cost.config['resolution']} px: "
+          f"{cost.mult_adds / 1e6:.2f}M mult-adds, {cost.params / 1e6:.3f}M params")
+    if summary["bad_files"]:
+        print(f"skipped {len(summary['bad_files'])} unreadable image(s); listed in {summary['output']}/bad_files.txt")
+    print(f"saved in {summary['output']}")
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    from .train import eval_checkpoint
+
+    print(json.dumps(eval_checkpoint(args.checkpoint, args.data, args.batch_size, args.workers, args.device)))
+
+
+def _cmd_predict(args: argparse.Namespace) -> None:
+    from .predict import predict
+
+    results = predict(args.checkpoint, args.images, args.top_k)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    for item in results:
+        print(item["image"])
+        for p in item["top"]:
+            print(f"  {p['probability']:7.2%}  {p['label']}")
+
+
+COMMANDS = {"cost": _cmd_cost, "models": _cmd_models, "tables": _cmd_tables, "train": _cmd_train,
+            "eval": _cmd_eval, "predict": _cmd_predict}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,6 +235,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
         print(f"mobilenet: error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:  # TrainingDiverged and friends: a clear line, non-zero exit
+        from .train import TrainingDiverged
+
+        if not isinstance(exc, TrainingDiverged):
+            raise
+        print(f"mobilenet: error: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("mobilenet: interrupted", file=sys.stderr)
         return 130

@@ -64,8 +64,9 @@ class Augment:
     # RandomResizedCrop scale=(crop_min_area, 1.0). The paper (§4) trains MobileNets with "less
     # regularization and data augmentation techniques because small models have less trouble with
     # overfitting" and reduce distortions "by limiting the size of small crops that are used in
-    # large Inception training" (Inception samples 8-100% of the image area), but gives no number. 0.35 is our choice: about 4x Inception's minimum,
-    # a value common in ImageNet recipes for small networks; lower it for the largest models.
+    # large Inception training" (Inception samples 8-100% of the image area), but gives no
+    # number. 0.35 is our choice: about 4x Inception's minimum, a value common in ImageNet recipes
+    # for small networks; lower it for the largest models.
     crop_min_area: float = 0.35
     hflip: bool = True
     # Brightness/contrast/saturation strength; 0 disables. Hue is left alone: it changes class
@@ -163,8 +164,10 @@ class DigitsDataset(Dataset):
         # Translate by up to 1/8 of the side (one source pixel) and scale by +-10%: handwriting
         # varies that much in position and size, and load_digits' blank border leaves room for
         # it. fill=0 is the background, since this runs before normalisation.
-        self.augment = T.RandomAffine(degrees=0, translate=(0.125, 0.125), scale=(0.9, 1.1),
-                                      interpolation=InterpolationMode.BILINEAR, fill=0.0) if self.train else None
+        self.augment = None
+        if self.train:
+            self.augment = T.RandomAffine(degrees=0, translate=(0.125, 0.125), scale=(0.9, 1.1),
+                                          interpolation=InterpolationMode.BILINEAR, fill=0.0)
 
     def _upsample(self, small: torch.Tensor) -> torch.Tensor:
         """``[N, 1, 8, 8]`` -> ``[N, 1, R, R]``, bilinear with ``align_corners=False``."""
@@ -282,7 +285,7 @@ class ImageFolderDataset(Dataset):
 
 def _eval_resize(resolution: int, eval_crop: float) -> int:
     """Shorter-side size before the centre crop; the epsilon keeps 224/0.875 at 256, not 255."""
-    return max(resolution, int(math.floor(resolution / eval_crop * 1.3)))
+    return max(resolution, int(math.floor(resolution / eval_crop + 1e-6)))
 
 
 def train_transform(resolution: int, augment: Augment) -> T.Compose:

@@ -170,9 +170,13 @@ def validate(r: Recipe) -> None:
     need(isinstance(r.name, str) and bool(r.name), "name", "a non-empty string")
     need(_is_int(r.epochs) and r.epochs >= 1, "epochs", "an integer >= 1")
     need(_is_int(r.batch_size) and r.batch_size >= 1, "batch_size", "an integer >= 1")
-    need(_is_int(r.base_batch_size) and r.base_batch_size >= 1, "base_batch_size", "an integer >= 1")
+    need(
+        _is_int(r.base_batch_size) and r.base_batch_size >= 1, "base_batch_size", "an integer >= 1"
+    )
     if r.optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {r.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        raise ValueError(
+            f"unknown optimizer {r.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
+        )
     if r.schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {r.schedule!r}; choose one of {', '.join(SCHEDULES)}")
     need(_is_real(r.lr) and r.lr > 0, "lr", "a number > 0")
@@ -203,7 +207,8 @@ def validate(r: Recipe) -> None:
 
 def _check_randaugment(spec: Any) -> None:
     bad = ValueError(
-        f"randaugment must be None or a timm RandAugment string like 'rand-m9-mstd0.5', got {spec!r}"
+        "randaugment must be None or a timm RandAugment string like 'rand-m9-mstd0.5', "
+        f"got {spec!r}"
     )
     if not isinstance(spec, str) or spec.split("-")[0] != "rand":
         raise bad

@@ -1,0 +1,39 @@
+"""Top-k predictions for image files with a trained checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from .checkpoint import load_model
+from .data import Augment, eval_transform
+
+
+def predict(checkpoint: str, images: Sequence[str], top_k: int = 5) -> list[dict[str, Any]]:
+    """For each image: the ``top_k`` labels with their probabilities."""
+    if top_k < 1:
+        raise ValueError(f"--top-k must be >= 1, got {top_k}")
+    model, meta = load_model(checkpoint)
+    classes = meta.get("classes") or [str(i) for i in range(model.config.num_classes)]
+    augment = Augment(mean=tuple(meta.get("mean", (0.5, 0.5, 0.5))), std=tuple(meta.get("std", (0.5, 0.5, 0.5))),
+                      eval_crop=meta.get("eval_crop", 0.875))
+    transform = eval_transform(model.config.resolution, augment)
+    from PIL import Image, UnidentifiedImageError
+
+    results = []
+    for path in images:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"image not found: {path}")
+        try:
+            with Image.open(path) as im:
+                x = transform(im.convert("RGB"))[None]
+        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            raise ValueError(f"cannot read image {path}: {exc}") from None
+        with torch.no_grad():
+            probs = model(x).softmax(dim=1)[0]
+        p, idx = probs.topk(min(top_k, len(classes)))
+        results.append({"image": str(path), "top": [{"label": classes[i], "probability": float(v)}
+                                                    for v, i in zip(p.tolist(), idx.tolist())]})
+    return results

