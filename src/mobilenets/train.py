@@ -158,7 +158,7 @@ class DistributedBatchNorm2d(nn.BatchNorm2d):
         c = x.shape[1]
         xf = x.float()
         count = torch.full((1,), xf.numel() / c, dtype=torch.float32, device=x.device)
-        stats = all_reduce(torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), count]), group=_bn_group())
+        stats = all_reduce(torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), count]))
         n = stats[2 * c]
         mean = stats[:c] / n
         var = (stats[c:2 * c] / n - mean * mean).clamp_min(0)
@@ -171,18 +171,6 @@ class DistributedBatchNorm2d(nn.BatchNorm2d):
         if self.affine:
             y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
         return y.to(x.dtype)
-
-
-_BN_GROUP = None
-
-
-def _bn_group():
-    """A process group of its own for BN statistics, so that these collectives, issued from the
-    autograd thread, never interleave with DDP's gradient all-reduces on the default group."""
-    global _BN_GROUP
-    if _BN_GROUP is None:
-        _BN_GROUP = dist.new_group(backend="gloo")
-    return _BN_GROUP
 
 
 def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
