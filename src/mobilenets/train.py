@@ -437,7 +437,7 @@ def _train_one_epoch(train_net, net, loader, optimizer, scheduler, ema, rec: Rec
             logits.sum() * 0.0
         if not torch.isfinite(loss):
             raise TrainingDiverged(
-                f"loss is {float(loss)} at epoch {st.epoch + 1}, step {st.step_in_epoch + 1}; "
+                f"loss is {loss.item()} at epoch {st.epoch + 1}, step {st.step_in_epoch + 1}; "
                 f"the last good checkpoint is kept in {out / 'checkpoints'}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
