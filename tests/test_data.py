@@ -401,3 +401,31 @@ def test_collate_mixed_batch():
     assert images.shape == (2, 3, 4, 4)
     assert labels.tolist() == [2, 2] and labels.dtype == torch.long
     assert reported == [("/x/y.jpg", "OSError: broken")]
+
+
+def test_draft_crop_matches_full_decode(tmp_path):
+    """DraftRandomResizedCrop draws the same box as torchvision's RandomResizedCrop and, while
+    decoding the JPEG at reduced size, gives nearly the pixels of a full decode of that box."""
+    import numpy as np
+    import torchvision.transforms as TV
+    from PIL import Image
+    from skimage import data as skd
+
+    from mobilenets.data import DraftRandomResizedCrop
+
+    path = tmp_path / "big.jpg"
+    Image.fromarray(skd.astronaut()).resize((1024, 1024)).save(path, quality=92)
+    crop = DraftRandomResizedCrop(128, (0.35, 1.0))
+    diffs = []
+    for seed in range(12):
+        torch.manual_seed(seed)
+        fast = np.asarray(crop(str(path)), dtype=np.float32)
+        torch.manual_seed(seed)
+        top, left, h, w = TV.RandomResizedCrop.get_params(torch.empty(3, 1024, 1024), [0.35, 1.0], [3 / 4, 4 / 3])
+        with Image.open(path) as im:
+            full = np.asarray(im.convert("RGB").resize((128, 128), Image.BILINEAR, box=(left, top, left + w, top + h)),
+                              dtype=np.float32)
+        assert fast.shape == full.shape == (128, 128, 3)
+        diffs.append(np.abs(fast - full).mean())
+    assert max(diffs) < 4.0, diffs  # mean abs difference in 0..255 levels (DCT-domain downscale)
+    assert min(diffs) > 0  # the reduced decode was really used for some crops

@@ -258,8 +258,10 @@ class ImageFolderDataset(Dataset):
     """Images in ``root/<class>/...``; unreadable files give a :class:`BadSample`, not an error."""
 
     def __init__(self, root: str | os.PathLike, samples: list[tuple[str, int]], classes: list[str],
-                 transform: Any, resolution: int) -> None:
-        """``samples``: ``(path, class index)`` pairs, as found by :func:`load_data`."""
+                 transform: Any, resolution: int, loader: Any = None) -> None:
+        """``samples``: ``(path, class index)`` pairs, as found by :func:`load_data`.
+        ``loader(path)`` decodes a file to a PIL image (default: the whole image, as RGB)."""
+        self.loader = loader or _load_rgb
         self.root = str(root)
         self.samples = samples
         self.targets = [t for _, t in samples]
@@ -275,7 +277,7 @@ class ImageFolderDataset(Dataset):
         """``(image [3, R, R], label)``, or ``BadSample(path, reason)`` if the file won't decode."""
         path, target = self.samples[index]
         try:
-            image = _load_rgb(path)
+            image = self.loader(path)
         except Exception as exc:  # noqa: BLE001 - PIL raises many types on malformed files
             # Only decoding is guarded: an error in the transforms is a bug and must surface.
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -283,15 +285,47 @@ class ImageFolderDataset(Dataset):
         return self.transform(image), target
 
 
+class DraftRandomResizedCrop:
+    """Decode + RandomResizedCrop in one step, decoding JPEGs at reduced size when it is free.
+
+    The crop box is drawn first, from the image size in the file header, with torchvision's own
+    ``RandomResizedCrop.get_params`` (same distribution, same RNG draws). libjpeg can decode at
+    1/2, 1/4 or 1/8 scale (PIL's ``draft``) for a fraction of the cost; we ask for the smallest
+    scale at which the chosen box still has at least ``size`` pixels a side, so the output has
+    the same resolution as a full decode, then crop and resize in one ``resize(box=...)``. Other
+    formats decode in full. Picklable, so it works in DataLoader workers."""
+
+    def __init__(self, size: int, scale: tuple[float, float], ratio: tuple[float, float] = (3 / 4, 4 / 3)):
+        self.size, self.scale, self.ratio = int(size), tuple(scale), tuple(ratio)
+
+    def __call__(self, path: str) -> Image.Image:
+        with Image.open(path) as image:
+            width, height = image.size
+            # A zero-storage tensor of the right shape: get_params only reads the size.
+            top, left, h, w = T.RandomResizedCrop.get_params(
+                torch.empty(1, 1, 1).expand(1, height, width), list(self.scale), list(self.ratio))
+            need = self.size / min(w, h)  # decode scale that keeps the box >= size pixels
+            if need < 1:
+                image.draft("RGB", (math.ceil(width * need), math.ceil(height * need)))
+            sx, sy = image.size[0] / width, image.size[1] / height
+            box = (left * sx, top * sy, (left + w) * sx, (top + h) * sy)
+            out = image.resize((self.size, self.size), Image.BILINEAR, box=box)
+        return out.convert("RGB")
+
+
 def _eval_resize(resolution: int, eval_crop: float) -> int:
     """Shorter-side size before the centre crop; the epsilon keeps 224/0.875 at 256, not 255."""
     return max(resolution, int(math.floor(resolution / eval_crop + 1e-6)))
 
 
-def train_transform(resolution: int, augment: Augment) -> T.Compose:
-    """PIL image -> augmented, normalised ``[3, R, R]`` tensor (image folders)."""
-    steps: list[Any] = [T.RandomResizedCrop(resolution, scale=(augment.crop_min_area, 1.0),
-                                            interpolation=InterpolationMode.BILINEAR)]
+def train_transform(resolution: int, augment: Augment, crop: bool = True) -> T.Compose:
+    """PIL image -> augmented, normalised ``[3, R, R]`` tensor (image folders). With
+    ``crop=False`` the random resized crop is left out (the loader, :class:`DraftRandomResizedCrop`,
+    did it while decoding)."""
+    steps: list[Any] = []
+    if crop:
+        steps.append(T.RandomResizedCrop(resolution, scale=(augment.crop_min_area, 1.0),
+                                         interpolation=InterpolationMode.BILINEAR))
     if augment.hflip:
         steps.append(T.RandomHorizontalFlip())
     if augment.color_jitter > 0:
@@ -351,7 +385,8 @@ def _folder(data_dir: str | os.PathLike, resolution: int, augment: Augment) -> D
     train_samples = _find_samples(root / "train", classes)
     val_samples = _find_samples(root / "val", classes)
     train = ImageFolderDataset(root / "train", train_samples, classes,
-                               train_transform(resolution, augment), resolution)
+                               train_transform(resolution, augment, crop=False), resolution,
+                               loader=DraftRandomResizedCrop(resolution, (augment.crop_min_area, 1.0)))
     val = ImageFolderDataset(root / "val", val_samples, classes,
                              eval_transform(resolution, augment), resolution)
     return DataBundle(train=train, val=val, classes=classes, source=str(root))
