@@ -216,3 +216,21 @@ def test_ddp_syncbn_gradients_match_single_process(tmp_path, sync):
         assert worst < 1e-3, worst
     else:
         assert worst > 1e-2, worst
+
+
+def test_bf16_channels_last_steps(tmp_path):
+    """bf16 autocast + channels_last train and checkpoint finite fp32 weights in NCHW-loadable form."""
+    summary = _quick(tmp_path, "amp", recipe={"epochs": 1, "batch_size": 128},
+                     options={"amp": True, "channels_last": True, "max_steps": 3, "deterministic": False})
+    state = load_state(sorted(Path(summary["output"], "checkpoints").glob("step-*.pt"))[-1])
+    assert json.loads(state["run_state"])["global_step"] == 3
+    assert all(v.dtype != torch.bfloat16 and torch.isfinite(v.float()).all() for v in state["model"].values())
+    model, _ = load_model(summary["output"])  # loads into a plain NCHW fp32 model
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager_loss_scale(tmp_path):
+    summary = _quick(tmp_path, "compiled", recipe={"epochs": 1, "batch_size": 128},
+                     options={"compile": True, "max_steps": 2, "deterministic": False})
+    assert summary["steps"] == 2
