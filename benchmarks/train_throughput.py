@@ -536,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tempfile.mkdtemp(prefix="mobilenets-bench-"))
         try:
             settings["folder"] = build_image_folder(tmp, n_train=200)
-            rows += run_data_part(tmp, [224, 128], rounds=2 if args.quick else 7,
+            rows += run_data_part(tmp, [224, 128], rounds=2 if args.quick else 11,
                                   items=100 if args.quick else 200, settings=settings)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
