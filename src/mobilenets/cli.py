@@ -76,9 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_cost(args: argparse.Namespace) -> None:
-    from .cost import model_cost
+    from .cost import model_cost, single_layer_rows
     from .tables import cost_text, single_layer_text
-    from .cost import single_layer_rows
 
     if args.single_layer:
         print(json.dumps(single_layer_rows(), indent=2) if args.json else single_layer_text())

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from . import paper
-from .config import MobileNetConfig
 from .cost import KIND_LABELS, TORCHVISION_PREFIX, CostReport, analytical_cost, model_cost, single_layer_rows
 from .registry import PAPER_ALPHAS, PAPER_RESOLUTIONS, get_config, list_models, model_name
 
