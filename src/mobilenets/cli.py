@@ -33,6 +33,18 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 
+# Subcommands that live beside their code: each module has ``add_cli(subparsers)``, which adds
+# its parser(s) with ``set_defaults(func=...)``; the module must import heavy dependencies
+# (TensorFlow, ONNX Runtime, ...) lazily, inside ``func``.
+_SUBCOMMAND_MODULES: tuple[str, ...] = ()
+
+
+def module_cli(name: str):
+    import importlib
+
+    return importlib.import_module(f".{name}", __package__)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mobilenet", description="MobileNets (Howard et al., 2017): models and their exact cost.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -51,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
     _add_train_parser(sub)
+    for module in _SUBCOMMAND_MODULES:
+        module_cli(module).add_cli(sub)
 
     p = sub.add_parser("eval", help="top-1/top-5 of a checkpoint (prints one JSON object)")
     p.add_argument("--checkpoint", required=True, help="a run folder (its best weights) or a checkpoint file")
@@ -137,6 +151,8 @@ def _add_train_parser(sub) -> None:
     o.add_argument("--seed", type=int, default=defaults.seed, help=f"default {defaults.seed}")
     o.add_argument("--device", default=defaults.device, help="auto (default), cpu, cuda, cuda:N")
     o.add_argument("--amp", action="store_true", help="bf16 autocast")
+    o.add_argument("--float64", action="store_true",
+                   help="train in float64 (slow; for numerical checks such as DDP equivalence)")
     o.add_argument("--channels-last", action="store_true")
     o.add_argument("--compile", action="store_true", help="torch.compile the model")
     o.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm when distributed")
@@ -179,7 +195,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
                  if f.name != "name" and getattr(args, f.name, None) is not None}
     model_overrides = {k: getattr(args, k) for k in ("activation", "dropout") if getattr(args, k) is not None}
     opts = TrainOptions(output=args.output, resume=args.resume, workers=args.workers, seed=args.seed,
-                        device=args.device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
+                        device=args.device, amp=args.amp, float64=args.float64, channels_last=args.channels_last, compile=args.compile,
                         sync_bn=args.sync_bn, keep_last=args.keep_last, checkpoint_every=args.checkpoint_every,
                         deterministic=args.deterministic, max_steps=args.max_steps, progress=not args.no_progress)
     summary = train(args.data, args.model, alpha=args.alpha, resolution=args.resolution, variant=args.variant,
@@ -227,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mobilenet`` command; returns the exit status."""
     try:
         args = build_parser().parse_args(argv)
-        COMMANDS[args.command](args)
+        (getattr(args, "func", None) or COMMANDS[args.command])(args)
     except _UsageError as exc:
         print(f"mobilenet: error: {exc}", file=sys.stderr)
         return 2

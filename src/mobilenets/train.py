@@ -54,6 +54,7 @@ class TrainOptions:
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     amp: bool = False  # bf16 autocast (CPU and GPU)
+    float64: bool = False  # model and data in float64: slow, for numerical checks (DDP equivalence)
     channels_last: bool = False
     compile: bool = False  # torch.compile the training model
     sync_bn: bool = False  # SyncBatchNorm under DDP
@@ -155,8 +156,8 @@ class DistributedBatchNorm2d(nn.BatchNorm2d):
         from torch.distributed.nn.functional import all_reduce
 
         c = x.shape[1]
-        xf = x.float()
-        count = torch.full((1,), xf.numel() / c, dtype=torch.float32, device=x.device)
+        xf = x if x.dtype == torch.float64 else x.float()
+        count = torch.full((1,), xf.numel() / c, dtype=xf.dtype, device=x.device)
         stats = all_reduce(torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), count]))
         n = stats[2 * c]
         mean = stats[:c] / n
@@ -180,6 +181,7 @@ def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module
         if isinstance(child, nn.BatchNorm2d) and not isinstance(child, DistributedBatchNorm2d):
             new = DistributedBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
                                          child.track_running_stats)
+            new.to(device=child.running_mean.device, dtype=child.running_mean.dtype)  # keep float64 runs float64
             new.load_state_dict(child.state_dict())
             setattr(module, name, new)
         else:
@@ -204,6 +206,11 @@ def accuracy_counts(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> li
 
 
 @torch.no_grad()
+def _full(t: torch.Tensor) -> torch.Tensor:
+    """At least float32 (bf16 autocast logits are upcast; float64 ones are kept)."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
 def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, amp: bool = False,
              channels_last: bool = False) -> dict[str, float]:
     """Top-1 / top-5 (fractions) and mean cross-entropy over ``loader``."""
@@ -213,12 +220,12 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, amp: bo
     for images, labels, _bad in loader:
         if not len(labels):
             continue
-        images, labels = images.to(device), labels.to(device)
+        images, labels = images.to(device, next(model.parameters()).dtype), labels.to(device)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(images)
-        loss += float(F.cross_entropy(logits.float(), labels, reduction="sum"))
+        loss += float(F.cross_entropy(_full(logits), labels, reduction="sum"))
         c1, c5 = accuracy_counts(logits, labels)
         top1, top5, n = top1 + c1, top5 + c5, n + len(labels)
     return {"top1": top1 / max(n, 1), "top5": top5 / max(n, 1), "loss": loss / max(n, 1), "images": n}
@@ -323,6 +330,8 @@ def train(
     cfg = cfg.replace(num_classes=len(bundle.classes))
 
     net = MobileNet(cfg).to(device)
+    if opts.float64:
+        net = net.double()
     if opts.channels_last:
         net = net.to(memory_format=torch.channels_last)
     if ddp.world > 1 and opts.sync_bn:
@@ -428,11 +437,13 @@ def _train_one_epoch(train_net, net, loader, optimizer, scheduler, ema, rec: Rec
             if ddp.main:
                 print(f"skipped unreadable image {path}: {reason}", flush=True)
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        if opts.float64:
+            images = images.double()
         if opts.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.amp):
             logits = train_net(images)
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=rec.label_smoothing) if len(labels) else \
+        loss = F.cross_entropy(_full(logits), labels, label_smoothing=rec.label_smoothing) if len(labels) else \
             logits.sum() * 0.0
         if not torch.isfinite(loss):
             raise TrainingDiverged(
