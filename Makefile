@@ -24,8 +24,10 @@ $(DEV_STAMP): $(STAMP)
 
 venv: $(STAMP)
 
+# The main job: train the default model (0.5 width, 32 px) on the built-in digits data,
+# evaluate it, print accuracy, cost and the run folder.
 demo: $(STAMP)
-	$(BIN)/mobilenet tables
+	$(BIN)/mobilenet train
 
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -n 2 -q

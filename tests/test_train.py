@@ -44,6 +44,11 @@ def test_run_folder_interface(tmp_path):
     assert list((out / "tensorboard").iterdir())
     model, meta = load_model(out)
     assert model.config.alpha == 0.25 and meta["classes"][3] == "3" and not model.training
+    # a finished run is never overwritten by a new one started on the same folder
+    before = (out / "metrics.jsonl").read_bytes()
+    with pytest.raises(ValueError, match="already holds a run"):
+        _quick(tmp_path, "run", recipe={"epochs": 1, "batch_size": 128})
+    assert (out / "metrics.jsonl").read_bytes() == before
 
 
 def _weights(path):

@@ -316,6 +316,10 @@ def train(
     state_path = _latest_state(out) if opts.resume else None
     if opts.resume and state_path is None:
         raise FileNotFoundError(f"nothing to resume in {out}: no checkpoints/step-*.pt")
+    if not opts.resume and (out / "config.json").exists():
+        raise ValueError(f"{out} already holds a run; use --resume to continue it or another --output")
+    if ddp.world > 1:
+        dist.barrier()  # every rank has checked the folder before rank 0 writes into it
     if state_path is not None:
         saved_run = json.loads((out / "config.json").read_text())
         cfg = MobileNetConfig.from_dict(saved_run["model"])
