@@ -429,3 +429,19 @@ def test_draft_crop_matches_full_decode(tmp_path):
         diffs.append(np.abs(fast - full).mean())
     assert max(diffs) < 4.0, diffs  # mean abs difference in 0..255 levels (DCT-domain downscale)
     assert min(diffs) > 0  # the reduced decode was really used for some crops
+
+
+def test_to_normalized_tensor_equals_torchvision():
+    from skimage import data as skd
+    from torchvision import transforms as T
+
+    from mobilenets.data import ToNormalizedTensor
+
+    image = Image.fromarray(skd.chelsea()[:97, :131])
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    ours = ToNormalizedTensor(mean, std)(image)
+    ref = T.Compose([T.ToTensor(), T.Normalize(mean, std)])(image)
+    assert ours.shape == ref.shape == (3, 97, 131) and ours.dtype == torch.float32
+    assert float((ours - ref).abs().max()) < 1e-5
+    grey = ToNormalizedTensor(mean, std)(image.convert("L"))  # converted to RGB, as ToTensor+Normalize cannot
+    assert grey.shape == (3, 97, 131)
