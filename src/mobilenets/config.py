@@ -7,10 +7,11 @@ beside every checkpoint and export and rebuild the exact same network later.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
+
+from ._serial import JsonDataclass
 
 VARIANTS = ("separable", "conv", "shallow")
 ACTIVATIONS = ("relu", "relu6")
@@ -19,7 +20,7 @@ MIN_RESOLUTION = 32  # five stride-2 layers: 32 px is the smallest input with a 
 
 
 @dataclass(frozen=True)
-class MobileNetConfig:
+class MobileNetConfig(JsonDataclass):
     # Width multiplier α (paper §3.3): scales the channels of the stem and of every pointwise conv.
     # Any α > 0; α > 1 widens the network.
     alpha: float = 1.0
@@ -59,15 +60,6 @@ class MobileNetConfig:
         """The paper's resolution multiplier ρ = resolution / 224."""
         return self.resolution / 224
 
-    def replace(self, **changes: Any) -> "MobileNetConfig":
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_json(self, **kwargs: Any) -> str:
-        return json.dumps(self.to_dict(), **kwargs)
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "MobileNetConfig":
         known = {f.name for f in dataclasses.fields(cls)}
@@ -75,16 +67,6 @@ class MobileNetConfig:
         if unknown:
             raise ValueError(f"unknown MobileNetConfig field(s): {', '.join(unknown)}")
         return cls(**data)
-
-    @classmethod
-    def from_json(cls, text: str) -> "MobileNetConfig":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"config is not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise ValueError("config JSON must be an object")
-        return cls.from_dict(data)
 
 
 def _is_real(x: Any) -> bool:

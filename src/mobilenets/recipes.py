@@ -45,7 +45,6 @@ Schedules are stepped once per **iteration** (``scheduler.step()`` after every
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -54,12 +53,14 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
+from ._serial import JsonDataclass
+
 OPTIMIZERS = ("rmsprop_tf", "sgd", "adamw")
 SCHEDULES = ("exponential", "cosine")
 
 
 @dataclass(frozen=True)
-class Recipe:
+class Recipe(JsonDataclass):
     # Short name of the recipe (free text; the presets are "paper" and "modern").
     name: str
     # Number of training epochs (the cosine schedule ends exactly at the last iteration).
@@ -115,12 +116,6 @@ class Recipe:
         _check_fields(changes)
         return dataclasses.replace(self, **changes)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_json(self, **kwargs: Any) -> str:
-        return json.dumps(self.to_dict(), **kwargs)
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Recipe":
         if not isinstance(data, dict):
@@ -131,13 +126,6 @@ class Recipe:
             raise ValueError(f"missing Recipe field(s): {', '.join(missing)}")
         return cls(**data)
 
-    @classmethod
-    def from_json(cls, text: str) -> "Recipe":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"recipe is not valid JSON: {exc}") from None
-        return cls.from_dict(data)
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(Recipe))
