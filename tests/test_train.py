@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mobilenets.checkpoint import load_model, load_state
+from mobilenets.checkpoint import load_checkpoint, load_state
 from mobilenets.cli import main
 from mobilenets.train import TrainOptions, train
 
@@ -42,7 +42,7 @@ def test_run_folder_interface(tmp_path):
     assert config["classes"] == [str(i) for i in range(10)]
     assert (out / "best.safetensors").is_file() and len(list((out / "checkpoints").glob("step-*.pt"))) == 2
     assert list((out / "tensorboard").iterdir())
-    model, meta = load_model(out)
+    model, meta = load_checkpoint(out)
     assert model.config.alpha == 0.25 and meta["classes"][3] == "3" and not model.training
     # a finished run is never overwritten by a new one started on the same folder
     before = (out / "metrics.jsonl").read_bytes()
@@ -242,7 +242,7 @@ def test_bf16_channels_last_steps(tmp_path):
     state = load_state(sorted(Path(summary["output"], "checkpoints").glob("step-*.pt"))[-1])
     assert json.loads(state["run_state"])["global_step"] == 3
     assert all(v.dtype != torch.bfloat16 and torch.isfinite(v.float()).all() for v in state["model"].values())
-    model, _ = load_model(summary["output"])  # loads into a plain NCHW fp32 model
+    model, _ = load_checkpoint(summary["output"])  # loads into a plain NCHW fp32 model
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .checkpoint import load_model
+from .checkpoint import load_checkpoint
 from .data import Augment, eval_transform
 
 
@@ -15,7 +15,7 @@ def predict(checkpoint: str, images: Sequence[str], top_k: int = 5) -> list[dict
     """For each image: the ``top_k`` labels with their probabilities."""
     if top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {top_k}")
-    model, meta = load_model(checkpoint)
+    model, meta = load_checkpoint(checkpoint)
     classes = meta.get("classes") or [str(i) for i in range(model.config.num_classes)]
     augment = Augment(mean=tuple(meta.get("mean", (0.5, 0.5, 0.5))), std=tuple(meta.get("std", (0.5, 0.5, 0.5))),
                       eval_crop=meta.get("eval_crop", 0.875))

@@ -511,9 +511,9 @@ def _checkpoint(net, optimizer, scheduler, ema, st: RunState, cfg: MobileNetConf
 def eval_checkpoint(checkpoint: str, data: str | None = None, batch_size: int = 256, workers: int = 0,
                     device: str = "auto") -> dict[str, Any]:
     """Top-1/top-5 of a checkpoint on ``data`` (default: the data it was trained on)."""
-    from .checkpoint import load_model
+    from .checkpoint import load_checkpoint
 
-    model, meta = load_model(checkpoint)
+    model, meta = load_checkpoint(checkpoint)
     if data is None:
         data = meta.get("data")
     dev = pick_device(device)
