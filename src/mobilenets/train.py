@@ -205,12 +205,12 @@ def accuracy_counts(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> li
     return [int(hit[:, :k].any(dim=1).sum()) for k in ks]
 
 
-@torch.no_grad()
 def _full(t: torch.Tensor) -> torch.Tensor:
     """At least float32 (bf16 autocast logits are upcast; float64 ones are kept)."""
     return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
+@torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, amp: bool = False,
              channels_last: bool = False) -> dict[str, float]:
     """Top-1 / top-5 (fractions) and mean cross-entropy over ``loader``."""
