@@ -251,3 +251,18 @@ def test_compiled_training_matches_eager_loss_scale(tmp_path):
     summary = _quick(tmp_path, "compiled", recipe={"epochs": 1, "batch_size": 128},
                      options={"compile": True, "max_steps": 2, "deterministic": False})
     assert summary["steps"] == 2
+
+
+def test_training_does_not_load_tensorflow(tmp_path):
+    """TensorBoard would import TensorFlow (installed for convert/export); loading triton after TF
+    segfaults, so a run followed by torch.compile would crash. The writer must use TB's stub."""
+    code = ("import sys, torch\n"
+            "from mobilenets.train import TrainOptions, train\n"
+            f"train(None, alpha=0.25, resolution=32, options=TrainOptions(output={str(tmp_path / 'r')!r}, "
+            "progress=False, max_steps=1))\n"
+            "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
+            "import torch._inductor.codecache\n"
+            "print('fine')\n")
+    r = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True)
+    assert r.returncode == 0 and "fine" in r.stdout, r.stderr[-2000:]
+    assert list((tmp_path / "r" / "tensorboard").iterdir())

@@ -479,6 +479,14 @@ def _train_one_epoch(train_net, net, loader, optimizer, scheduler, ema, rec: Rec
 
 
 def _tensorboard(out: Path):
+    # TensorBoard imports TensorFlow when it is installed (it is, for `mobilenet convert/export`)
+    # unless `tensorboard.compat.notf` exists, its documented switch to the built-in TF stub.
+    # Writing event files needs only the stub; loading TF here would cost seconds, print TF's
+    # log lines, and crash a later torch.compile (triton loaded after TF segfaults).
+    import sys
+    import types
+
+    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is a dependency, but a broken install should not stop training
