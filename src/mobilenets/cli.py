@@ -36,7 +36,7 @@ def _positive_float(text: str) -> float:
 # Subcommands that live beside their code: each module has ``add_cli(subparsers)``, which adds
 # its parser(s) with ``set_defaults(func=...)``; the module must import heavy dependencies
 # (TensorFlow, ONNX Runtime, ...) lazily, inside ``func``.
-_SUBCOMMAND_MODULES: tuple[str, ...] = ("convert", "bench")
+_SUBCOMMAND_MODULES: tuple[str, ...] = ("convert", "bench", "export")
 
 
 def module_cli(name: str):
