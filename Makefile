@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
+DEMO_STAMP := $(VENV)/.installed-export
 
 .PHONY: demo test test-slow venv clean
 
@@ -18,6 +19,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
+$(DEMO_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[export]'
+	touch $@
+
 $(DEV_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
@@ -25,9 +30,9 @@ $(DEV_STAMP): $(STAMP)
 venv: $(STAMP)
 
 # The main job: train the default model (0.5 width, 32 px) on the built-in digits data,
-# evaluate it, print accuracy, cost and the run folder.
-demo: $(STAMP)
-	$(BIN)/mobilenet train
+# export it to ONNX in float32 and int8, print accuracy, cost, latency and the run folder.
+demo: $(DEMO_STAMP)
+	$(BIN)/mobilenet demo
 
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -n 2 -q

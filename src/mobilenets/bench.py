@@ -673,6 +673,22 @@ def _interleave(runs: dict, rows: dict, s: BenchSettings, progress: bool) -> dic
     return samples
 
 
+def time_interleaved(runs: dict[str, Callable[[], Any]], settings: BenchSettings | None = None,
+                     progress: bool = False) -> dict[str, dict[str, float]]:
+    """Time ready-made callables the way :func:`bench` times its engines (warm-up, then
+    interleaved rounds); returns ``{name: {"median_ms", "p10_ms", "p90_ms", "samples"}}``."""
+    s = settings or BenchSettings()
+    rows: dict[str, dict[str, Any]] = {}
+    for name, run in runs.items():
+        t = time.perf_counter()
+        for _ in range(max(s.warmup, 1)):
+            run()
+        rows[name] = {"_warm_s": (time.perf_counter() - t) / max(s.warmup, 1)}
+    samples = _interleave(runs, rows, s, progress)
+    return {name: {"median_ms": statistics.median(ts) * 1e3, "p10_ms": percentile(ts, 10) * 1e3,
+                   "p90_ms": percentile(ts, 90) * 1e3, "samples": len(ts)} for name, ts in samples.items()}
+
+
 # --------------------------------------------------------------------------- all models
 
 

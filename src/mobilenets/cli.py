@@ -36,7 +36,7 @@ def _positive_float(text: str) -> float:
 # Subcommands that live beside their code: each module has ``add_cli(subparsers)``, which adds
 # its parser(s) with ``set_defaults(func=...)``; the module must import heavy dependencies
 # (TensorFlow, ONNX Runtime, ...) lazily, inside ``func``.
-_SUBCOMMAND_MODULES: tuple[str, ...] = ("convert", "bench", "export")
+_SUBCOMMAND_MODULES: tuple[str, ...] = ("convert", "bench", "export", "demo")
 
 
 def module_cli(name: str):
@@ -187,7 +187,6 @@ def _optional_str(text: str) -> str | None:
 def _cmd_train(args: argparse.Namespace) -> None:
     import dataclasses
 
-    from .cost import analytical_cost
     from .recipes import Recipe
     from .train import TrainOptions, train
 
@@ -202,18 +201,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
                     recipe=args.recipe, recipe_overrides=overrides, model_overrides=model_overrides, options=opts)
     if int(os.environ.get("RANK", "0")) != 0:
         return
-    from .config import MobileNetConfig
+    from .demo import train_summary_lines
 
-    cost = analytical_cost(MobileNetConfig.from_dict(summary["model"]))
-    top1 = summary["val_top1"]
-    print(f"trained {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.1f} s")
-    if top1 is not None:
-        print(f"val top-1 {100 * top1:.2f}%  top-5 {100 * summary['val_top5']:.2f}%  (best top-1 {100 * summary['best_top1']:.2f}%)")
-    print(f"model: alpha {cost.config['alpha']:g}, {cost.config['resolution']} px: "
-          f"{cost.mult_adds / 1e6:.2f}M mult-adds, {cost.params / 1e6:.3f}M params")
-    if summary["bad_files"]:
-        print(f"skipped {len(summary['bad_files'])} unreadable image(s); listed in {summary['output']}/bad_files.txt")
-    print(f"saved in {summary['output']}")
+    print("\n".join(train_summary_lines(summary)))
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:

@@ -1,0 +1,131 @@
+"""The main job (``make demo``, ``mobilenet demo``): train the default model on the built-in digits
+data, export it to ONNX in float32 and int8, and print the accuracy and batch-1 latency of each
+export beside the eager PyTorch model's.
+
+Every step is a library function that also has its own command (``train``, ``export``,
+``bench``); this module only chains them and prints one table at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def train_summary_lines(summary: dict[str, Any]) -> list[str]:
+    """What ``mobilenet train`` prints at the end of a run: accuracy, cost, where it was saved."""
+    from .config import MobileNetConfig
+    from .cost import analytical_cost
+
+    cost = analytical_cost(MobileNetConfig.from_dict(summary["model"]))
+    lines = [f"trained {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.1f} s"]
+    if summary["val_top1"] is not None:
+        lines.append(f"val top-1 {100 * summary['val_top1']:.2f}%  top-5 {100 * summary['val_top5']:.2f}%  "
+                     f"(best top-1 {100 * summary['best_top1']:.2f}%)")
+    lines.append(f"model: alpha {cost.config['alpha']:g}, {cost.config['resolution']} px: "
+                 f"{cost.mult_adds / 1e6:.2f}M mult-adds, {cost.params / 1e6:.3f}M params")
+    if summary["bad_files"]:
+        lines.append(f"skipped {len(summary['bad_files'])} unreadable image(s); listed in "
+                     f"{summary['output']}/bad_files.txt")
+    lines.append(f"saved in {summary['output']}")
+    return lines
+
+
+def test_arrays(checkpoint: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out images of the data a run was trained on, preprocessed as in evaluation."""
+    from torch.utils.data import DataLoader
+
+    from .checkpoint import load_checkpoint
+    from .data import Augment, collate_skip_bad, load_data
+
+    model, meta = load_checkpoint(checkpoint)
+    augment = Augment(mean=tuple(meta.get("mean", (0.5, 0.5, 0.5))), std=tuple(meta.get("std", (0.5, 0.5, 0.5))),
+                      eval_crop=meta.get("eval_crop", 0.875))
+    bundle = load_data(meta.get("data"), model.config.resolution, augment)
+    xs, ys = [], []
+    for images, labels, _bad in DataLoader(bundle.val, batch_size=256, collate_fn=collate_skip_bad):
+        xs.append(images.numpy())
+        ys.append(labels.numpy())
+    return np.concatenate(xs).astype(np.float32), np.concatenate(ys)
+
+
+def _accuracy(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    top = np.concatenate([np.asarray(fn(x[i:i + 64])).argmax(1) for i in range(0, len(x), 64)])
+    return float((top == y).mean()), top
+
+
+def demo(output: str | None = None, *, threads: int = 2, rounds: int = 5, epochs: int | None = None,
+         progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train, export (fp32 and int8 ONNX), then measure accuracy and latency of each; returns the
+    summary (``rows``: engine, precision, top1, agreement with eager, median_ms). ``epochs``
+    overrides the digits default (30), for quick checks."""
+    from .bench import BenchSettings, time_interleaved
+    from .checkpoint import load_model
+    from .export import check_text, export_model
+    from .runtime import load_runner
+    from .train import TrainOptions, train
+
+    summary = train(None, options=TrainOptions(output=output, progress=progress),
+                    recipe_overrides={"epochs": epochs} if epochs else None)
+    run = Path(summary["output"])
+    for line in train_summary_lines(summary):
+        log(line)
+
+    log("\nexporting to ONNX (BatchNorm folded), float32 and int8 (static, per-channel weights, "
+        "calibrated on the training digits):")
+    files = {"onnx fp32": run / "export" / "model.onnx", "onnx int8": run / "export" / "model-int8.onnx"}
+    for name, path in files.items():
+        report = export_model(run, path, "onnx", int8=name.endswith("int8"), threads=threads)
+        log(f"  {path}: {check_text(report)}")
+
+    torch.set_num_threads(threads)
+    model = load_model(run)
+    x, y = test_arrays(run)
+
+    def eager(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(batch)).numpy()
+
+    engines: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {"pytorch eager": ("fp32", eager)}
+    for name, path in files.items():
+        engines[name] = (name.split()[1], load_runner(path, threads=threads))
+    one = x[:1].copy()
+    timings = time_interleaved({name: (lambda fn=fn: fn(one)) for name, (_, fn) in engines.items()},
+                               BenchSettings(threads=threads, rounds=rounds), progress=progress)
+    rows = []
+    ref_top = None
+    for name, (precision, fn) in engines.items():
+        top1, top = _accuracy(fn, x, y)
+        ref_top = top if ref_top is None else ref_top
+        rows.append({"engine": name, "precision": precision, "top1": top1,
+                     "agreement": float((top == ref_top).mean()), "median_ms": timings[name]["median_ms"],
+                     "p10_ms": timings[name]["p10_ms"], "p90_ms": timings[name]["p90_ms"]})
+    log(f"\non the {len(y)} held-out digits, batch-1 latency with {threads} threads "
+        f"(median of {rounds} interleaved rounds):")
+    log(f"  {'engine':<14} {'precision':<9} {'top-1':>7} {'same top-1 as eager':>20} {'latency ms':>11} {'p10-p90':>14}")
+    for r in rows:
+        log(f"  {r['engine']:<14} {r['precision']:<9} {100 * r['top1']:6.2f}% {100 * r['agreement']:19.2f}% "
+            f"{r['median_ms']:11.3f} {r['p10_ms']:6.3f}-{r['p90_ms']:<7.3f}")
+    log(f"\nrun folder: {run}")
+    return {"output": str(run), "train": summary, "rows": rows}
+
+
+def add_cli(subparsers: Any) -> None:
+    p = subparsers.add_parser("demo", help="the main job: train on the built-in digits, export fp32/int8 ONNX, "
+                                           "print accuracy and latency of each")
+    p.add_argument("--output", help="run folder (default: a new folder under runs/)")
+    p.add_argument("--threads", type=int, default=2, help="inference threads for the latency table (default 2)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    if args.threads < 1 or args.rounds < 1:
+        raise ValueError("--threads and --rounds must be >= 1")
+    demo(args.output, threads=args.threads, rounds=args.rounds, progress=not args.no_progress)
