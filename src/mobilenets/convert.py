@@ -169,8 +169,6 @@ def _keras_weight_name(w: Any) -> str:
 
 
 def _load_keras_model(path: str | os.PathLike) -> Any:
-    keras = _import_tf("keras")
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Keras model not found: {path}")
@@ -178,6 +176,7 @@ def _load_keras_model(path: str | os.PathLike) -> Any:
         raise ValueError(f"unknown Keras model format {path.suffix!r} for {path}; expected .keras or .h5")
     if path.suffix == ".keras" and not zipfile.is_zipfile(path):
         raise ValueError(f"cannot read Keras model {path}: not a .keras (zip) file")
+    keras = _import_tf("keras")  # after the checks: a bad path is one line, without TF's start-up log
     try:
         # safe_mode (the default for .keras) refuses to deserialize lambdas: no code from the file runs.
         return keras.models.load_model(path, compile=False, safe_mode=True)

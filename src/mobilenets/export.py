@@ -180,6 +180,9 @@ def resolve_source(model_or_checkpoint: Any, expect_model: str | None = None) ->
         else:
             from .checkpoint import load_checkpoint
 
+            if not os.path.exists(text):
+                raise FileNotFoundError(f"{text} is neither a registry model (see `mobilenet models`) "
+                                        f"nor an existing checkpoint")
             m, meta = load_checkpoint(text)
             src = Source(m.eval(), f"checkpoint {text}", tuple(meta.get("mean", default)),
                          tuple(meta.get("std", default)), float(meta.get("eval_crop", 0.875)),
