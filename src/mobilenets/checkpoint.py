@@ -150,18 +150,24 @@ def save_model(model: MobileNet, path: str | os.PathLike, *, preprocessing: dict
     return folder
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file that must hold an object; anything else is one clear ValueError."""
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path} is not a JSON object")
+    return doc
+
+
 def _folder_config(folder: Path) -> dict[str, Any] | None:
     """The parsed config.json of a model folder written by :func:`save_model`; None if the folder
     has no config.json. Another project's config.json gives a clear error."""
     file = folder / MODEL_CONFIG_FILE
     if not file.is_file():
         return None
-    try:
-        doc = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{file} is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ValueError(f"{file} is not a JSON object")
+    doc = read_json_object(file)
     if doc.get("format") == MODEL_FORMAT:
         if not isinstance(doc.get("model"), dict):
             raise ValueError(f"{file} has no \"model\" object")

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import _read_safetensors, atomic_write, load_model, load_state, save_model
+from .checkpoint import _read_safetensors, atomic_write, load_model, load_state, read_json_object, save_model
 from .config import MobileNetConfig
 from .model import BLOCKS, MobileNet, layer_plan
 
@@ -64,6 +64,14 @@ def _units() -> Iterator[tuple[str, int, str]]:
     for block in BLOCKS:
         yield f"blocks.{block}.dw", block, "dw"
         yield f"blocks.{block}.pw", block, "pw"
+
+
+def _timm_prefixes(block: int, kind: str) -> tuple[str, str]:
+    """timm's key prefixes (conv, BN) for one of our units: the stem, or a block's dw / pw."""
+    if kind == "conv":
+        return "conv_stem.", "bn1."
+    tb = _timm_block(block)
+    return (f"{tb}.conv_dw.", f"{tb}.bn1.") if kind == "dw" else (f"{tb}.conv_pw.", f"{tb}.bn2.")
 
 
 def _timm_block(block: int) -> str:
@@ -473,11 +481,7 @@ def from_timm(source: Any) -> MobileNet:
 
     layers = {}
     for unit, block, kind in _units():
-        if kind == "conv":
-            conv, bn = "conv_stem.", "bn1."
-        else:
-            tb = _timm_block(block)
-            conv, bn = (f"{tb}.conv_dw.", f"{tb}.bn1.") if kind == "dw" else (f"{tb}.conv_pw.", f"{tb}.bn2.")
+        conv, bn = _timm_prefixes(block, kind)
         layers[unit] = {"conv": _np(take(conv + "weight"))}
         for ours in ("weight", "bias", "running_mean", "running_var"):
             layers[unit][ours] = _np(take(bn + ours))
@@ -533,11 +537,7 @@ def to_timm(model: MobileNet, path: str | os.PathLike) -> Path:
     state = model.state_dict()
     out: dict[str, torch.Tensor] = {}
     for unit, block, kind in _units():
-        if kind == "conv":
-            conv, bn = "conv_stem.", "bn1."
-        else:
-            tb = _timm_block(block)
-            conv, bn = (f"{tb}.conv_dw.", f"{tb}.bn1.") if kind == "dw" else (f"{tb}.conv_pw.", f"{tb}.bn2.")
+        conv, bn = _timm_prefixes(block, kind)
         out[conv + "weight"] = state[f"{unit}.conv.weight"]
         for key in ("weight", "bias", "running_mean", "num_batches_tracked"):
             out[bn + key] = state[f"{unit}.bn.{key}"]
@@ -552,18 +552,6 @@ def to_timm(model: MobileNet, path: str | os.PathLike) -> Path:
 
 
 # --- Hugging Face transformers -------------------------------------------------------------------
-
-def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
-    try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ValueError(f"{path} is not a JSON object")
-    return doc
-
 
 def from_hf(source: Any) -> MobileNet:
     """A MobileNet with the weights of a Hugging Face ``MobileNetV1ForImageClassification`` (or
@@ -581,7 +569,7 @@ def from_hf(source: Any) -> MobileNet:
             raise FileNotFoundError(f"Hugging Face model folder not found: {folder}")
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"{folder} has no config.json: not a Hugging Face model folder")
-        hf_cfg = _read_json(folder / "config.json")
+        hf_cfg = read_json_object(folder / "config.json")
         for name in ("model.safetensors", "pytorch_model.bin"):
             if (folder / name).is_file():
                 state = _read_weights_file(folder / name)
@@ -590,7 +578,7 @@ def from_hf(source: Any) -> MobileNet:
             raise FileNotFoundError(f"{folder} has neither model.safetensors nor pytorch_model.bin")
         info["path"] = str(folder)
         if (folder / "preprocessor_config.json").is_file():
-            pre.update(_hf_preprocessing(_read_json(folder / "preprocessor_config.json")))
+            pre.update(_hf_preprocessing(read_json_object(folder / "preprocessor_config.json")))
     else:
         raise ValueError(f"from_hf expects a transformers model or a model folder, got {type(source).__name__}")
     if hf_cfg.get("model_type") != "mobilenet_v1":
