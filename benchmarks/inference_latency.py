@@ -40,29 +40,15 @@ import argparse
 import json
 import sys
 
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+from _cli import ScriptParser, positive_int
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = _Parser(prog="inference_latency.py", description=__doc__.split("\n", 1)[0])
+    p = ScriptParser(prog="inference_latency.py", description=__doc__.split("\n", 1)[0])
     p.add_argument("--model", default="mobilenet_v1_1.0_224", help="registry name (default mobilenet_v1_1.0_224)")
-    p.add_argument("--threads", type=_positive_int, default=2, help="threads of every engine (default 2)")
-    p.add_argument("--batch", type=_positive_int, default=None, help="batch-N size (default 8; 4 with --quick)")
-    p.add_argument("--rounds", type=_positive_int, default=None, help="timing rounds (default 10; 3 with --quick)")
+    p.add_argument("--threads", type=positive_int, default=2, help="threads of every engine (default 2)")
+    p.add_argument("--batch", type=positive_int, default=None, help="batch-N size (default 8; 4 with --quick)")
+    p.add_argument("--rounds", type=positive_int, default=None, help="timing rounds (default 10; 3 with --quick)")
     p.add_argument("--engines", help="comma-separated engines (default: all of ours)")
     p.add_argument("--no-peers", action="store_true", help="leave out timm and Keras")
     p.add_argument("--quick", action="store_true", help="smoke run")

@@ -67,6 +67,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from _cli import ScriptParser, positive_int
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -83,30 +85,12 @@ TRAIN_GROUPS = (
 # --------------------------------------------------------------------------- arguments
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad argument gives one clear line (and exit status 2), not usage text."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = _Parser(prog="train_throughput.py", description=__doc__.split("\n", 1)[0])
+    p = ScriptParser(prog="train_throughput.py", description=__doc__.split("\n", 1)[0])
     p.add_argument("--quick", action="store_true", help="~1-minute smoke run")
-    p.add_argument("--batch", type=_positive_int, default=32, help="training batch size (default 32)")
+    p.add_argument("--batch", type=positive_int, default=32, help="training batch size (default 32)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    p.add_argument("--threads", type=_positive_int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads for the training part (default: torch's default)")
     p.add_argument("--part", choices=("all", "train", "data"), default="all",
                    help="which part to run (default all)")
