@@ -84,6 +84,13 @@ class Augment:
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
+    @classmethod
+    def for_eval(cls, meta: dict[str, Any]) -> "Augment":
+        """The evaluation preprocessing a run recorded (its mean, std and eval crop)."""
+        defaults = cls()
+        return cls(mean=tuple(meta.get("mean", defaults.mean)), std=tuple(meta.get("std", defaults.std)),
+                   eval_crop=meta.get("eval_crop", defaults.eval_crop))
+
     def __post_init__(self) -> None:
         """Validate, and turn JSON lists back into tuples so the object stays hashable."""
         for name in ("mean", "std"):

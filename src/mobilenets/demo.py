@@ -36,17 +36,14 @@ def train_summary_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def test_arrays(checkpoint: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """The held-out images of the data a run was trained on, preprocessed as in evaluation."""
+def held_out_arrays(resolution: int, meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out images of the data a run was trained on (``meta``: the run's metadata, as
+    :func:`~mobilenets.checkpoint.load_checkpoint` returns it), preprocessed as in evaluation."""
     from torch.utils.data import DataLoader
 
-    from .checkpoint import load_checkpoint
     from .data import Augment, collate_skip_bad, load_data
 
-    model, meta = load_checkpoint(checkpoint)
-    augment = Augment(mean=tuple(meta.get("mean", (0.5, 0.5, 0.5))), std=tuple(meta.get("std", (0.5, 0.5, 0.5))),
-                      eval_crop=meta.get("eval_crop", 0.875))
-    bundle = load_data(meta.get("data"), model.config.resolution, augment)
+    bundle = load_data(meta.get("data"), resolution, Augment.for_eval(meta))
     xs, ys = [], []
     for images, labels, _bad in DataLoader(bundle.val, batch_size=256, collate_fn=collate_skip_bad):
         xs.append(images.numpy())
@@ -65,7 +62,7 @@ def demo(output: str | None = None, *, threads: int = 2, rounds: int = 5, epochs
     summary (``rows``: engine, precision, top1, agreement with eager, median_ms). ``epochs``
     overrides the digits default (30), for quick checks."""
     from .bench import BenchSettings, time_interleaved
-    from .checkpoint import load_model
+    from .checkpoint import load_checkpoint
     from .export import check_text, export_model
     from .runtime import load_runner
     from .train import TrainOptions, train
@@ -84,8 +81,8 @@ def demo(output: str | None = None, *, threads: int = 2, rounds: int = 5, epochs
         log(f"  {path}: {check_text(report)}")
 
     torch.set_num_threads(threads)
-    model = load_model(run)
-    x, y = test_arrays(run)
+    model, meta = load_checkpoint(run)
+    x, y = held_out_arrays(model.config.resolution, meta)
 
     def eager(batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

@@ -17,8 +17,7 @@ def predict(checkpoint: str, images: Sequence[str], top_k: int = 5) -> list[dict
         raise ValueError(f"--top-k must be >= 1, got {top_k}")
     model, meta = load_checkpoint(checkpoint)
     classes = meta.get("classes") or [str(i) for i in range(model.config.num_classes)]
-    augment = Augment(mean=tuple(meta.get("mean", (0.5, 0.5, 0.5))), std=tuple(meta.get("std", (0.5, 0.5, 0.5))),
-                      eval_crop=meta.get("eval_crop", 0.875))
+    augment = Augment.for_eval(meta)
     transform = eval_transform(model.config.resolution, augment)
     from PIL import Image, UnidentifiedImageError
 

@@ -525,8 +525,7 @@ def eval_checkpoint(checkpoint: str, data: str | None = None, batch_size: int = 
     if data is None:
         data = meta.get("data")
     dev = pick_device(device)
-    augment = Augment(mean=tuple(meta.get("mean", (0.5, 0.5, 0.5))), std=tuple(meta.get("std", (0.5, 0.5, 0.5))),
-                      eval_crop=meta.get("eval_crop", 0.875))
+    augment = Augment.for_eval(meta)
     bundle = load_data(data, model.config.resolution, augment)
     if len(bundle.classes) != model.config.num_classes:
         raise ValueError(f"the data has {len(bundle.classes)} classes but the model {model.config.num_classes}")
