@@ -119,6 +119,16 @@ def test_torch_fast_matches_eager():
     assert B._fast_vs_eager(model, lambda: fast(x), x.numpy()) <= 1e-4 * max(1.0, scale)
     with pytest.raises(RuntimeError, match="torch-fast differs from eager"):
         B._fast_vs_eager(model, lambda: fast(x) + 1e-3 * max(1.0, scale), x.numpy())
+    if how.startswith("torch.compile"):
+        # A dynamo reset (ExecuTorch's lowering does one) must not turn the next compile into an
+        # unfrozen one: the frozen graph runs prepacked oneDNN convs, never aten::convolution.
+        torch._dynamo.reset()
+        with torch.inference_mode():
+            fast(x)  # compiles again
+            with torch.profiler.profile() as prof:
+                got = fast(x)
+        assert float((got - ref).abs().max()) <= 1e-4 * max(1.0, scale)
+        assert "aten::convolution" not in {e.key for e in prof.key_averages()}
     # the TorchScript fallback (used where Inductor cannot compile) is exact too
     from mobilenets.export import inference_network
 
