@@ -403,32 +403,71 @@ def test_collate_mixed_batch():
     assert reported == [("/x/y.jpg", "OSError: broken")]
 
 
-def test_draft_crop_matches_full_decode(tmp_path):
+@pytest.mark.parametrize("decoder", ["simplejpeg", "pil"])
+def test_draft_crop_matches_full_decode(tmp_path, monkeypatch, decoder):
     """DraftRandomResizedCrop draws the same box as torchvision's RandomResizedCrop and, while
-    decoding the JPEG at reduced size, gives nearly the pixels of a full decode of that box."""
+    decoding the JPEG at reduced size, gives nearly the pixels of a full decode of that box
+    resized by PIL; with simplejpeg and with PIL's draft (its fallback) alike."""
     import numpy as np
     import torchvision.transforms as TV
     from PIL import Image
     from skimage import data as skd
 
-    from mobilenets.data import DraftRandomResizedCrop
+    from mobilenets import data as D
 
+    if decoder == "pil":
+        monkeypatch.setattr(D, "_simplejpeg", None)
+    else:
+        assert D._simplejpeg is not None  # a dependency: the fast path must be the one tested
     path = tmp_path / "big.jpg"
-    Image.fromarray(skd.astronaut()).resize((1024, 1024)).save(path, quality=92)
-    crop = DraftRandomResizedCrop(128, (0.35, 1.0))
-    diffs = []
+    Image.fromarray(skd.astronaut()).resize((1024, 768)).save(path, quality=92)
+    crop = D.DraftRandomResizedCrop(128, (0.35, 1.0))
+
+    def full_decode_resized(box):
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB").resize((128, 128), Image.BILINEAR, box=box), dtype=np.float32)
+
+    diffs, steps = [], set()
     for seed in range(12):
         torch.manual_seed(seed)
-        fast = np.asarray(crop(str(path)), dtype=np.float32)
+        fast = crop(str(path))
+        assert fast.dtype == torch.uint8 and fast.shape == (3, 128, 128)
+        fast = fast.permute(1, 2, 0).numpy().astype(np.float32)
         torch.manual_seed(seed)
-        top, left, h, w = TV.RandomResizedCrop.get_params(torch.empty(3, 1024, 1024), [0.35, 1.0], [3 / 4, 4 / 3])
-        with Image.open(path) as im:
-            full = np.asarray(im.convert("RGB").resize((128, 128), Image.BILINEAR, box=(left, top, left + w, top + h)),
-                              dtype=np.float32)
-        assert fast.shape == full.shape == (128, 128, 3)
-        diffs.append(np.abs(fast - full).mean())
-    assert max(diffs) < 4.0, diffs  # mean abs difference in 0..255 levels (DCT-domain downscale)
-    assert min(diffs) > 0  # the reduced decode was really used for some crops
+        box, step = crop.sample(1024, 768)
+        torch.manual_seed(seed)
+        top, left, h, w = TV.RandomResizedCrop.get_params(torch.empty(3, 768, 1024), [0.35, 1.0], [3 / 4, 4 / 3])
+        # the box is torchvision's, its edges moved at most half a decoded pixel onto that grid
+        assert max(abs(a - b) for a, b in zip(box, (left, top, left + w, top + h))) <= step / 2
+        assert min(box[2] - box[0], box[3] - box[1]) >= 128 * step  # no up-sampling from a reduced decode
+        steps.add(step)
+        diffs.append(np.abs(fast - full_decode_resized(box)).mean())
+        # a wrong box (the crop mirrored) is far off: the comparison can fail
+        assert np.abs(fast[:, ::-1] - full_decode_resized(box)).mean() > 3 * diffs[-1]
+    assert max(diffs) < 2.0, diffs  # mean abs difference in 0..255 levels (DCT-domain downscale); ~1 here
+    assert steps & {2, 4, 8}  # the reduced decode was really used for some crops
+
+
+def test_draft_crop_reads_cmyk_grey_and_png(tmp_path):
+    """Files simplejpeg cannot take (CMYK JPEG) or that are not JPEGs go through PIL; grey
+    images come out RGB; a file no decoder can read raises (and the dataset reports it)."""
+    from PIL import Image
+    from skimage import data as skd
+
+    from mobilenets.data import DraftRandomResizedCrop
+
+    rgb = Image.fromarray(skd.chelsea())
+    rgb.convert("CMYK").save(tmp_path / "cmyk.jpg", quality=90)
+    rgb.convert("L").save(tmp_path / "grey.jpg", quality=90)
+    rgb.save(tmp_path / "photo.png")
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8" + b"not a jpeg" * 10)
+    crop = DraftRandomResizedCrop(64, (0.35, 1.0))
+    for name in ("cmyk.jpg", "grey.jpg", "photo.png"):
+        out = crop(str(tmp_path / name))
+        assert out.shape == (3, 64, 64) and out.dtype == torch.uint8, name
+        assert 20 < float(out.float().mean()) < 235, name
+    with pytest.raises(Exception):
+        crop(str(tmp_path / "bad.jpg"))
 
 
 def test_to_normalized_tensor_equals_torchvision():
@@ -444,4 +483,9 @@ def test_to_normalized_tensor_equals_torchvision():
     assert ours.shape == ref.shape == (3, 97, 131) and ours.dtype == torch.float32
     assert float((ours - ref).abs().max()) < 1e-5
     grey = ToNormalizedTensor(mean, std)(image.convert("L"))  # converted to RGB, as ToTensor+Normalize cannot
+    # the uint8 tensors the image-folder loader makes give the same numbers
+    as_tensor = torch.from_numpy(np.array(image)).permute(2, 0, 1)
+    assert float((ToNormalizedTensor(mean, std)(as_tensor) - ref).abs().max()) < 1e-5
+    with pytest.raises(TypeError):
+        ToNormalizedTensor(mean, std)(as_tensor.float())
     assert grey.shape == (3, 97, 131)
