@@ -188,3 +188,26 @@ def test_config_json_roundtrip_and_validation():
         MobileNetConfig.from_dict({"alpha": 1.0, "depth_multiplier": 1})
     with pytest.raises(ValueError, match="did you mean"):
         create_model("mobilenet_v1_1.0_225")
+
+
+def test_strided_depthwise_runs_float32_under_cpu_autocast():
+    """Under CPU bf16 autocast the stride-2 depthwise convs run in float32 (oneDNN's bf16
+    backward of those is several times slower), every other conv in bf16; outside autocast
+    nothing changes, and the autocast forward/backward stays close to float32."""
+    torch.manual_seed(0)
+    model = create_model("mobilenet_v1_0.25_128").train()
+    seen: dict[str, torch.dtype] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(name, o.dtype))
+    x = torch.randn(4, 3, 128, 128)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    strided_dw = {f"blocks.{b}.dw.conv" for b in (2, 4, 6, 12)}
+    assert {n for n, d in seen.items() if d == torch.float32} == strided_dw
+    assert all(d == torch.bfloat16 for n, d in seen.items() if n not in strided_dw)
+    out.float().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    seen.clear()
+    model(x)
+    assert set(seen.values()) == {torch.float32}
