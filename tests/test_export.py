@@ -139,6 +139,12 @@ def test_fp32_export_matches_eager_at_two_batch_sizes(fmt, tf_same_model, tmp_pa
     assert pre["mean"] == [0.5, 0.5, 0.5] and pre["std"] == [0.5, 0.5, 0.5]
     assert pre["shape"] == ([None, 48, 48, 3] if fmt == "tflite" else [None, 3, 48, 48])
     assert sorted(os.listdir(tmp_path)) == sorted([out.name, out.name + ".json"])  # no temporary left
+    if fmt == "executorch":  # the runner sizes XNNPACK's process-wide thread pool as asked
+        from executorch.extension.pybindings import portable_lib
+
+        for threads in (1, 2):
+            load_runner(out, threads=threads)
+            assert portable_lib._threadpool_get_thread_count() == threads
 
 
 def test_cli_exports_trained_checkpoint_to_onnx(digits_run, tmp_path, capsys):

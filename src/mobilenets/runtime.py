@@ -103,6 +103,13 @@ def _executorch(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     from executorch.runtime import Runtime
 
     runtime = Runtime.get()
+    try:  # XNNPACK's thread pool is process-wide and sized to the cores; honour ``threads``
+        from executorch.extension.pybindings import portable_lib
+
+        if portable_lib._threadpool_get_thread_count() != threads:
+            portable_lib._unsafe_reset_threadpool(threads)  # "unsafe" only while a method runs
+    except (ImportError, AttributeError):  # another ExecuTorch version: its default pool
+        pass
     try:
         program = runtime.load_program(str(path))
         method = program.load_method("forward")
