@@ -139,6 +139,11 @@ def test_fp32_export_matches_eager_at_two_batch_sizes(fmt, tf_same_model, tmp_pa
     assert pre["mean"] == [0.5, 0.5, 0.5] and pre["std"] == [0.5, 0.5, 0.5]
     assert pre["shape"] == ([None, 48, 48, 3] if fmt == "tflite" else [None, 3, 48, 48])
     assert sorted(os.listdir(tmp_path)) == sorted([out.name, out.name + ".json"])  # no temporary left
+    runner = load_runner(out)  # native() takes the engine's own layout and gives the same logits
+    assert runner.layout == ("NHWC" if fmt == "tflite" else "NCHW")
+    x = np.random.default_rng(0).standard_normal((3, 3, 48, 48)).astype(np.float32)
+    native = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if fmt == "tflite" else x
+    np.testing.assert_array_equal(runner.native(native), runner(x))
     if fmt == "executorch":  # the runner sizes XNNPACK's process-wide thread pool as asked
         from executorch.extension.pybindings import portable_lib
 
@@ -289,3 +294,29 @@ def test_runner_rejects_unknown_files(tmp_path):
     (tmp_path / "m.xyz").write_bytes(b"")
     with pytest.raises(ValueError, match="cannot tell the format"):
         load_runner(tmp_path / "m.xyz")
+
+
+@pytest.mark.skipif(not HAS_TF, reason="tensorflow not installed")
+def test_tensorflow_is_imported_only_through_import_tf():
+    """Loading triton after TensorFlow segfaults with these wheels (measured: `import tensorflow;
+    import triton` exits with SIGSEGV). Every TensorFlow import of the package goes through
+    `import_tf`, which loads torch._dynamo (and so triton) first: checked in a fresh process, and
+    no module imports tensorflow itself."""
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import mobilenets
+
+    code = "from mobilenets._tf import import_tf; import_tf(); import triton; import torch._inductor; print('ok')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-500:]
+    for path in Path(mobilenets.__file__).parent.glob("*.py"):
+        if path.name == "_tf.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n == "tensorflow" or n.startswith("tensorflow.") for n in names), \
+                f"{path.name}:{node.lineno} imports tensorflow directly; use mobilenets._tf.import_tf"

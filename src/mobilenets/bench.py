@@ -57,6 +57,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._tf import import_tf
 from .config import MobileNetConfig
 from .cost import analytical_cost
 from .model import MobileNet
@@ -320,11 +321,13 @@ def _export_builder(fmt: str, int8: bool) -> Callable[[_Context, int], Callable[
 
         runner = load_runner(ctx.export(fmt, int8), threads=ctx.settings.threads)
         x = ctx.images(batch)
+        if runner.layout == "NHWC":  # each engine gets its own layout, untimed (as the Keras peer)
+            x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         try:
-            runner(x)
+            runner.native(x)
         except Exception as exc:  # the engine's own error types
             raise EngineUnavailable(f"{fmt} runner failed at batch {batch}: {_first_line(exc)}") from None
-        return lambda: runner(x)
+        return lambda: runner.native(x)
 
     return build
 
@@ -340,7 +343,7 @@ def _keras_alpha(alpha: float) -> float:
 
 def _build_keras_tflite(ctx: _Context, batch: int) -> Callable[[], Any]:
     try:
-        import tensorflow as tf
+        tf = import_tf()
     except ImportError:
         raise EngineUnavailable("TensorFlow is not installed") from None
     res = ctx.cfg.resolution

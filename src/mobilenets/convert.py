@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from .checkpoint import _read_safetensors, atomic_write, load_model, load_state, read_json_object, save_model
+from ._tf import import_tf
 from .config import MobileNetConfig
 from .model import BLOCKS, MobileNet, layer_plan
 
@@ -134,14 +135,7 @@ def _set_info(model: MobileNet, source: dict[str, Any], preprocessing: dict[str,
 
 
 def _import_tf(name: str) -> Any:
-    """Import TensorFlow or Keras. torch._dynamo (which loads triton) is imported first: loading
-    triton after TensorFlow crashes the process (segmentation fault) with these wheels, and timm,
-    torchvision and torch.compile all load it later."""
-    import importlib
-
-    import torch._dynamo  # noqa: F401
-
-    return importlib.import_module(name)
+    return import_tf(name)
 
 
 # --- Keras ---------------------------------------------------------------------------------------

@@ -56,6 +56,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._tf import import_tf
 from .model import ConvBNAct, MobileNet, layer_plan
 
 FORMATS = ("onnx", "tflite", "executorch", "torchscript")
@@ -475,7 +476,7 @@ def _tflite(net: InferenceNet, path: str, resolution: int, calibration: np.ndarr
     weights, converted with the TFLite converter. Int8: full-integer quantization (every op int8,
     TFLITE_BUILTINS_INT8; per-channel conv weights, the converter's default) calibrated with a
     representative dataset; float32 input and output, so callers feed the same data either way."""
-    import tensorflow as tf
+    tf = import_tf()
 
     steps = _tf_layers(net, resolution)
     consts = [(kind, tuple(tf.constant(v) if isinstance(v, np.ndarray) else v for v in arg)

@@ -8,7 +8,7 @@ comes from the file name (``.onnx``, ``.tflite``, ``.pte``, ``.pt``/``.ts``) unl
   ``intra_op_num_threads=threads``, one inter-op thread, sequential execution.
 * TFLite: ``tf.lite.Interpreter(num_threads=threads)``, whose default op resolver applies the
   XNNPACK delegate; the input is resized when the batch size changes. Exports take NHWC (the
-  TFLite layout); the runner transposes the NCHW batch.
+  TFLite layout); ``runner(x)`` transposes the NCHW batch, ``runner.native(x)`` takes NHWC.
 * ExecuTorch: the ``executorch.runtime`` Python API; the program's XNNPACK delegate runs the
   network. Its memory is planned for a bounded batch (read from the program); larger batches are
   run in chunks of that size.
@@ -29,12 +29,19 @@ from typing import Any
 
 import numpy as np
 
+from ._tf import import_tf
+
 RUNTIME_FORMATS = {".onnx": "onnx", ".tflite": "tflite", ".pte": "executorch", ".pt": "torchscript",
                    ".ts": "torchscript"}
 
 
+# The input layout each engine's model takes natively (TFLite is NHWC); others take NCHW.
+NATIVE_LAYOUT = {"tflite": "NHWC"}
+
+
 class Runner:
-    """A loaded model: call it on a float32 NCHW batch to get logits."""
+    """A loaded model: call it on a float32 NCHW batch to get logits; :meth:`native` takes the
+    engine's own layout (:attr:`layout`) without the conversion, as a camera pipeline would."""
 
     def __init__(self, path: Path, format: str, fn: Callable[[np.ndarray], np.ndarray], threads: int,
                  meta: dict[str, Any] | None) -> None:
@@ -42,12 +49,27 @@ class Runner:
         self.format = format
         self.threads = threads
         self.meta = meta  # the export's sidecar report, where there is one
+        self.layout = NATIVE_LAYOUT.get(format, "NCHW")
         self._fn = fn
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         if x.ndim != 4:
             raise ValueError(f"expected an NCHW batch, got an array of shape {x.shape}")
+        if self.layout == "NHWC":
+            import torch
+
+            # torch's permute copy is ~4x faster than numpy's transpose copy here (0.08 vs 0.34 ms
+            # for 1x3x224x224), which is 5 % of a TFLite fp32 call
+            return self._fn(torch.from_numpy(np.asarray(x, dtype=np.float32)).permute(0, 2, 3, 1)
+                            .contiguous().numpy())
+        return self._fn(np.ascontiguousarray(x, dtype=np.float32))
+
+    def native(self, x: np.ndarray) -> np.ndarray:
+        """Logits for a float32 batch already in :attr:`layout` (``NHWC`` for TFLite)."""
+        x = np.asarray(x)
+        if x.ndim != 4:
+            raise ValueError(f"expected a 4-d {self.layout} batch, got an array of shape {x.shape}")
         return self._fn(np.ascontiguousarray(x, dtype=np.float32))
 
     def __repr__(self) -> str:
@@ -75,7 +97,7 @@ def _onnx(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _tflite(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
-    import tensorflow as tf
+    tf = import_tf()
 
     try:
         interp = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
@@ -85,8 +107,7 @@ def _tflite(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     out = interp.get_output_details()[0]
     state = {"batch": None}
 
-    def run(x: np.ndarray) -> np.ndarray:
-        nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    def run(nhwc: np.ndarray) -> np.ndarray:
         if state["batch"] != len(nhwc):
             interp.resize_tensor_input(inp["index"], list(nhwc.shape), strict=True)
             interp.allocate_tensors()
