@@ -145,14 +145,16 @@ def _photo_folder(root: Path, size=96):
 def test_folder_with_corrupt_files(tmp_path, capsys):
     _photo_folder(tmp_path / "data")
     code = main(["train", "--data", str(tmp_path / "data"), "--alpha", "0.25", "--resolution", "32",
-                 "--epochs", "30", "--batch-size", "8", "--lr", "0.5", "--no-progress", "--output", str(tmp_path / "run")])
+                 "--epochs", "30", "--batch-size", "8", "--lr", "0.05", "--no-progress", "--output", str(tmp_path / "run")])
     out = capsys.readouterr().out
     assert code == 0
     listed = (tmp_path / "run" / "bad_files.txt").read_text()
     for name in ("truncated.jpg", "empty.jpg", "notes.jpg"):
         assert name in listed and name in out
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    # 33 training images: it takes some epochs to leave chance (1/3), then it must.
+    # 33 training images: it takes some epochs to leave chance (1/3), then it must. (At lr 0.5 the
+    # loss sat at chance level in some runs: best val top-1 0.58-0.83 over 4 runs; at 0.05, 0.75-0.83
+    # over 4 runs of 1 and 2 threads and seeds 0-2.)
     assert max(r["val_top1"] for r in rows) > 0.6
     # eval on the same data prints one JSON object with fractions
     main(["eval", "--checkpoint", str(tmp_path / "run")])
