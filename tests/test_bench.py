@@ -229,3 +229,17 @@ def test_bench_peers_full(capsys):
         assert (r["median_ms"] is None) == (r["status"] == "unavailable")
         assert math.isfinite(r["median_ms"]) if r["median_ms"] is not None else r["note"]
     assert np.all([r["vs_fastest"] >= 1 for r in rows if r["median_ms"] is not None])
+
+
+def test_bench_gives_the_callers_thread_count_back():
+    """bench() times at settings.threads, but torch's thread count is process-wide: the caller's
+    is restored (a bench test once left an xdist worker at 1 thread and changed a later model)."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        B.bench(SMALL, engines=["torch-eager"], settings=quick(batch=1), progress=False)
+        assert torch.get_num_threads() == 2
+        B.profile_eager(create_model(SMALL).eval(), runs=1, threads=1)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(saved)

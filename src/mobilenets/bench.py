@@ -472,6 +472,22 @@ def _quiet_stderr():
 _PEAK_CACHE: dict[tuple[str, int, int], float] = {}
 
 
+def _restores_torch_threads(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` sets torch's (process-wide) thread count for its timing; give the caller's back."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        saved = torch.get_num_threads()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(saved)
+
+    return wrapper
+
+
+@_restores_torch_threads
 def matmul_peak(precision: str, threads: int = 2, size: int = 4096, repeats: int = 3, refresh: bool = False) -> float:
     """Measured matmul throughput (operations per second, 2 per multiply-add) of a ``size``²
     square matmul in ``precision``: fp32 and bf16 by ``torch.mm`` (oneDNN), int8 by
@@ -559,6 +575,7 @@ def _load_model(model: str | MobileNet | None, checkpoint: str | None) -> Mobile
     return realistic_batchnorm(create_model(model or "mobilenet_v1_1.0_224"))
 
 
+@_restores_torch_threads
 def bench(model: str | MobileNet | None = "mobilenet_v1_1.0_224", *, engines: Iterable[str] | None = None,
           peers: bool = False, settings: BenchSettings | None = None, checkpoint: str | None = None,
           progress: bool = True, check: bool = True) -> list[dict[str, Any]]:
@@ -839,6 +856,7 @@ def _eager_group(name: str, module: nn.Module) -> str | None:
     return None
 
 
+@_restores_torch_threads
 def profile_eager(net: MobileNet, batch: int = 1, runs: int = 20, threads: int = 2,
                   progress: bool = False) -> tuple[dict[str, float], float]:
     """Mean time per layer group (ms) of an eager forward pass, from forward hooks on every
