@@ -134,10 +134,6 @@ def _set_info(model: MobileNet, source: dict[str, Any], preprocessing: dict[str,
     return model
 
 
-def _import_tf(name: str) -> Any:
-    return import_tf(name)
-
-
 # --- Keras ---------------------------------------------------------------------------------------
 
 def _keras_names(path: str, block: int, kind: str) -> tuple[str, str]:
@@ -159,7 +155,7 @@ def _keras_even_ok(resolution: int) -> bool:
 
 
 def _keras_weights(layer: Any) -> dict[str, np.ndarray]:
-    keras = _import_tf("keras")
+    keras = import_tf("keras")
 
     return {_keras_weight_name(w): np.asarray(keras.ops.convert_to_numpy(w), dtype=np.float64) for w in layer.weights}
 
@@ -178,7 +174,7 @@ def _load_keras_model(path: str | os.PathLike) -> Any:
         raise ValueError(f"unknown Keras model format {path.suffix!r} for {path}; expected .keras or .h5")
     if path.suffix == ".keras" and not zipfile.is_zipfile(path):
         raise ValueError(f"cannot read Keras model {path}: not a .keras (zip) file")
-    keras = _import_tf("keras")  # after the checks: a bad path is one line, without TF's start-up log
+    keras = import_tf("keras")  # after the checks: a bad path is one line, without TF's start-up log
     try:
         # safe_mode (the default for .keras) refuses to deserialize lambdas: no code from the file runs.
         return keras.models.load_model(path, compile=False, safe_mode=True)
@@ -264,7 +260,7 @@ def to_keras(model: MobileNet, path: str | os.PathLike | None = None, classifier
                          f"{cfg.channel_divisor}) differ from Keras's int(c*alpha) rule {keras_rule}")
     if path is not None and Path(path).suffix not in (".keras", ".h5"):
         raise ValueError(f"Keras output must end in .keras or .h5, got {path}")
-    keras = _import_tf("keras")
+    keras = import_tf("keras")
 
     top = cfg.num_classes > 0
     kmodel = keras.applications.MobileNet(
@@ -317,7 +313,7 @@ def _slim_name(block: int, kind: str) -> str:
 def _open_tf_checkpoint(checkpoint_path: str | os.PathLike) -> tuple[Any, str]:
     path = str(checkpoint_path)
     if Path(path).is_dir():
-        tf = _import_tf("tensorflow")
+        tf = import_tf("tensorflow")
 
         found = tf.train.latest_checkpoint(path)
         if found is None:
@@ -327,7 +323,7 @@ def _open_tf_checkpoint(checkpoint_path: str | os.PathLike) -> tuple[Any, str]:
         path = re.sub(r"(\.index|\.data-\d+-of-\d+)$", "", path)
     if not Path(path + ".index").is_file():
         raise FileNotFoundError(f"TensorFlow checkpoint not found: {path} (expected {path}.index)")
-    tf = _import_tf("tensorflow")
+    tf = import_tf("tensorflow")
 
     try:
         return tf.train.load_checkpoint(path), path

@@ -23,6 +23,7 @@ scan of ImageNet (1.28M files) would take longer than an epoch of small-model tr
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from dataclasses import dataclass, field
@@ -352,8 +353,6 @@ class DraftRandomResizedCrop:
                 except ValueError:  # PIL decodes it (CMYK, ...) or raises; the box is already drawn
                     pixels = _pil_reduced(data, width, height, step)
         if pixels is None:
-            import io
-
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
             box, step = self.sample(width, height)
@@ -371,8 +370,6 @@ class DraftRandomResizedCrop:
 
 def _pil_reduced(data: bytes, width: int, height: int, step: int) -> np.ndarray:
     """``data`` decoded by PIL as RGB ``uint8`` [H, W, 3]; JPEGs at 1/``step`` scale (``draft``)."""
-    import io
-
     with Image.open(io.BytesIO(data)) as image:
         if step > 1:
             image.draft("RGB", (-(-width // step), -(-height // step)))
