@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch._dynamo  # before TensorFlow: loading triton after it segfaults (see convert._import_tf)
+import torch._dynamo  # before TensorFlow: loading triton after it segfaults (see mobilenets._tf.import_tf)
 from torch import nn
 
 from mobilenets import (MobileNet, MobileNetConfig, from_hf, from_keras, from_tf_slim, from_timm, load_model,
