@@ -2,13 +2,13 @@
 
 What it measures
 ----------------
-``mobilenets.bench.bench`` (the code behind ``mobilenet bench --peers``) on one model (default
+``mobilenets.bench.engines.bench`` (the code behind ``mobilenet bench --peers``) on one model (default
 ``mobilenet_v1_1.0_224``, untrained weights with BatchNorm statistics from random images):
 
 * ours: eager PyTorch, ``torch.compile``, ``torch-fast`` (BN folded, channels_last,
   ``torch.compile`` with Inductor freezing and the C++ wrapper; TorchScript freeze +
   optimize_for_inference where Inductor cannot run), ``torch-fast-bf16`` (the same in bfloat16), and the files ``mobilenet export`` writes, run by
-  ``mobilenets.runtime.load_runner``: ONNX Runtime fp32 and int8, TFLite fp32 and int8,
+  ``mobilenets.deploy.runtime.load_runner``: ONNX Runtime fp32 and int8, TFLite fp32 and int8,
   ExecuTorch;
 * peers: timm ``mobilenetv1_100`` eager; Keras ``keras.applications.MobileNet`` through TFLite
   fp32; ONNX Runtime's own static int8 (QDQ, per-channel) of the timm model.

@@ -22,7 +22,7 @@ no model, one process, ``torch.set_num_threads(1)`` as in a DataLoader worker), 
 ImageNet-style folder of ~200 JPEGs (quality 90, ~500x375 and ~800x600) made from the real photos
 in ``skimage.data``:
 
-* **ours**: ``mobilenets.data.load_data(folder, R, Augment(color_jitter=0.0)).train[i]``.
+* **ours**: ``mobilenets.data.datasets.load_data(folder, R, Augment(color_jitter=0.0)).train[i]``.
 * **torchvision** (the baseline): ``ImageFolder(folder/"train", RandomResizedCrop(R),
   RandomHorizontalFlip(), ToTensor(), Normalize(ImageNet mean/std))``, item by item.
 
@@ -63,9 +63,10 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from _cli import ScriptParser, positive_int
 
@@ -173,7 +174,7 @@ def make_ours(name: str, res: int, batch: int, precision: str, layout: str) -> C
     import torch.nn.functional as F
 
     import mobilenets
-    from mobilenets.recipes import build_optimizer, build_scheduler, get_recipe
+    from mobilenets.train.recipes import build_optimizer, build_scheduler, get_recipe
 
     model = mobilenets.create_model(name, num_classes=1000)
     channels_last = layout == "channels_last"
@@ -187,7 +188,7 @@ def make_ours(name: str, res: int, batch: int, precision: str, layout: str) -> C
     images = torch.randn(batch, 3, res, res)
     labels = torch.randint(0, 1000, (batch,))
 
-    def step() -> None:  # mirrors mobilenets.train._train_one_epoch, one iteration
+    def step() -> None:  # mirrors mobilenets.train.classify._train_one_epoch, one iteration
         x = images.contiguous(memory_format=torch.channels_last) if channels_last else images
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
             logits = model(x)
@@ -345,7 +346,7 @@ def run_data_part(root: Path, resolutions: list[int], rounds: int, items: int,
     from torchvision import datasets
     from torchvision import transforms as T
 
-    from mobilenets.data import Augment, BadSample, load_data
+    from mobilenets.data.datasets import Augment, BadSample, load_data
 
     saved_threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -2,7 +2,7 @@
 
 import json
 
-from mobilenets.cli import main
+from mobilenets.cli.main import main
 from mobilenets.demo import demo
 
 

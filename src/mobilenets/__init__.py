@@ -1,35 +1,21 @@
-"""mobilenets: the MobileNets family (Howard et al., 2017) for PyTorch, with its exact cost model."""
+"""mobilenets: the MobileNets family (Howard et al., 2017) for PyTorch, with its exact cost model.
 
-from .checkpoint import load_model, save_model
-from .config import MobileNetConfig, scale_channels
-from .convert import from_hf, from_keras, from_tf_slim, from_timm, to_keras, to_timm
-from .cost import CostReport, LayerCost, analytical_cost, measure_cost, model_cost, single_layer_rows
-from .model import MobileNet, layer_plan
-from .registry import create_model, get_config, list_models, model_name
+The names below are loaded on first use, so ``import mobilenets`` (and ``mobilenet --help``)
+stays fast; see ``README.md`` (Architecture) for where each concern lives.
+"""
 
-__version__ = "0.1.0"
+from mobilenets.utils.lazy import lazy_exports
 
-__all__ = [
-    "CostReport",
-    "LayerCost",
-    "MobileNet",
-    "MobileNetConfig",
-    "analytical_cost",
-    "create_model",
-    "from_hf",
-    "from_keras",
-    "from_tf_slim",
-    "from_timm",
-    "get_config",
-    "layer_plan",
-    "list_models",
-    "load_model",
-    "measure_cost",
-    "model_cost",
-    "model_name",
-    "save_model",
-    "scale_channels",
-    "single_layer_rows",
-    "to_keras",
-    "to_timm",
-]
+__version__ = "0.2.0"
+
+_EXPORTS = {
+    "mobilenets.errors": ["MobileNetsError"],
+    "mobilenets.models": ["MobileNet", "MobileNetConfig", "scale_channels", "layer_plan", "create_model",
+                          "get_config", "list_models", "model_name", "feature_extractor"],
+    "mobilenets.cost": ["CostReport", "LayerCost", "analytical_cost", "measure_cost", "model_cost",
+                        "single_layer_rows"],
+    "mobilenets.weights": ["load_model", "save_model", "from_hf", "from_keras", "from_tf_slim", "from_timm",
+                           "to_keras", "to_timm"],
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(name for names in _EXPORTS.values() for name in names)

@@ -1,6 +1,6 @@
 """``python -m mobilenets ...`` (also what ``torchrun -m mobilenets`` runs)."""
 
-from .cli import main
+from mobilenets.cli.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

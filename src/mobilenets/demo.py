@@ -19,8 +19,8 @@ import torch
 
 def train_summary_lines(summary: dict[str, Any]) -> list[str]:
     """What ``mobilenet train`` prints at the end of a run: accuracy, cost, where it was saved."""
-    from .config import MobileNetConfig
-    from .cost import analytical_cost
+    from mobilenets.cost.count import analytical_cost
+    from mobilenets.models.config import MobileNetConfig
 
     cost = analytical_cost(MobileNetConfig.from_dict(summary["model"]))
     lines = [f"trained {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.1f} s"]
@@ -38,10 +38,10 @@ def train_summary_lines(summary: dict[str, Any]) -> list[str]:
 
 def held_out_arrays(resolution: int, meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """The held-out images of the data a run was trained on (``meta``: the run's metadata, as
-    :func:`~mobilenets.checkpoint.load_checkpoint` returns it), preprocessed as in evaluation."""
+    :func:`~mobilenets.weights.checkpoint.load_checkpoint` returns it), preprocessed as in evaluation."""
     from torch.utils.data import DataLoader
 
-    from .data import Augment, collate_skip_bad, load_data
+    from mobilenets.data.datasets import Augment, collate_skip_bad, load_data
 
     bundle = load_data(meta.get("data"), resolution, Augment.for_eval(meta))
     xs, ys = [], []
@@ -61,11 +61,11 @@ def demo(output: str | None = None, *, threads: int = 2, rounds: int = 5, epochs
     """Train, export (fp32 and int8 ONNX), then measure accuracy and latency of each; returns the
     summary (``rows``: engine, precision, top1, agreement with eager, median_ms). ``epochs``
     overrides the digits default (30), for quick checks."""
-    from .bench import BenchSettings, time_interleaved
-    from .checkpoint import load_checkpoint
-    from .export import check_text, export_model
-    from .runtime import load_runner
-    from .train import TrainOptions, train
+    from mobilenets.bench.engines import BenchSettings, time_interleaved
+    from mobilenets.deploy.export import check_text, export_model
+    from mobilenets.deploy.runtime import load_runner
+    from mobilenets.train.classify import TrainOptions, train
+    from mobilenets.weights.checkpoint import load_checkpoint
 
     summary = train(None, options=TrainOptions(output=output, progress=progress),
                     recipe_overrides={"epochs": epochs} if epochs else None)

@@ -1,0 +1,1 @@
+"""Inference speed across engines and where the time goes (``mobilenet bench`` / ``profile``)."""

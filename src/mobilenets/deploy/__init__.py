@@ -1,0 +1,1 @@
+"""Shipping a model: BatchNorm folding, fast PyTorch paths, quantization, export formats, runtimes."""

@@ -1,0 +1,213 @@
+"""The MobileNet family (Howard et al., 2017, arXiv:1704.04861), built from paper Table 1.
+
+The architecture is declared once, in :data:`BLOCKS`; :func:`layer_plan` turns it and a
+:class:`~mobilenets.models.config.MobileNetConfig` into the list of convolutions, and both the network
+(:class:`MobileNet`) and the analytical cost model (:mod:`mobilenets.cost.count`) are built from that one
+list, so the two can never disagree about the architecture.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Union
+
+import torch
+from torch import nn
+
+from mobilenets.models.config import MobileNetConfig, scale_channels
+from mobilenets.models.layers import ConvBNAct
+
+# Paper Table 1. The stem is a full 3x3 conv, stride 2, 32 channels; then 13 depthwise separable
+# blocks. The stride sits on the depthwise conv; the pointwise conv is always stride 1.
+#   block: (stride of the depthwise 3x3, pointwise output channels at α = 1)
+STEM_STRIDE, STEM_CHANNELS = 2, 32
+BLOCKS: dict[int, tuple[int, int]] = {
+    1: (1, 64),     # 112x112
+    2: (2, 128),    # -> 56x56
+    3: (1, 128),
+    4: (2, 256),    # -> 28x28
+    5: (1, 256),
+    6: (2, 512),    # -> 14x14
+    7: (1, 512),    # blocks 7-11: the "5x" row, 14x14x512 (removed in the shallow variant)
+    8: (1, 512),
+    9: (1, 512),
+    10: (1, 512),
+    11: (1, 512),   # SSD's first feature map (stride 16)
+    12: (2, 1024),  # -> 7x7
+    13: (1, 1024),  # the paper prints "s2" here, but input and output are both 7x7; every
+                    # reference (TF-slim, Keras, timm, HF) uses stride 1: an erratum.
+}
+SHALLOW_REMOVED = frozenset(range(7, 12))  # paper Table 5: "the 5 layers ... 14x14x512" removed
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """One convolution of the network, as the builder and the cost model see it."""
+
+    name: str  # module path in the network, e.g. "blocks.3.dw"
+    block: int  # paper row: 0 for the stem, 1-13 for the blocks
+    in_channels: int
+    out_channels: int
+    kernel: int
+    stride: int
+    depthwise: bool
+
+
+def layer_plan(cfg: MobileNetConfig) -> list[ConvSpec]:
+    """Every convolution of the network described by ``cfg``, in order."""
+
+    def width(c: int) -> int:
+        return scale_channels(c, cfg.alpha, cfg.min_channels, cfg.channel_divisor)
+
+    stem = width(STEM_CHANNELS)
+    plan = [ConvSpec("stem", 0, 3, stem, 3, STEM_STRIDE, False)]
+    cin = stem
+    for block, (stride, channels) in BLOCKS.items():
+        if cfg.variant == "shallow" and block in SHALLOW_REMOVED:
+            continue
+        cout = width(channels)
+        if cfg.variant == "conv":
+            plan.append(ConvSpec(f"blocks.{block}.conv", block, cin, cout, 3, stride, False))
+        else:
+            plan.append(ConvSpec(f"blocks.{block}.dw", block, cin, cin, 3, stride, True))
+            plan.append(ConvSpec(f"blocks.{block}.pw", block, cin, cout, 1, 1, False))
+        cin = cout
+    return plan
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """A point where features can be tapped: the output of the stem or of a block."""
+
+    name: str  # "stem" or "block<i>" with the paper's block number
+    stride: int  # input pixels per feature-map pixel
+    channels: int
+
+
+Tap = Union[str, int]
+
+
+def _block(spec: ConvSpec, cfg: MobileNetConfig) -> ConvBNAct:
+    return ConvBNAct(spec.in_channels, spec.out_channels, spec.kernel, spec.stride, spec.depthwise, cfg)
+
+
+class MobileNet(nn.Module):
+    """A member of the MobileNet family, described completely by its :class:`MobileNetConfig`.
+
+    Downstream interface (as in timm): :meth:`forward_features` gives the last feature map,
+    :meth:`forward_head` pools and classifies it, :meth:`reset_classifier` changes the class
+    count, and :meth:`forward_taps` returns intermediate feature maps by name or stride.
+    """
+
+    __jit_unused_properties__ = ["num_classes"]  # TorchScript compiles forward() only
+
+    def __init__(self, config: MobileNetConfig | None = None, **overrides) -> None:
+        super().__init__()
+        cfg = config if config is not None else MobileNetConfig()
+        if overrides:
+            cfg = cfg.replace(**overrides)
+        self.config = cfg
+        plan = layer_plan(cfg)
+        self.stem = _block(plan[0], cfg)
+        blocks = OrderedDict()
+        infos = [FeatureInfo("stem", STEM_STRIDE, plan[0].out_channels)]
+        stride = STEM_STRIDE
+        for spec in plan[1:]:
+            key = str(spec.block)
+            part = spec.name.rsplit(".", 1)[1]  # "dw", "pw" or "conv"
+            blocks.setdefault(key, nn.Sequential())
+            blocks[key].add_module(part, _block(spec, cfg))
+            stride *= spec.stride
+            if part != "dw":
+                infos.append(FeatureInfo(f"block{spec.block}", stride, spec.out_channels))
+        # Keys are the paper's block numbers, so state-dict names stay stable across variants.
+        self.blocks = nn.Sequential(blocks)
+        self.feature_info: list[FeatureInfo] = infos
+        self.num_features = plan[-1].out_channels
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.classifier: nn.Module = self._make_classifier(cfg.num_classes)
+        self._init_weights()
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    def _make_classifier(self, num_classes: int) -> nn.Module:
+        if num_classes == 0:
+            return nn.Identity()
+        fc = nn.Linear(self.num_features, num_classes)
+        nn.init.normal_(fc.weight, 0.0, 0.01)
+        nn.init.zeros_(fc.bias)
+        return fc
+
+    def _init_weights(self) -> None:
+        # He init for convs (as torchvision's MobileNets); TF-slim's truncated normal with σ = 0.09
+        # is too large for the 1x1 convs at α > 0.5 without BN warm-up, so it is not used.
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier with a freshly initialised one for ``num_classes`` (0: none)."""
+        self.config = self.config.replace(num_classes=num_classes)
+        self.classifier = self._make_classifier(num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.stem(x))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = torch.flatten(self.pool(x), 1)
+        if pre_logits:
+            return x
+        return self.classifier(self.dropout(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    # --- feature taps -------------------------------------------------------------------------
+
+    def resolve_taps(self, taps: Sequence[Tap]) -> list[str]:
+        """Names of the taps asked for: a name ("stem", "block11") or an output stride (8, 16, 32),
+        which means the last block whose output has that stride."""
+        by_name = {f.name: f for f in self.feature_info}
+        names = []
+        for tap in taps:
+            if isinstance(tap, bool) or not isinstance(tap, (str, int)):
+                raise ValueError(f"a tap is a name or a stride, got {tap!r}")
+            if isinstance(tap, str):
+                if tap not in by_name:
+                    raise ValueError(
+                        f"unknown tap {tap!r}; this model has {', '.join(by_name)}"
+                    )
+                names.append(tap)
+            else:
+                matches = [f.name for f in self.feature_info if f.stride == tap]
+                if not matches:
+                    strides = sorted({f.stride for f in self.feature_info})
+                    raise ValueError(f"no feature map at stride {tap}; strides are {strides}")
+                names.append(matches[-1])
+        return names
+
+    def forward_taps(self, x: torch.Tensor, taps: Sequence[Tap] = (8, 16, 32)) -> list[torch.Tensor]:
+        """The feature maps at ``taps`` (names or strides), in the order asked. For SSD use
+        ``("block11", "block13")``: the pointwise outputs at strides 16 and 32."""
+        wanted = self.resolve_taps(taps)
+        found: dict[str, torch.Tensor] = {}
+        x = self.stem(x)
+        found["stem"] = x
+        last = max((self._tap_index(n) for n in wanted), default=0)
+        for i, (key, block) in enumerate(self.blocks.named_children(), start=1):
+            if i > last:
+                break
+            x = block(x)
+            found[f"block{key}"] = x
+        return [found[n] for n in wanted]
+
+    def _tap_index(self, name: str) -> int:
+        return [f.name for f in self.feature_info].index(name)

@@ -1,0 +1,71 @@
+"""Named members of the MobileNet family: the paper's 16 models and its two baselines."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from mobilenets.models.config import MobileNetConfig
+from mobilenets.models.mobilenet import MobileNet
+
+PAPER_ALPHAS = (1.0, 0.75, 0.5, 0.25)
+PAPER_RESOLUTIONS = (224, 192, 160, 128)
+
+
+def model_name(alpha: float, resolution: int, variant: str = "separable") -> str:
+    """TF-slim's naming: ``mobilenet_v1_<alpha>_<resolution>``, with the variant after ``v1``."""
+    kind = "" if variant == "separable" else f"{variant}_"
+    width = f"{alpha:g}" if "." in f"{alpha:g}" else f"{alpha:g}.0"
+    return f"mobilenet_v1_{kind}{width}_{resolution}"
+
+
+def _build_registry() -> dict[str, MobileNetConfig]:
+    reg = {}
+    for alpha in PAPER_ALPHAS:
+        for res in PAPER_RESOLUTIONS:
+            reg[model_name(alpha, res)] = MobileNetConfig(alpha=alpha, resolution=res)
+    # The baselines of paper Tables 4 and 5, both at alpha = 1, 224 px.
+    for variant in ("conv", "shallow"):
+        reg[model_name(1.0, 224, variant)] = MobileNetConfig(variant=variant)
+    return reg
+
+
+_REGISTRY = _build_registry()
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Registered model names, optionally only those containing ``pattern``."""
+    return [n for n in _REGISTRY if pattern is None or pattern in n]
+
+
+def get_config(name: str, **overrides: Any) -> MobileNetConfig:
+    """The config of a registered model, with ``overrides`` applied (and validated)."""
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else "; see `mobilenet models`"
+        raise ValueError(f"unknown model {name!r}{hint}")
+    cfg = _REGISTRY[name]
+    return cfg.replace(**overrides) if overrides else cfg
+
+
+def create_model(name: str | MobileNetConfig, **overrides: Any) -> MobileNet:
+    """Build a registered model by name (or from a config), e.g.
+    ``create_model("mobilenet_v1_0.5_160", num_classes=10, activation="relu6")``."""
+    if isinstance(name, MobileNetConfig):
+        cfg = name.replace(**overrides) if overrides else name
+    else:
+        cfg = get_config(name, **overrides)
+    return MobileNet(cfg)
+
+
+def resolve_config(model: str | MobileNetConfig | None = None, *, alpha: float | None = None,
+                   resolution: int | None = None, variant: str | None = None, num_classes: int | None = None,
+                   default: str | MobileNetConfig = "mobilenet_v1_1.0_224", **overrides: Any) -> MobileNetConfig:
+    """The config a command's model arguments name: a registry ``model`` (or config) with
+    ``alpha``/``resolution``/``variant``/``num_classes`` applied over it, or, without ``model``,
+    those over ``default``. ``None`` means "keep". Every value is validated."""
+    base = model if model is not None else default
+    cfg = base if isinstance(base, MobileNetConfig) else get_config(base)
+    changes = {k: v for k, v in dict(alpha=alpha, resolution=resolution, variant=variant,
+                                     num_classes=num_classes, **overrides).items() if v is not None}
+    return cfg.replace(**changes) if changes else cfg

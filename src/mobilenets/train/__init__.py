@@ -1,0 +1,1 @@
+"""Training: the one loop, tasks (loss + metrics), recipes, optimizers, resume, distributed."""
