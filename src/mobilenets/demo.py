@@ -8,7 +8,6 @@ Every step is a library function that also has its own command (``train``, ``exp
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -61,7 +60,7 @@ def demo(output: str | None = None, *, threads: int = 2, rounds: int = 5, epochs
     """Train, export (fp32 and int8 ONNX), then measure accuracy and latency of each; returns the
     summary (``rows``: engine, precision, top1, agreement with eager, median_ms). ``epochs``
     overrides the digits default (30), for quick checks."""
-    from mobilenets.bench.engines import BenchSettings, time_interleaved
+    from mobilenets.bench import BenchSettings, time_interleaved
     from mobilenets.deploy.export import check_text, export_model
     from mobilenets.deploy.runtime import load_runner
     from mobilenets.train.classify import TrainOptions, train
@@ -110,19 +109,3 @@ def demo(output: str | None = None, *, threads: int = 2, rounds: int = 5, epochs
             f"{r['median_ms']:11.3f} {r['p10_ms']:6.3f}-{r['p90_ms']:<7.3f}")
     log(f"\nrun folder: {run}")
     return {"output": str(run), "train": summary, "rows": rows}
-
-
-def add_cli(subparsers: Any) -> None:
-    p = subparsers.add_parser("demo", help="the main job: train on the built-in digits, export fp32/int8 ONNX, "
-                                           "print accuracy and latency of each")
-    p.add_argument("--output", help="run folder (default: a new folder under runs/)")
-    p.add_argument("--threads", type=int, default=2, help="inference threads for the latency table (default 2)")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(func=_cmd_demo)
-
-
-def _cmd_demo(args: argparse.Namespace) -> None:
-    if args.threads < 1 or args.rounds < 1:
-        raise ValueError("--threads and --rounds must be >= 1")
-    demo(args.output, threads=args.threads, rounds=args.rounds, progress=not args.no_progress)

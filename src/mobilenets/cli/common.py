@@ -60,12 +60,13 @@ def nonnegative_int(text: str) -> int:
 
 
 def add_model_args(p: argparse.ArgumentParser, *, default: str = "mobilenet_v1_1.0_224",
-                   checkpoint: bool = True, num_classes: bool = True) -> None:
+                   checkpoint: bool = True, num_classes: bool = True, extra_models: str = "") -> None:
     """``--model``, ``--alpha``, ``--resolution``, ``--variant``, ``--num-classes`` and (unless
     ``checkpoint=False``) ``--checkpoint``, with the same help text everywhere."""
     g = p.add_argument_group("model: --model NAME and/or --alpha/--resolution/--variant"
                              + (", or --checkpoint PATH" if checkpoint else ""))
-    g.add_argument("--model", metavar="NAME", help=f"{MODEL_HELP}; default {default}")
+    g.add_argument("--model", metavar="NAME", help=f"{MODEL_HELP}{', ' + extra_models if extra_models else ''}; "
+                                                    f"default {default}")
     g.add_argument("--alpha", type=positive_float, help="width multiplier α > 0 (default: the model's)")
     g.add_argument("--resolution", type=positive_int, help="input size in pixels, >= 32 (default: the model's)")
     g.add_argument("--variant", choices=VARIANTS,

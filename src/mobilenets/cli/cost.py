@@ -1,0 +1,62 @@
+"""``mobilenet cost``, ``models`` and ``tables``: what a network costs, the registry, the paper's tables."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from mobilenets.cli.common import add_json_arg, add_model_args
+
+
+def register(sub) -> None:
+    p = sub.add_parser("cost", help="per-layer mult-adds and parameters of one model (paper Tables 1-3)")
+    add_model_args(p, extra_models="or torchvision:NAME (any torchvision network, counted on a real forward pass)")
+    p.add_argument("--measure", action="store_true",
+                   help="count a real forward pass instead of the formulas (always so for torchvision:NAME)")
+    p.add_argument("--single-layer", action="store_true", help="print paper Table 3 (one 14x14x512 layer) instead")
+    add_json_arg(p)
+    p.set_defaults(func=cmd_cost)
+
+    p = sub.add_parser("models", help="list the registry with each model's mult-adds and parameters")
+    add_json_arg(p)
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("tables", help="reproduce the paper's cost tables (2-9) beside the printed figures")
+    p.add_argument("--no-reference-nets", action="store_true",
+                   help="skip the torchvision networks of Tables 8-9 (they are built and run once each)")
+    add_json_arg(p)
+    p.set_defaults(func=cmd_tables)
+
+
+def cmd_cost(args: argparse.Namespace) -> None:
+    from mobilenets.cost.count import analytical_cost, measure_cost, model_cost, single_layer_rows
+    from mobilenets.cost.report import cost_text, single_layer_text
+
+    if args.single_layer:
+        print(json.dumps(single_layer_rows(), indent=2) if args.json else single_layer_text())
+        return
+    if args.checkpoint:
+        from mobilenets.cli.common import model_from_args
+
+        model, _ = model_from_args(args)
+        res = model.config.resolution
+        report = (measure_cost(model, (3, res, res), name=str(args.checkpoint)) if args.measure
+                  else analytical_cost(model.config, name=str(args.checkpoint)))
+    else:
+        report = model_cost(args.model, alpha=args.alpha, resolution=args.resolution,
+                            variant=args.variant or "separable",
+                            num_classes=1000 if args.num_classes is None else args.num_classes, measure=args.measure)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else cost_text(report))
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from mobilenets.cost.report import models_rows, models_text
+
+    print(json.dumps(models_rows(), indent=2) if args.json else models_text())
+
+
+def cmd_tables(args: argparse.Namespace) -> None:
+    from mobilenets.paper.tables import paper_tables_data, paper_tables_text
+
+    ref = not args.no_reference_nets
+    print(json.dumps(paper_tables_data(ref), indent=2) if args.json else paper_tables_text(ref))
