@@ -4,13 +4,14 @@ What it measures
 ----------------
 Part 1, training step (images/s; data loading excluded: a fixed random batch is reused).
 
-* **ours**: the per-step work of ``mobilenet train`` (``_train_one_epoch`` in
-  ``mobilenets/train.py``): model from ``mobilenets.create_model(name, num_classes=1000)``,
-  optimizer and scheduler from the ``paper`` recipe (``build_optimizer``: timm ``RMSpropTF`` with
-  weight-decay parameter groups; ``build_scheduler``: ``LambdaLR``); per step: optional
-  channels_last copy of the input, ``torch.autocast("cpu", bfloat16)`` when bf16, forward,
-  ``F.cross_entropy(logits.float(), labels)``, finiteness check, ``zero_grad(set_to_none=True)``,
-  backward, ``optimizer.step()``, ``scheduler.step()``.
+* **ours**: the library's own training step, ``mobilenets.train.loop.train_step`` (what
+  ``mobilenet train`` runs each iteration; no copy here): the classification task's model
+  (``prepare_model``: channels_last when asked; under bf16 autocast the stride-2 depthwise convs
+  in float32), optimizer and scheduler from the ``paper`` recipe (``build_optimizer``: timm
+  ``RMSpropTF`` with weight-decay parameter groups; ``build_scheduler``: ``LambdaLR``); per step:
+  input prepared by ``StepContext.prepare`` (channels_last copy), ``torch.autocast("cpu",
+  bfloat16)`` when bf16, forward, cross-entropy in float32, finiteness check,
+  ``zero_grad(set_to_none=True)``, backward, ``optimizer.step()``, ``scheduler.step()``.
 * **timm** (the baseline): a plain loop over ``timm.create_model("mobilenetv1_100")`` with
   ``torch.optim.SGD(lr=0.01, momentum=0.9)``, same batch, input size and per-step operations.
 * Models ``mobilenet_v1_1.0_224`` and ``mobilenet_v1_0.5_128``, each in fp32 and bf16 (autocast)
@@ -170,36 +171,30 @@ class Contender:
 
 
 def make_ours(name: str, res: int, batch: int, precision: str, layout: str) -> Contender:
+    """Our model trained by the library's own step (mobilenets.train.loop.train_step: the one the
+    training loop runs), with the paper recipe's optimizer and schedule."""
     import torch
-    import torch.nn.functional as F
 
     import mobilenets
-    from mobilenets.train.recipes import build_optimizer, build_scheduler, get_recipe
+    from mobilenets.train.loop import StepContext, prepare_model, train_step
+    from mobilenets.train.optim import build_optimizer, build_scheduler
+    from mobilenets.train.recipes import get_recipe
+    from mobilenets.train.tasks import ClassificationTask
 
-    model = mobilenets.create_model(name, num_classes=1000)
-    channels_last = layout == "channels_last"
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    model.train()
+    cfg = mobilenets.get_config(name, num_classes=1000)
     recipe = get_recipe("paper", batch_size=batch)
+    task = ClassificationTask.without_data(cfg, label_smoothing=recipe.label_smoothing)
+    ctx = StepContext(torch.device("cpu"), amp=precision == "bf16", channels_last=layout == "channels_last")
+    model = prepare_model(task.build_model(), ctx).train()
     optimizer = build_optimizer(model, recipe)
     scheduler = build_scheduler(optimizer, recipe, steps_per_epoch=1000)
-    amp = precision == "bf16"
     images = torch.randn(batch, 3, res, res)
     labels = torch.randint(0, 1000, (batch,))
 
-    def step() -> None:  # mirrors mobilenets.train.classify._train_one_epoch, one iteration
-        x = images.contiguous(memory_format=torch.channels_last) if channels_last else images
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=recipe.label_smoothing)
-        if not torch.isfinite(loss):
-            raise RuntimeError(f"ours {name} {precision} {layout}: loss is {loss.item()}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        float(loss.detach())  # train.py accumulates the epoch loss this way
+    def step() -> None:
+        losses = train_step(model, task, ctx.prepare(images), ctx.prepare(labels), optimizer, ctx,
+                            scheduler=scheduler)
+        float(losses["loss"].detach())  # the loop accumulates the epoch loss this way
 
     row = Row("train", name, "ours", res, precision, layout, batch)
     return Contender(row, step)

@@ -30,3 +30,36 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0, *, classifier_std: floa
 def randomized_bn():
     """:func:`randomize_batchnorm`, as a fixture (test folders are not importable packages)."""
     return randomize_batchnorm
+
+
+def write_photo_folder(root, size: int = 96, per_class: tuple[int, int] = (12, 4), corrupt: bool = True):
+    """An ImageNet-style folder of real photos (crops of skimage's astronaut, coffee, chelsea):
+    ``root/{train,val}/<class>/<i>.jpg``; with ``corrupt`` three unreadable files in
+    ``train/coffee`` (truncated, empty, text)."""
+    import numpy as np
+    from PIL import Image
+    from skimage import data as skd
+
+    photos = {"astronaut": skd.astronaut(), "coffee": skd.coffee(), "chelsea": skd.chelsea()}
+    rng = np.random.default_rng(0)
+    for split, n in zip(("train", "val"), per_class):
+        for name, img in photos.items():
+            d = root / split / name
+            d.mkdir(parents=True)
+            h, w = img.shape[:2]
+            for i in range(n):
+                y, x = rng.integers(0, h - 160), rng.integers(0, w - 160)
+                Image.fromarray(img[y:y + 160, x:x + 160]).resize((size, size)).save(d / f"{i}.jpg")
+    if corrupt:
+        bad = root / "train" / "coffee"
+        good = (bad / "0.jpg").read_bytes()
+        (bad / "truncated.jpg").write_bytes(good[: len(good) // 3])
+        (bad / "empty.jpg").write_bytes(b"")
+        (bad / "notes.jpg").write_text("not an image")
+    return root
+
+
+@pytest.fixture
+def photo_folder():
+    """:func:`write_photo_folder`, as a fixture."""
+    return write_photo_folder

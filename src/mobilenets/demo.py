@@ -63,7 +63,9 @@ def demo(output: str | None = None, *, threads: int = 2, rounds: int = 5, epochs
     from mobilenets.bench import BenchSettings, time_interleaved
     from mobilenets.deploy.export import check_text, export_model
     from mobilenets.deploy.runtime import load_runner
-    from mobilenets.train.classify import TrainOptions, train
+    from mobilenets.train.classify import train
+    from mobilenets.train.options import TrainOptions
+    from mobilenets.utils.scoped import torch_threads
     from mobilenets.weights.checkpoint import load_checkpoint
 
     summary = train(None, options=TrainOptions(output=output, progress=progress),
@@ -79,28 +81,28 @@ def demo(output: str | None = None, *, threads: int = 2, rounds: int = 5, epochs
         report = export_model(run, path, "onnx", int8=name.endswith("int8"), threads=threads)
         log(f"  {path}: {check_text(report)}")
 
-    torch.set_num_threads(threads)
-    model, meta = load_checkpoint(run)
-    x, y = held_out_arrays(model.config.resolution, meta)
+    with torch_threads(threads):  # the caller's thread count comes back afterwards
+        model, meta = load_checkpoint(run)
+        x, y = held_out_arrays(model.config.resolution, meta)
 
-    def eager(batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return model(torch.from_numpy(batch)).numpy()
+        def eager(batch: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return model(torch.from_numpy(batch)).numpy()
 
-    engines: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {"pytorch eager": ("fp32", eager)}
-    for name, path in files.items():
-        engines[name] = (name.split()[1], load_runner(path, threads=threads))
-    one = x[:1].copy()
-    timings = time_interleaved({name: (lambda fn=fn: fn(one)) for name, (_, fn) in engines.items()},
-                               BenchSettings(threads=threads, rounds=rounds), progress=progress)
-    rows = []
-    ref_top = None
-    for name, (precision, fn) in engines.items():
-        top1, top = _accuracy(fn, x, y)
-        ref_top = top if ref_top is None else ref_top
-        rows.append({"engine": name, "precision": precision, "top1": top1,
-                     "agreement": float((top == ref_top).mean()), "median_ms": timings[name]["median_ms"],
-                     "p10_ms": timings[name]["p10_ms"], "p90_ms": timings[name]["p90_ms"]})
+        engines: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {"pytorch eager": ("fp32", eager)}
+        for name, path in files.items():
+            engines[name] = (name.split()[1], load_runner(path, threads=threads))
+        one = x[:1].copy()
+        timings = time_interleaved({name: (lambda fn=fn: fn(one)) for name, (_, fn) in engines.items()},
+                                   BenchSettings(threads=threads, rounds=rounds), progress=progress)
+        rows = []
+        ref_top = None
+        for name, (precision, fn) in engines.items():
+            top1, top = _accuracy(fn, x, y)
+            ref_top = top if ref_top is None else ref_top
+            rows.append({"engine": name, "precision": precision, "top1": top1,
+                         "agreement": float((top == ref_top).mean()), "median_ms": timings[name]["median_ms"],
+                         "p10_ms": timings[name]["p10_ms"], "p90_ms": timings[name]["p90_ms"]})
     log(f"\non the {len(y)} held-out digits, batch-1 latency with {threads} threads "
         f"(median of {rounds} interleaved rounds):")
     log(f"  {'engine':<14} {'precision':<9} {'top-1':>7} {'same top-1 as eager':>20} {'latency ms':>11} {'p10-p90':>14}")

@@ -1,4 +1,4 @@
-"""Tests of mobilenets.data.datasets: the digits split, image folders, and skipping unreadable files."""
+"""Tests of mobilenets.data: the digits split, image folders, and skipping unreadable files."""
 
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from mobilenets.data.digits import DIGITS_SPLIT_SEED, DIGITS_TEST_SIZE
 from mobilenets.data.datasets import (
-    DIGITS_SPLIT_SEED,
-    DIGITS_TEST_SIZE,
     Augment,
     BadSample,
     DataBundle,
@@ -47,7 +46,6 @@ def test_digits_split_sizes_and_labels(digits32):
     assert digits32.classes == [str(d) for d in range(10)]
     assert len(digits32.train) == 1347
     assert len(digits32.val) == 450
-    assert digits32.bad_files == []
     for part in (digits32.train, digits32.val):
         assert set(part.targets) == set(range(10))
         assert all(0 <= t <= 9 for t in part.targets)
@@ -234,7 +232,6 @@ def test_folder_classes_and_sizes(image_folder):
     bundle = load_data(root, 40)
     assert bundle.classes == ["astronaut", "cat", "scene"]
     assert bundle.source == str(root)
-    assert bundle.bad_files == []
     # The corrupt files are listed (they are only found bad when decoded); .txt is not.
     assert len(bundle.train) == sum(info["counts"]["train"].values()) + len(CORRUPT) == 14
     assert len(bundle.val) == 3
@@ -263,8 +260,6 @@ def test_folder_loader_skips_corrupt_files(image_folder):
     assert all(isinstance(reason, str) and reason for _, reason in bad)
     reasons = {Path(p).name: r for p, r in bad}
     assert "truncated" in reasons["truncated.jpg"].lower()
-    bundle.bad_files.extend(bad)
-    assert len(bundle.bad_files) == 3
 
 
 def test_folder_bad_sample_direct(image_folder):
@@ -413,12 +408,12 @@ def test_draft_crop_matches_full_decode(tmp_path, monkeypatch, decoder):
     from PIL import Image
     from skimage import data as skd
 
-    from mobilenets.data import datasets as D
+    from mobilenets.data import jpeg as D
 
     if decoder == "pil":
-        monkeypatch.setattr(D, "_simplejpeg", None)
+        monkeypatch.setattr(D, "simplejpeg", None)
     else:
-        assert D._simplejpeg is not None  # a dependency: the fast path must be the one tested
+        assert D.simplejpeg is not None  # a dependency: the fast path must be the one tested
     path = tmp_path / "big.jpg"
     Image.fromarray(skd.astronaut()).resize((1024, 768)).save(path, quality=92)
     crop = D.DraftRandomResizedCrop(128, (0.35, 1.0))

@@ -11,7 +11,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from mobilenets import create_model
-from mobilenets.train.classify import convert_sync_batchnorm
+from mobilenets.train.distributed import convert_sync_batchnorm
 
 
 def batch():

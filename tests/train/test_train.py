@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from mobilenets.cli.main import main
-from mobilenets.train.classify import TrainOptions, train
+from mobilenets.train import TrainOptions, train
 from mobilenets.weights.checkpoint import load_checkpoint, load_state
 
 MB = [sys.executable, "-m", "mobilenets"]
@@ -259,7 +259,7 @@ def test_training_does_not_load_tensorflow(tmp_path):
     """TensorBoard would import TensorFlow (installed for convert/export); loading triton after TF
     segfaults, so a run followed by torch.compile would crash. The writer must use TB's stub."""
     code = ("import sys, torch\n"
-            "from mobilenets.train.classify import TrainOptions, train\n"
+            "from mobilenets.train import TrainOptions, train\n"
             f"train(None, alpha=0.25, resolution=32, options=TrainOptions(output={str(tmp_path / 'r')!r}, "
             "progress=False, max_steps=1))\n"
             "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"

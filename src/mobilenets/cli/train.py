@@ -3,82 +3,104 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import typing
 
-from mobilenets.cli.common import positive_float
-from mobilenets.models.config import VARIANTS
+from mobilenets.cli.common import (
+    add_batch_size_arg,
+    add_device_arg,
+    add_json_arg,
+    add_model_args,
+    add_progress_arg,
+    nonnegative_int,
+    positive_int,
+)
+from mobilenets.train.options import TrainOptions
+from mobilenets.train.recipes import FIELD_HELP, PRESETS, Recipe
+
+CHECKPOINT_HELP = "a run folder (its best weights), a model folder or a weights file"
 
 
 def register(sub) -> None:
     _add_train(sub)
     p = sub.add_parser("eval", help="top-1/top-5 of a checkpoint (prints one JSON object)")
-    p.add_argument("--checkpoint", required=True, help="a run folder (its best weights) or a checkpoint file")
-    p.add_argument("--data", help="ImageNet-style folder (uses val/); default: the data the run was trained on")
-    p.add_argument("--batch-size", type=int, default=256, help="default 256")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader workers (default 0)")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
-    p.set_defaults(func=_cmd_eval)
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help=CHECKPOINT_HELP)
+    p.add_argument("--data", metavar="DIR",
+                   help="ImageNet-style folder (its val/ is used); default: the data the run was trained on")
+    add_batch_size_arg(p, 256)
+    p.add_argument("--workers", type=nonnegative_int, default=0, help="DataLoader workers (default 0)")
+    add_device_arg(p)
+    add_progress_arg(p)
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="top-k labels with probabilities for images")
-    p.add_argument("--checkpoint", required=True, help="a run folder (its best weights) or a checkpoint file")
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help=CHECKPOINT_HELP)
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--top-k", type=int, default=5, help="default 5")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=_cmd_predict)
+    p.add_argument("--top-k", type=positive_int, default=5, help="labels shown per image (default 5)")
+    add_json_arg(p)
+    p.set_defaults(func=cmd_predict)
+
+
+def _recipe_flag_type(kind: typing.Any):
+    """The argparse type of a Recipe field, from its annotation (``int``, ``float``, ``str``,
+    ``bool``, or one of those ``| None``)."""
+    args = [a for a in typing.get_args(kind) if a is not type(None)] or [kind]
+    base, optional = args[0], type(None) in typing.get_args(kind)
+    if base is bool:
+        return parse_bool
+    if optional:
+        return lambda text: None if text.lower() == "none" else (base(text) if base is not float else _float(text))
+    return _float if base is float else base
+
+
+def _preset_defaults(name: str) -> str:
+    values = {p: getattr(r, name) for p, r in PRESETS.items()}
+    return ", ".join(f"{p} {v}" for p, v in values.items())
 
 
 def _add_train(sub) -> None:
-    import dataclasses
-
-    from mobilenets.train.classify import TrainOptions
-    from mobilenets.train.recipes import PRESETS, Recipe
-
-    p = sub.add_parser("train", help="train a MobileNet (default: 0.5-32 on the built-in digits data)")
-    p.add_argument("--data", help="ImageNet-style folder with train/ and val/; default: sklearn digits")
-    p.add_argument("--model", help="registry name (default: alpha 0.5 at 32 px)")
-    p.add_argument("--alpha", type=positive_float, help="width multiplier")
-    p.add_argument("--resolution", type=int, help="input size in pixels")
-    p.add_argument("--variant", choices=VARIANTS, help="separable, conv or shallow")
-    p.add_argument("--activation", choices=("relu", "relu6"), help="default relu")
+    p = sub.add_parser("train", help="train a MobileNet (default: alpha 0.5 at 32 px on the built-in digits data)")
+    p.add_argument("--data", metavar="DIR", help="ImageNet-style folder with train/ and val/; default: sklearn digits")
+    add_model_args(p, default="alpha 0.5 at 32 px", checkpoint=False, num_classes=False)
+    p.add_argument("--activation", choices=("relu", "relu6"), help="default relu (the paper's)")
     p.add_argument("--dropout", type=float, help="dropout before the classifier (default 0.001)")
     p.add_argument("--recipe", default="paper", choices=sorted(PRESETS), help="training preset (default paper)")
-    g = p.add_argument_group("recipe overrides (default: the preset's value)")
+    g = p.add_argument_group("recipe overrides (default: the preset's value; 'none' where a field may be empty)")
+    hints = typing.get_type_hints(Recipe)
     for f in dataclasses.fields(Recipe):
         if f.name == "name":
             continue
-        flag = "--" + f.name.replace("_", "-")
-        kind = str(f.type)
-        if "bool" in kind:
-            g.add_argument(flag, type=_parse_bool, metavar="BOOL")
-        elif "int" in kind and "float" not in kind:
-            g.add_argument(flag, type=int)
-        elif "float" in kind:
-            g.add_argument(flag, type=_optional_float)
-        else:
-            g.add_argument(flag, type=_optional_str)
+        g.add_argument("--" + f.name.replace("_", "-"), type=_recipe_flag_type(hints[f.name]),
+                       metavar="BOOL" if hints[f.name] is bool else None,
+                       help=f"{FIELD_HELP[f.name]} (default: {_preset_defaults(f.name)})")
     o = p.add_argument_group("running")
-    defaults = TrainOptions()
-    o.add_argument("--output", help="run folder (default: a new folder under runs/)")
-    o.add_argument("--resume", action="store_true", help="continue the run in --output from its newest checkpoint")
-    o.add_argument("--workers", type=int, default=defaults.workers, help=f"DataLoader workers (default {defaults.workers})")
-    o.add_argument("--seed", type=int, default=defaults.seed, help=f"default {defaults.seed}")
-    o.add_argument("--device", default=defaults.device, help="auto (default), cpu, cuda, cuda:N")
+    d = TrainOptions()
+    o.add_argument("--output", metavar="DIR", help="run FOLDER (default: a new folder under runs/)")
+    o.add_argument("--resume", action="store_true",
+                   help="continue the run in --output from its newest checkpoint (with its own recipe and model)")
+    o.add_argument("--workers", type=nonnegative_int, default=d.workers,
+                   help=f"DataLoader workers (default {d.workers}; results do not depend on it)")
+    o.add_argument("--seed", type=int, default=d.seed, help=f"default {d.seed}")
+    add_device_arg(o)
     o.add_argument("--amp", action="store_true", help="bf16 autocast")
     o.add_argument("--float64", action="store_true",
                    help="train in float64 (slow; for numerical checks such as DDP equivalence)")
-    o.add_argument("--channels-last", action="store_true")
+    o.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     o.add_argument("--compile", action="store_true", help="torch.compile the model")
-    o.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm when distributed")
-    o.add_argument("--keep-last", type=int, default=defaults.keep_last, help=f"step checkpoints kept (default {defaults.keep_last})")
-    o.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps (default: epoch ends)")
+    o.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm when distributed (torchrun)")
+    o.add_argument("--keep-last", type=positive_int, default=d.keep_last,
+                   help=f"step checkpoints kept (default {d.keep_last})")
+    o.add_argument("--checkpoint-every", type=nonnegative_int, default=0,
+                   help="also checkpoint every N steps (default 0: at epoch ends only)")
     o.add_argument("--deterministic", action="store_true", help="deterministic algorithms (bit-exact resume)")
-    o.add_argument("--max-steps", type=int, default=0, help="stop after N steps in total (0: no limit)")
-    o.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(func=_cmd_train)
+    o.add_argument("--max-steps", type=nonnegative_int, default=0, help="stop after N steps in total (default 0: no limit)")
+    add_progress_arg(o)
+    p.set_defaults(func=cmd_train)
 
 
-def _parse_bool(text: str) -> bool:
+def parse_bool(text: str) -> bool:
     if text.lower() in ("1", "true", "yes", "on"):
         return True
     if text.lower() in ("0", "false", "no", "off"):
@@ -86,32 +108,24 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
 
 
-def _optional_float(text: str) -> float | None:
-    if text.lower() == "none":
-        return None
+def _float(text: str) -> float:
     try:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 
-def _optional_str(text: str) -> str | None:
-    return None if text.lower() == "none" else text
-
-
-def _cmd_train(args: argparse.Namespace) -> None:
-    import dataclasses
-
-    from mobilenets.train.classify import TrainOptions, train
-    from mobilenets.train.recipes import Recipe
+def cmd_train(args: argparse.Namespace) -> None:
+    from mobilenets.train.classify import train
 
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe)
                  if f.name != "name" and getattr(args, f.name, None) is not None}
     model_overrides = {k: getattr(args, k) for k in ("activation", "dropout") if getattr(args, k) is not None}
     opts = TrainOptions(output=args.output, resume=args.resume, workers=args.workers, seed=args.seed,
-                        device=args.device, amp=args.amp, float64=args.float64, channels_last=args.channels_last, compile=args.compile,
-                        sync_bn=args.sync_bn, keep_last=args.keep_last, checkpoint_every=args.checkpoint_every,
-                        deterministic=args.deterministic, max_steps=args.max_steps, progress=not args.no_progress)
+                        device=args.device, amp=args.amp, float64=args.float64, channels_last=args.channels_last,
+                        compile=args.compile, sync_bn=args.sync_bn, keep_last=args.keep_last,
+                        checkpoint_every=args.checkpoint_every, deterministic=args.deterministic,
+                        max_steps=args.max_steps, progress=not args.no_progress)
     summary = train(args.data, args.model, alpha=args.alpha, resolution=args.resolution, variant=args.variant,
                     recipe=args.recipe, recipe_overrides=overrides, model_overrides=model_overrides, options=opts)
     if int(os.environ.get("RANK", "0")) != 0:
@@ -121,13 +135,14 @@ def _cmd_train(args: argparse.Namespace) -> None:
     print("\n".join(train_summary_lines(summary)))
 
 
-def _cmd_eval(args: argparse.Namespace) -> None:
+def cmd_eval(args: argparse.Namespace) -> None:
     from mobilenets.train.classify import eval_checkpoint
 
-    print(json.dumps(eval_checkpoint(args.checkpoint, args.data, args.batch_size, args.workers, args.device)))
+    print(json.dumps(eval_checkpoint(args.checkpoint, args.data, args.batch_size, args.workers, args.device,
+                                     progress=not args.no_progress)))
 
 
-def _cmd_predict(args: argparse.Namespace) -> None:
+def cmd_predict(args: argparse.Namespace) -> None:
     from mobilenets.deploy.predict import predict
 
     results = predict(args.checkpoint, args.images, args.top_k)

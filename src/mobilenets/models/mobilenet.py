@@ -89,6 +89,16 @@ class FeatureInfo:
 Tap = Union[str, int]
 
 
+def default_pretrained_cfg(cfg: MobileNetConfig) -> dict:
+    """What a freshly built model says about its input and classes (our training defaults:
+    mean/std 0.5, so the network sees [-1, 1] like the TF/Keras MobileNets; crop 0.875)."""
+    from mobilenets.data.preprocess import Preprocessing
+
+    pre = Preprocessing(input_size=(3, cfg.resolution, cfg.resolution))
+    return {**pre.to_timm(), "num_classes": cfg.num_classes, "label_names": None,
+            "source": {"framework": "mobilenets"}}
+
+
 def _block(spec: ConvSpec, cfg: MobileNetConfig) -> ConvBNAct:
     return ConvBNAct(spec.in_channels, spec.out_channels, spec.kernel, spec.stride, spec.depthwise, cfg)
 
@@ -124,11 +134,15 @@ class MobileNet(nn.Module):
                 infos.append(FeatureInfo(f"block{spec.block}", stride, spec.out_channels))
         # Keys are the paper's block numbers, so state-dict names stay stable across variants.
         self.blocks = nn.Sequential(blocks)
-        self.feature_info: list[FeatureInfo] = infos
+        self.feature_info = infos
         self.num_features = plan[-1].out_channels
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.classifier: nn.Module = self._make_classifier(cfg.num_classes)
+        self.classifier = self._make_classifier(cfg.num_classes)
+        # timm-style metadata: the input preprocessing (so timm.data.resolve_data_config(model=m)
+        # works), class count and names, and where the weights came from. Loaders and converters
+        # replace it with what the weights' source says.
+        self.pretrained_cfg = default_pretrained_cfg(cfg)
         self._init_weights()
 
     @property
@@ -157,6 +171,7 @@ class MobileNet(nn.Module):
         """Replace the classifier with a freshly initialised one for ``num_classes`` (0: none)."""
         self.config = self.config.replace(num_classes=num_classes)
         self.classifier = self._make_classifier(num_classes)
+        self.pretrained_cfg = {**self.pretrained_cfg, "num_classes": num_classes, "label_names": None}
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.stem(x))

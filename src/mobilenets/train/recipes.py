@@ -14,45 +14,19 @@ Two presets (:data:`PRESETS`):
     SGD + Nesterov, linear warm-up then cosine, label smoothing, RandAugment and weight EMA: the
     "bag of tricks" recipe that trains small CNNs well today (see the comments on the preset).
 
-The TF RMSprop trap. TensorFlow 1's ``tf.train.RMSPropOptimizer`` (the one Inception V3 and the
-MobileNet paper used) does, per step::
-
-    ms  <- decay * ms + (1 - decay) * g**2          # ms initialised to 1.0, not 0
-    mom <- momentum * mom + lr * g / sqrt(ms + eps) # eps INSIDE the sqrt; lr inside the momentum
-    p   <- p - mom
-
-``torch.optim.RMSprop`` instead starts ``ms`` at 0, divides by ``sqrt(ms) + eps`` and multiplies
-by ``lr`` outside the momentum buffer. With TF's eps = 1.0 the two behave very differently (ports
-that used torch's RMSprop with eps 1.0 reported it "does not seem to work"). We use timm's
-:class:`timm.optim.RMSpropTF`, which (read from timm 1.0.x's source, and checked against the rule
-above in ``tests/test_recipes.py``) initialises ``square_avg`` to ones, adds eps inside the
-square root, updates ``square_avg += (g**2 - square_avg) * (1 - alpha)`` (TF's order of ops), and,
-with ``lr_in_momentum=True`` (its default, set explicitly here), accumulates ``lr * g / sqrt(.)``
-in the momentum buffer and subtracts the buffer, so an LR change only affects new contributions,
-as in TF. Its ``weight_decay`` with ``decoupled_decay=False`` is coupled L2 (``g + wd * p``),
-which is what TF-slim's ``l2_regularizer(wd)`` (loss ``wd * sum(w**2) / 2``) gives.
-
-Weight decay goes only on the weights of non-depthwise convs (stem, pointwise) and of Linear
-layers; depthwise conv weights (paper: "very little or no weight decay"; TF-slim:
-``regularize_depthwise=False``), BatchNorm (any norm) parameters and biases get none. See
-:func:`param_groups`.
-
-Schedules are stepped once per **iteration** (``scheduler.step()`` after every
-``optimizer.step()``), so resuming mid-epoch from ``optimizer.state_dict()`` and
-``scheduler.state_dict()`` continues the exact LR sequence.
+This module imports no torch (the command line reads the presets and field types before any
+training starts); the builders a training loop needs are in :mod:`mobilenets.train.optim`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-from torch import nn
-from torch.optim.lr_scheduler import LambdaLR
-
+from mobilenets.errors import MobileNetsError
 from mobilenets.utils.serial import JsonDataclass
 
 OPTIMIZERS = ("rmsprop_tf", "sgd", "adamw")
@@ -119,11 +93,11 @@ class Recipe(JsonDataclass):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Recipe:
         if not isinstance(data, dict):
-            raise ValueError(f"a Recipe is built from a dict, got {type(data).__name__}")
+            raise MobileNetsError(f"a Recipe is built from a dict, got {type(data).__name__}")
         _check_fields(data)
         missing = sorted({f.name for f in dataclasses.fields(cls)} - set(data))
         if missing:
-            raise ValueError(f"missing Recipe field(s): {', '.join(missing)}")
+            raise MobileNetsError(f"missing Recipe field(s): {', '.join(missing)}")
         return cls(**data)
 
 
@@ -134,7 +108,7 @@ _FIELDS = tuple(f.name for f in dataclasses.fields(Recipe))
 def _check_fields(data: dict[str, Any]) -> None:
     unknown = sorted(set(data) - set(_FIELDS))
     if unknown:
-        raise ValueError(
+        raise MobileNetsError(
             f"unknown Recipe field(s): {', '.join(map(repr, unknown))}; "
             f"fields are {', '.join(_FIELDS)}"
         )
@@ -153,7 +127,7 @@ def validate(r: Recipe) -> None:
 
     def need(ok: bool, field: str, rule: str) -> None:
         if not ok:
-            raise ValueError(f"{field} must be {rule}, got {getattr(r, field)!r}")
+            raise MobileNetsError(f"{field} must be {rule}, got {getattr(r, field)!r}")
 
     need(isinstance(r.name, str) and bool(r.name), "name", "a non-empty string")
     need(_is_int(r.epochs) and r.epochs >= 1, "epochs", "an integer >= 1")
@@ -162,11 +136,11 @@ def validate(r: Recipe) -> None:
         _is_int(r.base_batch_size) and r.base_batch_size >= 1, "base_batch_size", "an integer >= 1"
     )
     if r.optimizer not in OPTIMIZERS:
-        raise ValueError(
+        raise MobileNetsError(
             f"unknown optimizer {r.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
         )
     if r.schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {r.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        raise MobileNetsError(f"unknown schedule {r.schedule!r}; choose one of {', '.join(SCHEDULES)}")
     need(_is_real(r.lr) and r.lr > 0, "lr", "a number > 0")
     need(_is_real(r.momentum) and 0 <= r.momentum < 1, "momentum", "in [0, 1)")
     need(_is_real(r.rmsprop_decay) and 0 <= r.rmsprop_decay < 1, "rmsprop_decay", "in [0, 1)")
@@ -176,7 +150,7 @@ def validate(r: Recipe) -> None:
     need(_is_real(r.decay_epochs) and r.decay_epochs > 0, "decay_epochs", "a number > 0")
     need(_is_real(r.warmup_epochs) and r.warmup_epochs >= 0, "warmup_epochs", "a number >= 0")
     if r.warmup_epochs > 0 and not r.warmup_epochs < r.epochs:
-        raise ValueError(
+        raise MobileNetsError(
             f"warmup_epochs must be < epochs, got warmup_epochs={r.warmup_epochs!r} "
             f"with epochs={r.epochs!r}"
         )
@@ -193,19 +167,23 @@ def validate(r: Recipe) -> None:
         _check_randaugment(r.randaugment)
 
 
+# timm's RandAugment string: "rand" then "-"-separated sections; "t<name>" picks the op set, the
+# others are a key and a number (timm's rand_augment_transform skips sections without a digit).
+_RA_SECTION = re.compile(r"t\w+|(mstd|mmax|inc|m|n|p)\d+(\.\d+)?|[a-z]*")
+
+
 def _check_randaugment(spec: Any) -> None:
-    bad = ValueError(
+    """The grammar of timm's ``rand_augment_transform`` strings, checked without importing timm
+    (presets are built at import time, and the command line must not load torch)."""
+    bad = MobileNetsError(
         "randaugment must be None or a timm RandAugment string like 'rand-m9-mstd0.5', "
         f"got {spec!r}"
     )
     if not isinstance(spec, str) or spec.split("-")[0] != "rand":
         raise bad
-    from timm.data.auto_augment import rand_augment_transform
-
-    try:  # timm's own parser is the authority on what the string means
-        rand_augment_transform(spec, {})
-    except Exception:  # timm signals bad sections with assert / ValueError / KeyError
-        raise bad from None
+    for section in spec.split("-")[1:]:
+        if not _RA_SECTION.fullmatch(section) or (section.isalpha() and not section.startswith("t")):
+            raise bad
 
 
 # ------------------------------------------------------------------------------------------------
@@ -292,179 +270,36 @@ PRESETS: dict[str, Recipe] = {
 }
 
 
+# One line per field, for `mobilenet train --help` (the comments on Recipe say more).
+FIELD_HELP = {
+    "epochs": "training epochs",
+    "batch_size": "global batch size (summed over all processes)",
+    "optimizer": f"one of {', '.join(OPTIMIZERS)}",
+    "lr": "peak learning rate at base_batch_size (scaled linearly to batch_size)",
+    "base_batch_size": "the batch size lr is quoted for",
+    "momentum": "SGD/RMSprop momentum; AdamW's beta1",
+    "rmsprop_decay": "TF RMSprop decay (rho) of the mean square",
+    "eps": "optimizer epsilon (TF RMSprop: inside the square root)",
+    "weight_decay": "L2 on conv (not depthwise) and FC weights",
+    "schedule": f"one of {', '.join(SCHEDULES)}",
+    "decay_rate": "exponential schedule: factor applied every decay_epochs",
+    "decay_epochs": "exponential schedule: epochs between decays",
+    "warmup_epochs": "linear warm-up epochs (0: none)",
+    "min_lr_ratio": "cosine schedule: final lr as a fraction of the peak",
+    "label_smoothing": "label smoothing of the cross-entropy (0: none)",
+    "ema_decay": "per-step decay of the weight EMA (none: no EMA)",
+    "crop_min_area": "smallest random-resized-crop area, as a fraction of the image",
+    "hflip": "random horizontal flips",
+    "color_jitter": "brightness/contrast/saturation jitter strength (0: none)",
+    "randaugment": "timm RandAugment string such as rand-m9-mstd0.5 (none: off)",
+}
+
+
 def get_recipe(name: str, **overrides: Any) -> Recipe:
     """The preset ``name`` with ``overrides`` applied (validated)."""
     if not isinstance(name, str) or name not in PRESETS:
-        raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(PRESETS)}")
+        raise MobileNetsError(f"unknown recipe {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]
 
 
-# ------------------------------------------------------------------------------------------------
-# Optimizer
-# ------------------------------------------------------------------------------------------------
-
-
-def _is_depthwise(conv: nn.Module) -> bool:
-    return conv.groups > 1 and conv.groups == conv.in_channels
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two optimizer parameter groups: ``weight_decay`` on the weights of non-depthwise convs and
-    of ``nn.Linear`` layers; 0 on depthwise conv weights (``groups == in_channels > 1``), on
-    every norm layer's parameters, on biases and on anything else. Frozen parameters
-    (``requires_grad=False``) are left out; shared parameters appear once. Each group carries a
-    ``"group"`` key ("decay" / "no_decay") for logging; empty groups are omitted."""
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    seen: set[int] = set()
-    for module in model.modules():
-        for pname, p in module.named_parameters(recurse=False):
-            if id(p) in seen or not p.requires_grad:
-                continue
-            seen.add(id(p))
-            is_conv = isinstance(module, nn.modules.conv._ConvNd)
-            wants_decay = pname == "weight" and (
-                isinstance(module, nn.Linear) or (is_conv and not _is_depthwise(module))
-            )
-            (decay if wants_decay else no_decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": float(weight_decay), "group": "decay"},
-        {"params": no_decay, "weight_decay": 0.0, "group": "no_decay"},
-    ]
-    return [g for g in groups if g["params"]]
-
-
-def scaled_lr(recipe: Recipe) -> float:
-    """The peak learning rate at the recipe's batch size: lr * batch_size / base_batch_size."""
-    return recipe.lr * (recipe.batch_size / recipe.base_batch_size)  # exact when the ratio is 1
-
-
-def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    """The recipe's optimizer over :func:`param_groups`, at :func:`scaled_lr`."""
-    groups = param_groups(model, recipe.weight_decay)
-    lr = scaled_lr(recipe)
-    if recipe.optimizer == "rmsprop_tf":
-        from timm.optim import RMSpropTF
-
-        return RMSpropTF(
-            groups,
-            lr=lr,
-            alpha=recipe.rmsprop_decay,
-            eps=recipe.eps,
-            momentum=recipe.momentum,
-            decoupled_decay=False,  # coupled L2, as TF-slim's l2_regularizer
-            lr_in_momentum=True,  # TF: lr accumulates inside the momentum buffer
-        )
-    if recipe.optimizer == "sgd":
-        return torch.optim.SGD(
-            groups, lr=lr, momentum=recipe.momentum, nesterov=recipe.momentum > 0
-        )
-    if recipe.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=(recipe.momentum, 0.999), eps=recipe.eps)
-    raise ValueError(f"unknown optimizer {recipe.optimizer!r}")  # unreachable: validated
-
-
-# ------------------------------------------------------------------------------------------------
-# Schedule
-# ------------------------------------------------------------------------------------------------
-
-
-class LRFactor:
-    """The LR multiplier at iteration ``step`` (0-based), a picklable callable for ``LambdaLR``;
-    its attributes are plain numbers, so ``LambdaLR.state_dict()`` saves and restores it.
-
-    Warm-up (``warmup_steps`` > 0): ``(step + 1) / (warmup_steps + 1)`` for step < warmup_steps,
-    linear from near 0, reaching the peak (1.0) at step ``warmup_steps``.
-    After warm-up, with ``t = step - warmup_steps``:
-
-    * exponential: ``decay_rate ** floor(t / decay_steps)`` (staircase, as TF-slim);
-    * cosine: ``floor + (1 - floor) * (1 + cos(pi * p)) / 2`` with
-      ``p = min(t / (total_steps - 1 - warmup_steps), 1)``: the peak at the first post-warm-up
-      step, ``floor`` (= min_lr_ratio) at the last iteration ``total_steps - 1`` and after.
-    """
-
-    def __init__(
-        self,
-        schedule: str,
-        total_steps: int,
-        warmup_steps: int,
-        decay_rate: float = 1.0,
-        decay_steps: float = 1.0,
-        floor: float = 0.0,
-    ) -> None:
-        self.schedule = schedule
-        self.total_steps = int(total_steps)
-        self.warmup_steps = int(warmup_steps)
-        self.decay_rate = float(decay_rate)
-        self.decay_steps = float(decay_steps)
-        self.floor = float(floor)
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return (step + 1) / (self.warmup_steps + 1)
-        t = step - self.warmup_steps
-        if self.schedule == "exponential":
-            return self.decay_rate ** math.floor(t / self.decay_steps)
-        span = self.total_steps - 1 - self.warmup_steps
-        p = min(t / span, 1.0) if span > 0 else 1.0
-        return self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * p))
-
-    def __repr__(self) -> str:
-        return f"LRFactor({self.__dict__})"
-
-
-def build_scheduler(
-    optimizer: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int
-) -> torch.optim.lr_scheduler.LRScheduler:
-    """A ``LambdaLR`` over the optimizer's current lr (the peak, :func:`scaled_lr` when built by
-    :func:`build_optimizer`), to be stepped once per iteration, after ``optimizer.step()``.
-    At construction it sets the lr of iteration 0. Warm-up lasts
-    ``round(warmup_epochs * steps_per_epoch)`` iterations; the exponential decay interval is
-    ``decay_epochs * steps_per_epoch`` iterations (may be fractional) counted after warm-up."""
-    if not _is_int(steps_per_epoch) or steps_per_epoch < 1:
-        raise ValueError(f"steps_per_epoch must be an integer >= 1, got {steps_per_epoch!r}")
-    total = recipe.epochs * steps_per_epoch
-    warmup = min(round(recipe.warmup_epochs * steps_per_epoch), total - 1)
-    factor = LRFactor(
-        recipe.schedule,
-        total_steps=total,
-        warmup_steps=warmup,
-        decay_rate=recipe.decay_rate,
-        decay_steps=recipe.decay_epochs * steps_per_epoch,
-        floor=recipe.min_lr_ratio,
-    )
-    return LambdaLR(optimizer, factor)
-
-
-# ------------------------------------------------------------------------------------------------
-# EMA
-# ------------------------------------------------------------------------------------------------
-
-
-def build_ema(model: nn.Module, recipe: Recipe):
-    """A :class:`timm.utils.ModelEmaV3` of ``model`` (parameters and buffers) with decay
-    ``recipe.ema_decay``, or None when the recipe has no EMA. Build it after moving the model to
-    its device. timm's decay warm-up is on (``1 - (1 + step) ** -0.75``, capped at ema_decay):
-    call ``ema.update(model, step=global_step)`` after each optimizer step so short runs get a
-    sensible average; ``ema.update(model)`` without ``step`` uses the plain decay."""
-    if recipe.ema_decay is None:
-        return None
-    from timm.utils import ModelEmaV3
-
-    return ModelEmaV3(model, decay=recipe.ema_decay, use_warmup=True, warmup_power=3 / 4)
-
-
-__all__ = [
-    "LRFactor",
-    "OPTIMIZERS",
-    "PRESETS",
-    "Recipe",
-    "SCHEDULES",
-    "build_ema",
-    "build_optimizer",
-    "build_scheduler",
-    "get_recipe",
-    "param_groups",
-    "scaled_lr",
-    "validate",
-]
+__all__ = ["FIELD_HELP", "OPTIMIZERS", "PRESETS", "Recipe", "SCHEDULES", "get_recipe", "validate"]
