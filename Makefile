@@ -34,8 +34,10 @@ venv: $(STAMP)
 demo: $(DEMO_STAMP)
 	$(BIN)/mobilenet demo
 
+# ruff first (seconds), then the default suite on 2 workers with the 15 slowest tests listed.
 test: $(DEV_STAMP)
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -n 2 -q --durations=15
 
 test-slow: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q -m slow

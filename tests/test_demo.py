@@ -7,8 +7,16 @@ from mobilenets.demo import demo
 
 
 def test_demo_trains_exports_and_measures(tmp_path):
+    import torch
+
     lines = []
-    out = demo(str(tmp_path / "run"), epochs=8, rounds=1, progress=False, log=lines.append)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = demo(str(tmp_path / "run"), epochs=8, rounds=1, threads=2, progress=False, log=lines.append)
+        assert torch.get_num_threads() == 1  # the demo's 2 threads were given back
+    finally:
+        torch.set_num_threads(threads)
     rows = {r["engine"]: r for r in out["rows"]}
     assert list(rows) == ["pytorch eager", "onnx fp32", "onnx int8"]
     eager = rows["pytorch eager"]
@@ -22,6 +30,7 @@ def test_demo_trains_exports_and_measures(tmp_path):
     assert json.loads((tmp_path / "run" / "export" / "model-int8.onnx.json").read_text())
     text = "\n".join(lines)
     assert "mult-adds" in text and "same top-1 as eager" in text and str(tmp_path / "run") in text
+    assert "epoch 8/8  train loss" in text  # training's per-epoch lines go to the same log
 
 
 def test_demo_bad_arguments(capsys):

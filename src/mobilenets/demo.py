@@ -69,7 +69,7 @@ def demo(output: str | None = None, *, threads: int = 2, rounds: int = 5, epochs
     from mobilenets.weights.checkpoint import load_checkpoint
 
     summary = train(None, options=TrainOptions(output=output, progress=progress),
-                    recipe_overrides={"epochs": epochs} if epochs else None)
+                    recipe_overrides={"epochs": epochs} if epochs else None, log=log)
     run = Path(summary["output"])
     for line in train_summary_lines(summary):
         log(line)

@@ -82,7 +82,14 @@ def test_tables_without_reference_nets(capsys):
         (["cost", "--model", "mobilenet_v9"], "unknown model"),
         (["cost", "--model", "torchvision:nope"], "unknown torchvision model"),
         (["cost", "--variant", "deep"], "invalid choice"),
-        (["cost", "--num-classes", "-3"], "num_classes"),
+        (["cost", "--num-classes", "-3"], "num-classes"),
+        (["bench", "--alpha", "0", "--quick"], "alpha"),
+        (["bench", "--batch-size", "0"], "batch-size"),
+        (["train", "--device", "tpu", "--epochs", "1"], "unknown device 'tpu'"),
+        (["eval", "--checkpoint", "/nonexistent/run"], "not found"),
+        (["train", "--data", "/nonexistent/data"], "not found"),
+        (["train", "--lr", "-1"], "lr must be"),
+        (["train", "--recipe", "fancy"], "invalid choice"),
         (["frobnicate"], "invalid choice"),
         ([], "required"),
     ],
@@ -103,3 +110,40 @@ def test_console_script_installed():
     bad = subprocess.run([sys.executable, "-m", "mobilenets", "cost", "--alpha", "-1"], capture_output=True, text=True,
                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "Traceback" not in bad.stderr
+
+
+def test_help_and_usage_errors_load_no_heavy_module():
+    """`mobilenet --help` and argument errors answer without importing torch (or TensorFlow):
+    the import alone takes seconds. Checked by what is imported, not by a clock."""
+    code = ("import sys\n"
+            "from mobilenets.cli.main import build_parser, main\n"
+            "build_parser()\n"
+            "assert main(['cost', '--alpha', 'x']) == 2\n"
+            "heavy = [m for m in ('torch', 'tensorflow', 'numpy', 'onnxruntime', 'timm') if m in sys.modules]\n"
+            "print(heavy)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_no_gpu_is_said_plainly(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the message for a missing one cannot be produced here")
+    code, _, err = run(capsys, "eval", "--checkpoint", ".", "--device", "cuda")
+    assert code == 2 and "no CUDA GPU" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", [["eval", "--checkpoint"], ["predict", "--checkpoint"], ["export", "--output",
+                                     "OUT/m.onnx", "--checkpoint"], ["bench", "--quick", "--checkpoint"],
+                                     ["cost", "--checkpoint"]])
+def test_a_text_file_named_pt_is_one_line(tmp_path, capsys, command):
+    bad = tmp_path / "x.pt"
+    bad.write_text("not a checkpoint\n")
+    argv = [a.replace("OUT", str(tmp_path)) for a in command] + [str(bad)]
+    if command[0] == "predict":
+        argv.append(str(bad))
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and err.startswith("mobilenet: error: ") and err.count("\n") == 1, err
+    assert "x.pt" in err and "Traceback" not in err

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mobilenets.errors import MobileNetsError
 from mobilenets.models.config import MobileNetConfig
 from mobilenets.models.mobilenet import layer_plan
 
@@ -333,7 +334,7 @@ def build_torchvision(name: str) -> tuple[nn.Module, int]:
 
     arch = name[len(TORCHVISION_PREFIX):] if name.startswith(TORCHVISION_PREFIX) else name
     if arch not in torchvision.models.list_models(module=torchvision.models):
-        raise ValueError(f"unknown torchvision model {arch!r}")
+        raise MobileNetsError(f"unknown torchvision model {arch!r}")
     kwargs: dict[str, Any] = {"weights": None}
     if arch in ("googlenet", "inception_v3"):
         kwargs["init_weights"] = False  # scipy-free, faster; weights do not change the count
@@ -361,10 +362,10 @@ def model_cost(
     if model is not None and model.startswith(TORCHVISION_PREFIX):
         net, default_res = build_torchvision(model)
         if num_classes != 1000 and hasattr(net, "fc"):
-            raise ValueError("--num-classes is only supported for MobileNets")
+            raise MobileNetsError(f"num_classes={num_classes}: only MobileNets can be counted with another class count")
         res = resolution or default_res
         if res < 32:
-            raise ValueError(f"resolution must be >= 32 px, got {res}")
+            raise MobileNetsError(f"resolution must be >= 32 px, got {res}")
         return measure_cost(net, (3, res, res), name=model)
     overrides: dict[str, Any] = {"num_classes": num_classes}
     if model is not None:

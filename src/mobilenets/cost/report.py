@@ -40,8 +40,15 @@ def _type_and_filter(layer) -> tuple[str, str]:
     if layer.kind == "fc":
         return "FC / s1", f"{cin}x{cout}"
     if layer.kind == "pool":
-        h, w = layer.in_shape[1:] if len(layer.in_shape) == 3 else (0, 0)
-        return f"Pool / s{layer.stride}", f"Pool {h}x{w}"
+        # The window, not the input: other_ops counts one read per window element per output.
+        out = 1
+        for d in layer.out_shape:
+            out *= d
+        window = layer.other_ops // max(out, 1)
+        side = int(round(window ** 0.5))
+        shape = f"{side}x{side}" if side * side == window else f"{window}"
+        global_pool = len(layer.out_shape) == 3 and layer.out_shape[1:] == (1, 1)
+        return f"Pool / s{layer.stride}", f"Pool {shape}" + (" (global)" if global_pool else "")
     kh, kw = layer.kernel
     if layer.kind.startswith("dw"):
         return f"Conv dw / s{layer.stride}", f"{kh}x{kw}x{cin} dw"

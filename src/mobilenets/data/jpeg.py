@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torchvision.transforms import v2 as T
 
+from mobilenets.errors import MobileNetsError
+
 try:  # libjpeg-turbo with scaled decoding; PIL's draft() is the fallback
     import simplejpeg
 except ImportError:  # pragma: no cover - a platform without its wheel
@@ -80,7 +82,7 @@ class DraftRandomResizedCrop:
         if pixels.shape[:2] == (height, width):
             step = 1  # decoded in full (not a JPEG): the box is on the full grid too
         elif pixels.shape[:2] != (-(-height // step), -(-width // step)):
-            raise ValueError(f"decoded {path} at {pixels.shape[1]}x{pixels.shape[0]}, expected 1/{step} "
+            raise MobileNetsError(f"decoded {path} at {pixels.shape[1]}x{pixels.shape[0]}, expected 1/{step} "
                              f"of {width}x{height}")
         x0, y0, x1, y1 = (v // step for v in box)
         crop = torch.from_numpy(pixels[y0:y1, x0:x1]).permute(2, 0, 1).unsqueeze(0)  # channels-last view

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from mobilenets.errors import MobileNetsError
 from mobilenets.utils.serial import JsonDataclass
 
 VARIANTS = ("separable", "conv", "shallow")
@@ -65,7 +66,7 @@ class MobileNetConfig(JsonDataclass):
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown MobileNetConfig field(s): {', '.join(unknown)}")
+            raise MobileNetsError(f"unknown MobileNetConfig field(s): {', '.join(unknown)}")
         return cls(**data)
 
 
@@ -76,31 +77,31 @@ def _is_real(x: Any) -> bool:
 def validate(cfg: MobileNetConfig) -> None:
     """Raise ``ValueError`` naming the bad value; called by the dataclass itself."""
     if not _is_real(cfg.alpha) or cfg.alpha <= 0:
-        raise ValueError(f"alpha (width multiplier) must be a number > 0, got {cfg.alpha!r}")
+        raise MobileNetsError(f"alpha (width multiplier) must be a number > 0, got {cfg.alpha!r}")
     if not isinstance(cfg.resolution, int) or isinstance(cfg.resolution, bool):
-        raise ValueError(f"resolution must be an integer number of pixels, got {cfg.resolution!r}")
+        raise MobileNetsError(f"resolution must be an integer number of pixels, got {cfg.resolution!r}")
     if cfg.resolution < MIN_RESOLUTION:
-        raise ValueError(f"resolution must be >= {MIN_RESOLUTION} px, got {cfg.resolution}")
+        raise MobileNetsError(f"resolution must be >= {MIN_RESOLUTION} px, got {cfg.resolution}")
     if cfg.variant not in VARIANTS:
-        raise ValueError(f"unknown variant {cfg.variant!r}; choose one of {', '.join(VARIANTS)}")
+        raise MobileNetsError(f"unknown variant {cfg.variant!r}; choose one of {', '.join(VARIANTS)}")
     if cfg.activation not in ACTIVATIONS:
-        raise ValueError(
+        raise MobileNetsError(
             f"unknown activation {cfg.activation!r}; choose one of {', '.join(ACTIVATIONS)}"
         )
     if cfg.padding not in PADDINGS:
-        raise ValueError(f"unknown padding {cfg.padding!r}; choose one of {', '.join(PADDINGS)}")
+        raise MobileNetsError(f"unknown padding {cfg.padding!r}; choose one of {', '.join(PADDINGS)}")
     if not isinstance(cfg.num_classes, int) or isinstance(cfg.num_classes, bool) or cfg.num_classes < 0:
-        raise ValueError(f"num_classes must be an integer >= 0, got {cfg.num_classes!r}")
+        raise MobileNetsError(f"num_classes must be an integer >= 0, got {cfg.num_classes!r}")
     if not _is_real(cfg.dropout) or not 0 <= cfg.dropout < 1:
-        raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout!r}")
+        raise MobileNetsError(f"dropout must be in [0, 1), got {cfg.dropout!r}")
     if not _is_real(cfg.bn_eps) or cfg.bn_eps <= 0:
-        raise ValueError(f"bn_eps must be > 0, got {cfg.bn_eps!r}")
+        raise MobileNetsError(f"bn_eps must be > 0, got {cfg.bn_eps!r}")
     if not _is_real(cfg.bn_momentum) or not 0 <= cfg.bn_momentum <= 1:
-        raise ValueError(f"bn_momentum must be in [0, 1] (PyTorch convention), got {cfg.bn_momentum!r}")
+        raise MobileNetsError(f"bn_momentum must be in [0, 1] (PyTorch convention), got {cfg.bn_momentum!r}")
     for name in ("min_channels", "channel_divisor"):
         value = getattr(cfg, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            raise MobileNetsError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def scale_channels(channels: int, alpha: float, min_channels: int = 8, divisor: int = 1) -> int:

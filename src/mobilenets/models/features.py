@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from mobilenets.errors import MobileNetsError
 from mobilenets.models.mobilenet import MobileNet, Tap
 
 
@@ -37,7 +38,7 @@ class MobileNetFeatures(nn.Module):
             raise TypeError(f"expected a mobilenets.MobileNet, got {type(model).__name__}")
         names = model.resolve_taps(taps)
         if len(set(names)) != len(names):
-            raise ValueError(f"taps {list(taps)} name the same feature map twice ({names})")
+            raise MobileNetsError(f"taps {list(taps)} name the same feature map twice ({names})")
         order = [f.name for f in model.feature_info]
         self.taps = sorted(names, key=order.index)  # feature maps come out shallow to deep
         info = {f.name: f for f in model.feature_info}

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Union
 
 import torch
 from torch import nn
 
+from mobilenets.errors import MobileNetsError
 from mobilenets.models.config import MobileNetConfig, scale_channels
 from mobilenets.models.layers import ConvBNAct
 
@@ -86,7 +86,7 @@ class FeatureInfo:
     channels: int
 
 
-Tap = Union[str, int]
+Tap = str | int
 
 
 def default_pretrained_cfg(cfg: MobileNetConfig) -> dict:
@@ -194,10 +194,10 @@ class MobileNet(nn.Module):
         names = []
         for tap in taps:
             if isinstance(tap, bool) or not isinstance(tap, (str, int)):
-                raise ValueError(f"a tap is a name or a stride, got {tap!r}")
+                raise MobileNetsError(f"a tap is a name or a stride, got {tap!r}")
             if isinstance(tap, str):
                 if tap not in by_name:
-                    raise ValueError(
+                    raise MobileNetsError(
                         f"unknown tap {tap!r}; this model has {', '.join(by_name)}"
                     )
                 names.append(tap)
@@ -205,7 +205,7 @@ class MobileNet(nn.Module):
                 matches = [f.name for f in self.feature_info if f.stride == tap]
                 if not matches:
                     strides = sorted({f.stride for f in self.feature_info})
-                    raise ValueError(f"no feature map at stride {tap}; strides are {strides}")
+                    raise MobileNetsError(f"no feature map at stride {tap}; strides are {strides}")
                 names.append(matches[-1])
         return names
 

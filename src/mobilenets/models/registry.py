@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+from mobilenets.errors import MobileNetsError
 from mobilenets.models.config import MobileNetConfig
 from mobilenets.models.mobilenet import MobileNet
 
@@ -43,7 +44,7 @@ def get_config(name: str, **overrides: Any) -> MobileNetConfig:
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else "; see `mobilenet models`"
-        raise ValueError(f"unknown model {name!r}{hint}")
+        raise MobileNetsError(f"unknown model {name!r}{hint}")
     cfg = _REGISTRY[name]
     return cfg.replace(**overrides) if overrides else cfg
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from torch.utils.data import DataLoader
 
+from mobilenets.errors import MobileNetsError
 from mobilenets.models.config import MobileNetConfig
 from mobilenets.models.registry import resolve_config
 from mobilenets.train.loop import StepContext, evaluate, fit, read_run_config
@@ -71,7 +72,7 @@ def train(
     opts = options or TrainOptions()
     if opts.resume:
         if not opts.output:
-            raise ValueError("resume=True needs the run's output folder")
+            raise MobileNetsError("resume=True needs the run's output folder")
         model_args = dict(model=model, alpha=alpha, resolution=resolution, variant=variant, **(model_overrides or {}))
         cfg, rec, data = _resumed(opts, recipe_overrides, model_args, log)
     else:
@@ -97,7 +98,6 @@ def eval_checkpoint(checkpoint: str, data: str | None = None, batch_size: int = 
     """Top-1/top-5 of a checkpoint on ``data`` (default: the data it was trained on), evaluated
     with the preprocessing the checkpoint records."""
     from mobilenets.data.datasets import Augment, load_data
-    from mobilenets.errors import MobileNetsError
     from mobilenets.weights.checkpoint import load_checkpoint
 
     dev = resolve_device(device)

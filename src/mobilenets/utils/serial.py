@@ -6,6 +6,8 @@ import dataclasses
 import json
 from typing import Any
 
+from mobilenets.errors import MobileNetsError
+
 
 class JsonDataclass:
     """``replace`` / ``to_dict`` / ``to_json`` / ``from_json`` for a frozen dataclass; the class
@@ -29,7 +31,7 @@ class JsonDataclass:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{cls.__name__} is not valid JSON: {exc}") from None
+            raise MobileNetsError(f"{cls.__name__} is not valid JSON: {exc}") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{cls.__name__} JSON must be an object, got {type(data).__name__}")
+            raise MobileNetsError(f"{cls.__name__} JSON must be an object, got {type(data).__name__}")
         return cls.from_dict(data)
