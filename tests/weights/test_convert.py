@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +30,9 @@ from mobilenets import (
     to_timm,
 )
 from mobilenets.cli.main import main
-from mobilenets.weights.convert import timm_model_name
+from mobilenets.data.preprocess import Preprocessing
+from mobilenets.errors import MobileNetsError
+from mobilenets.weights.convert import convert, timm_model_name
 
 ALPHAS = (1.0, 0.5, 0.25)
 RESOLUTIONS = (96, 128)
@@ -72,23 +72,23 @@ def _check_nontrivial(logits: np.ndarray) -> None:
     assert logits.std(axis=1).min() > 1e-3 and np.abs(logits[0] - logits[1]).max() > 1e-3
 
 
-def _randomize_torch(model: nn.Module, seed: int) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.Conv2d):
-                fan_in = m.weight[0].numel()
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2 / fan_in) ** 0.5)
-            elif isinstance(m, nn.BatchNorm2d):
-                c = m.num_features
-                m.weight.copy_(torch.rand(c, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(c, generator=g) * 0.2)
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.2)
-                m.running_var.copy_(torch.rand(c, generator=g) * 1.5 + 0.5)
-            elif isinstance(m, nn.Linear):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / m.in_features ** 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-    return model.eval()
+@pytest.fixture
+def randomize(randomized_bn):
+    """``randomize(model, seed)``: He-scaled convs and a Linear-scaled classifier with a bias (so
+    the logits vary over classes and inputs), then conftest's BatchNorm randomisation."""
+    def run(model: nn.Module, seed: int) -> nn.Module:
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, nn.Conv2d):
+                    fan_in = m.weight[0].numel()
+                    m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2 / fan_in) ** 0.5)
+                elif isinstance(m, nn.Linear):
+                    m.weight.copy_(torch.randn(m.weight.shape, generator=g) / m.in_features ** 0.5)
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+        return randomized_bn(model, seed)
+
+    return run
 
 
 # --- Keras (and TF-slim, written from the Keras weights) ---------------------------------------
@@ -148,7 +148,8 @@ def test_from_keras_equal(keras_models, alpha, res):
     cfg = ours.config
     assert (cfg.alpha, cfg.resolution, cfg.num_classes) == (alpha, res, 1000)
     assert (cfg.padding, cfg.activation, cfg.bn_eps) == ("tf_same", "relu6", 1e-3)
-    assert not ours.training and ours.pretrained_cfg["preprocessing"]["input_range"] == [-1.0, 1.0]
+    assert not ours.training and Preprocessing.from_dict(ours.pretrained_cfg).input_range == (-1.0, 1.0)
+    assert ours.pretrained_cfg["input_size"] == (3, res, res) and ours.pretrained_cfg["num_classes"] == 1000
     x = _inputs(1, res)
     ref = _keras_logits(logit_model, x)
     _check_nontrivial(ref)
@@ -243,8 +244,8 @@ def _timm_model(alpha: float, num_classes: int = 1000):
 
 
 @pytest.mark.parametrize("alpha", ALPHAS)
-def test_from_timm_equal(alpha, tmp_path):
-    theirs = _randomize_torch(_timm_model(alpha), 200 + int(alpha * 100))
+def test_from_timm_equal(alpha, tmp_path, randomize):
+    theirs = randomize(_timm_model(alpha), 200 + int(alpha * 100))
     for res in RESOLUTIONS:
         x = _inputs(3 + res, res)
         with torch.no_grad():
@@ -273,13 +274,33 @@ def test_timm_100h_refused():
         from_timm(timm.create_model("mobilenetv1_100h", pretrained=False).state_dict())
 
 
+def test_from_timm_keeps_timm_data_config(tmp_path):
+    import timm
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, resolve_data_config
+
+    # a timm model whose data config differs from our defaults in every key timm reads
+    overlay = {"mean": IMAGENET_DEFAULT_MEAN, "std": IMAGENET_DEFAULT_STD, "crop_pct": 0.9,
+               "input_size": (3, 160, 160), "interpolation": "bicubic"}
+    theirs = timm.create_model("mobilenetv1_100", pretrained=False, num_classes=7, pretrained_cfg_overlay=overlay)
+    want = resolve_data_config(model=theirs)
+    assert want["mean"] == IMAGENET_DEFAULT_MEAN and want["input_size"] == (3, 160, 160)
+    ours = from_timm(theirs)
+    assert ours.config.resolution == 160
+    keys = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+    assert {k: resolve_data_config(model=ours)[k] for k in keys} == {k: want[k] for k in keys}
+    # and through our model folder: config.json keeps it, load_model gives it back
+    loaded = load_model(save_model(ours, tmp_path / "m"))
+    assert {k: resolve_data_config(model=loaded)[k] for k in keys} == {k: want[k] for k in keys}
+    assert loaded.pretrained_cfg["source"]["framework"] == "timm" and loaded.pretrained_cfg["num_classes"] == 7
+
+
 @pytest.mark.parametrize("alpha", (1.0, 1.25))
-def test_round_trip_ours_timm_ours(alpha, tmp_path):
+def test_round_trip_ours_timm_ours(alpha, tmp_path, randomize):
     import timm
 
     # bn_eps 1e-3 (ours) against timm's 1e-5: folded into the running variance exactly
-    ours = _randomize_torch(MobileNet(MobileNetConfig(alpha=alpha, resolution=96, num_classes=10,
-                                                      activation="relu6", bn_eps=1e-3)), 300)
+    ours = randomize(MobileNet(MobileNetConfig(alpha=alpha, resolution=96, num_classes=10,
+                                               activation="relu6", bn_eps=1e-3)), 300)
     path = to_timm(ours, tmp_path / "timm.safetensors")
     name = timm_model_name(ours)
     theirs = timm.create_model(name, pretrained=False, checkpoint_path=str(path), num_classes=10).eval()
@@ -312,13 +333,13 @@ def test_to_timm_refusals(tmp_path):
 
 # --- Hugging Face ----------------------------------------------------------------------------------
 
-def _hf_model(alpha: float, res: int, seed: int, **extra):
+def _hf_model(randomize, alpha: float, res: int, seed: int, **extra):
     from transformers import MobileNetV1Config, MobileNetV1ForImageClassification
 
     labels = {i: f"class_{i}" for i in range(10)}
     cfg = MobileNetV1Config(depth_multiplier=alpha, image_size=res, num_labels=10, id2label=labels,
                             label2id={v: k for k, v in labels.items()}, **extra)
-    return _randomize_torch(MobileNetV1ForImageClassification(cfg), seed)
+    return randomize(MobileNetV1ForImageClassification(cfg), seed)
 
 
 def _hf_logits(model, x: np.ndarray) -> np.ndarray:
@@ -328,13 +349,13 @@ def _hf_logits(model, x: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("alpha", ALPHAS)
 @pytest.mark.parametrize("res", RESOLUTIONS)
-def test_from_hf_equal(alpha, res):
-    theirs = _hf_model(alpha, res, 400 + res + int(alpha * 100))
+def test_from_hf_equal(alpha, res, randomize):
+    theirs = _hf_model(randomize, alpha, res, 400 + res + int(alpha * 100))
     ours = from_hf(theirs)
     cfg = ours.config
     assert (cfg.alpha, cfg.resolution, cfg.num_classes, cfg.padding, cfg.activation, cfg.bn_eps) == \
         (alpha, res, 10, "tf_same", "relu6", 1e-3)
-    assert ours.pretrained_cfg["classes"] == [f"class_{i}" for i in range(10)]
+    assert ours.pretrained_cfg["label_names"] == [f"class_{i}" for i in range(10)]
     x = _inputs(5, res)
     ref = _hf_logits(theirs, x)
     _check_nontrivial(ref)
@@ -342,9 +363,9 @@ def test_from_hf_equal(alpha, res):
     assert err <= TOL
 
 
-def test_hf_folder_symmetric_relu_via_cli(tmp_path, capsys):
+def test_hf_folder_symmetric_relu_via_cli(tmp_path, capsys, randomize):
     # tf_padding=False, hidden_act relu and another BN eps: all three carried over
-    theirs = _hf_model(0.5, 96, 500, tf_padding=False, hidden_act="relu", layer_norm_eps=1e-5)
+    theirs = _hf_model(randomize, 0.5, 96, 500, tf_padding=False, hidden_act="relu", layer_norm_eps=1e-5)
     theirs.save_pretrained(tmp_path / "hf")
     from transformers import MobileNetV1ImageProcessor
 
@@ -359,7 +380,7 @@ def test_hf_folder_symmetric_relu_via_cli(tmp_path, capsys):
     assert doc["source"]["framework"] == "hf" and doc["classes"][3] == "class_3"
     pre = doc["preprocessing"]
     assert (pre["mean"], pre["std"], pre["input_range"]) == ([0.5] * 3, [0.5] * 3, [-1.0, 1.0])
-    assert (pre["crop_fraction"], pre["interpolation"]) == (224 / 256, "bilinear")
+    assert (pre["crop_pct"], pre["interpolation"], pre["input_size"]) == (224 / 256, "bilinear", [3, 96, 96])
     x = _inputs(6, 96)
     assert rel_err(_ours(ours, x), _hf_logits(theirs, x)) <= TOL
     # an HF folder given where a mobilenets checkpoint is expected: one clear line
@@ -370,11 +391,11 @@ def test_hf_folder_symmetric_relu_via_cli(tmp_path, capsys):
 
 # --- ours -> Keras -> ours -----------------------------------------------------------------------
 
-def test_round_trip_ours_keras_ours(keras, tmp_path):
+def test_round_trip_ours_keras_ours(keras, tmp_path, randomize):
     # bn_eps 1e-5 against Keras's 1e-3: the variance fold also works downwards
     cfg = MobileNetConfig(alpha=0.5, resolution=96, num_classes=10, activation="relu6", padding="tf_same",
                           bn_eps=1e-5)
-    ours = _randomize_torch(MobileNet(cfg), 600)
+    ours = randomize(MobileNet(cfg), 600)
     kmodel = to_keras(ours, tmp_path / "m.keras")
     x = _inputs(7, 96)
     ref = _ours(ours, x)
@@ -404,98 +425,9 @@ def test_to_keras_refusals():
             to_keras(MobileNet(cfg))
 
 
-# --- our folder format and the CLI ----------------------------------------------------------------
+# --- through the CLI -----------------------------------------------------------------------------
 
-def test_save_load_model_round_trip(tmp_path):
-    cfg = MobileNetConfig(alpha=0.25, resolution=64, num_classes=5, activation="relu6", padding="tf_same")
-    model = _randomize_torch(MobileNet(cfg), 700).train()
-    folder = save_model(model, tmp_path / "m", classes=list("abcde"))
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
-    loaded = load_model(folder)
-    assert loaded.config == cfg and not loaded.training
-    assert loaded.pretrained_cfg["classes"] == list("abcde")
-    x = _inputs(8, 64)
-    assert np.array_equal(_ours(loaded, x), _ours(model, x))
-    # the folder's config.json is authoritative
-    doc = json.loads((folder / "config.json").read_text())
-    doc["model"]["num_classes"] = 7
-    (folder / "config.json").write_text(json.dumps(doc))
-    with pytest.raises(ValueError, match="do not fit the model its config describes"):
-        load_model(folder)
-    with pytest.raises(ValueError, match="unknown checkpoint format '.onnx'"):
-        (tmp_path / "m.onnx").write_bytes(b"\x08\x07")
-        load_model(tmp_path / "m.onnx")
-
-
-class _Evil:
-    def __reduce__(self):
-        return (os.system, ("touch pwned_by_convert",))
-
-
-def test_convert_malicious_pickle_refused(tmp_path):
-    import pickle
-
-    evil = tmp_path / "evil.pt"
-    with open(evil, "wb") as fh:
-        pickle.dump({"conv_stem.weight": _Evil()}, fh)
-    proc = subprocess.run([sys.executable, "-m", "mobilenets", "convert", str(evil), "--from", "timm",
-                           "--output", str(tmp_path / "out")], cwd=tmp_path, capture_output=True, text=True)
-    assert proc.returncode != 0
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("mobilenet: error: refusing to load"), proc.stderr
-    assert not (tmp_path / "pwned_by_convert").exists()
-    assert not (tmp_path / "out").exists()
-
-
-def test_convert_truncated_safetensors(tmp_path, capsys):
-    model = MobileNet(MobileNetConfig(alpha=0.25, resolution=32, num_classes=3, activation="relu6"))
-    save_model(model, tmp_path / "m")
-    data = (tmp_path / "m" / "model.safetensors").read_bytes()
-    (tmp_path / "m" / "model.safetensors").write_bytes(data[: len(data) // 2])
-    (tmp_path / "w.safetensors").write_bytes(data[: len(data) // 2])
-    for argv in (["convert", str(tmp_path / "m"), "--from", "mobilenets"],
-                 ["convert", str(tmp_path / "w.safetensors"), "--from", "timm"]):
-        assert main(argv + ["--output", str(tmp_path / "out")]) == 2
-        lines = capsys.readouterr().err.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("mobilenet: error: cannot read weights"), lines
-
-
-def _photo_folder(root: Path, size: int = 48) -> None:
-    from PIL import Image
-    from skimage import data as skd
-
-    photos = {"astronaut": skd.astronaut(), "chelsea": skd.chelsea(), "coffee": skd.coffee()}
-    rng = np.random.default_rng(0)
-    for split in ("train", "val"):
-        for name, img in photos.items():
-            d = root / split / name
-            d.mkdir(parents=True)
-            h, w = img.shape[:2]
-            for i in range(2):
-                y, x = rng.integers(0, h - 160), rng.integers(0, w - 160)
-                Image.fromarray(img[y:y + 160, x:x + 160]).resize((size, size)).save(d / f"{i}.jpg")
-
-
-def test_cli_eval_and_predict_accept_model_folder(tmp_path, capsys):
-    _photo_folder(tmp_path / "data")
-    model = MobileNet(MobileNetConfig(alpha=0.25, resolution=32, num_classes=3))
-    save_model(model, tmp_path / "m", classes=["astronaut", "chelsea", "coffee"])
-    assert main(["eval", "--checkpoint", str(tmp_path / "m"), "--data", str(tmp_path / "data"),
-                 "--device", "cpu"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert result["images"] == 6 and 0 <= result["top1"] <= result["top5"] <= 1
-    assert main(["predict", "--checkpoint", str(tmp_path / "m"), "--json", "--top-k", "3",
-                 str(tmp_path / "data" / "val" / "coffee" / "0.jpg")]) == 0
-    pred = json.loads(capsys.readouterr().out)
-    assert {p["label"] for p in pred[0]["top"]} == {"astronaut", "chelsea", "coffee"}
-    # an unknown checkpoint format: one clear line
-    (tmp_path / "m.onnx").write_bytes(b"\x08\x07")
-    assert main(["predict", "--checkpoint", str(tmp_path / "m.onnx"), "x.jpg"]) == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and "unknown checkpoint format" in lines[0]
-
-
-def test_cli_convert_to_timm_and_keras(keras_models, tmp_path, capsys):
+def test_cli_convert_to_timm_and_keras(keras_models, tmp_path, capsys, randomize):
     import timm
 
     kmodel, logit_model = keras_models[1.0, 96]
@@ -513,8 +445,9 @@ def test_cli_convert_to_timm_and_keras(keras_models, tmp_path, capsys):
                  "--to", "timm"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "padding 'tf_same' does not map" in lines[-1]
+    assert not (tmp_path / "t").exists()
     # a timm-compatible model goes to a file timm loads
-    ours = _randomize_torch(MobileNet(MobileNetConfig(resolution=64, num_classes=4, activation="relu6")), 800)
+    ours = randomize(MobileNet(MobileNetConfig(resolution=64, num_classes=4, activation="relu6")), 800)
     save_model(ours, tmp_path / "sym")
     assert main(["convert", str(tmp_path / "sym"), "--from", "mobilenets", "--output", str(tmp_path / "t"),
                  "--to", "timm"]) == 0
@@ -525,8 +458,37 @@ def test_cli_convert_to_timm_and_keras(keras_models, tmp_path, capsys):
         assert rel_err(theirs(torch.from_numpy(x)).numpy(), _ours(ours, x)) <= TOL
 
 
-def test_cli_starts_without_tensorflow():
-    code = ("import sys; from mobilenets.cli.main import build_parser; build_parser(); "
-            "print(any(m in sys.modules for m in ('tensorflow', 'keras', 'transformers')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
+# --- convert(): the one call ----------------------------------------------------------------------
+
+def test_convert_refuses_a_non_empty_output_unless_overwrite(tmp_path):
+    model = MobileNet(MobileNetConfig(alpha=0.25, resolution=32, num_classes=3, activation="relu6"))
+    save_model(model, tmp_path / "src")
+    (tmp_path / "out").mkdir()  # an empty folder is fine
+    convert(tmp_path / "src", "mobilenets", tmp_path / "out")
+    before = (tmp_path / "out" / "model.safetensors").read_bytes()
+    with pytest.raises(MobileNetsError, match=r"output_dir .*out exists; pass overwrite=True"):
+        convert(tmp_path / "src", "mobilenets", tmp_path / "out")
+    assert (tmp_path / "out" / "model.safetensors").read_bytes() == before
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    other = MobileNet(MobileNetConfig(alpha=0.5, resolution=32, num_classes=3, activation="relu6"))
+    save_model(other, tmp_path / "src2")
+    _, written = convert(tmp_path / "src2", "mobilenets", tmp_path / "out", overwrite=True)
+    assert written == tmp_path / "out" and load_model(written).config.alpha == 0.5
+    assert (tmp_path / "out" / "keep.txt").read_text() == "mine"  # files of other names are left alone
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(MobileNetsError, match="exists and is not a folder"):
+        convert(tmp_path / "src", "mobilenets", tmp_path / "file", overwrite=True)
+
+
+def test_convert_errors_name_arguments_not_flags(tmp_path):
+    cases = [
+        (dict(source_format="timm", keep_background=True), "keep_background applies to TF-slim"),
+        (dict(source_format="hf", resolution=96), "resolution applies to TF-slim"),
+        (dict(source_format="onnx"), "unknown source_format 'onnx'"),
+        (dict(source_format="timm", to="onnx"), "unknown target format to='onnx'"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(MobileNetsError, match=message) as info:
+            convert(tmp_path / "missing", output_dir=tmp_path / "out", **kwargs)
+        assert "--" not in str(info.value)
+    assert not (tmp_path / "out").exists()

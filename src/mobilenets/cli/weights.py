@@ -1,3 +1,62 @@
-"""Temporary: the old add_cli of mobilenets.weights.convert; being replaced by this file's own register()."""
+"""``mobilenet convert``: pretrained weights from Keras, TF-slim, timm, Hugging Face or our own
+checkpoints, written as a model folder, a timm weights file or a Keras model.
 
-from mobilenets.weights.convert import add_cli as register  # noqa: F401
+The library side is :func:`mobilenets.weights.convert.convert`; this module only maps the flags
+onto it. Nothing heavy is imported until the command runs (the format names are plain constants).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mobilenets.cli.common import UsageError, add_verbose_arg, positive_int
+from mobilenets.weights.convert import FORMATS, TARGETS
+
+SOURCE_HELP = ("a .keras/.h5 file (keras), a TF checkpoint prefix or folder (tf-slim), a .safetensors/.pt/.pth/.bin "
+               "weights file (timm), a Hugging Face model folder (hf), or a model folder, run folder or weights "
+               "file of this package (mobilenets)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("convert", help="pretrained weights from keras, tf-slim, timm or hf (and to timm/keras)",
+                       description="Convert pretrained weights. Give the source as SOURCE or as --checkpoint "
+                                   "SOURCE (exactly one of them).")
+    p.add_argument("source", metavar="SOURCE", nargs="?", help=f"the source: {SOURCE_HELP}")
+    p.add_argument("--checkpoint", metavar="SOURCE",
+                   help="the source, as the other commands name it (instead of SOURCE; default: none)")
+    p.add_argument("--from", dest="source_format", required=True, choices=FORMATS,
+                   help="the source's format (required; no default)")
+    p.add_argument("--output", required=True, metavar="FOLDER",
+                   help="the output FOLDER (created if missing; required, no default): config.json + model.safetensors, "
+                        "<timm name>.safetensors or model.keras go in it")
+    p.add_argument("--to", default="mobilenets", choices=TARGETS,
+                   help="mobilenets (config.json + model.safetensors), timm or keras (default mobilenets)")
+    p.add_argument("--keep-background", action="store_true",
+                   help="tf-slim: keep the 1001st (background, index 0) class (default: dropped, 1000 classes)")
+    p.add_argument("--resolution", type=positive_int,
+                   help="tf-slim: the input size in pixels (default: from the file name, else 224)")
+    p.add_argument("--force", action="store_true",
+                   help="write into an --output folder that exists and is not empty (default: refuse)")
+    add_verbose_arg(p)
+    p.set_defaults(func=cmd_convert)
+
+
+def cmd_convert(args: argparse.Namespace) -> None:
+    if (args.source is None) == (args.checkpoint is None):
+        raise UsageError("convert: give the source once: either SOURCE or --checkpoint SOURCE")
+    source = args.source if args.source is not None else args.checkpoint
+    out = Path(args.output)
+    if out.is_dir() and any(out.iterdir()) and not args.force:
+        raise UsageError(f"--output {out} exists and is not empty; pass --force to write into it")
+
+    from mobilenets.utils.scoped import quiet_output
+    from mobilenets.weights.convert import convert
+
+    with quiet_output(not args.verbose):  # TensorFlow's start-up and converter logs, unless --verbose
+        model, written = convert(source, args.source_format, out, to=args.to, keep_background=args.keep_background,
+                                 resolution=args.resolution, overwrite=args.force)
+    cfg = model.config
+    print(f"converted {args.source_format} -> {args.to}: alpha {cfg.alpha:g}, {cfg.resolution} px, "
+          f"{cfg.num_classes} classes, padding {cfg.padding}, {cfg.activation}, bn_eps {cfg.bn_eps:g}")
+    print(f"wrote {written}")
