@@ -30,7 +30,9 @@ def register(sub) -> None:
 
 def cmd_cost(args: argparse.Namespace) -> None:
     from mobilenets.cost.count import analytical_cost, measure_cost, model_cost, single_layer_rows
-    from mobilenets.cost.report import cost_text, single_layer_text
+    from mobilenets.cost.report import cost_text
+    from mobilenets.paper.printed import figures
+    from mobilenets.paper.tables import single_layer_text
 
     if args.single_layer:
         print(json.dumps(single_layer_rows(), indent=2) if args.json else single_layer_text())
@@ -46,7 +48,7 @@ def cmd_cost(args: argparse.Namespace) -> None:
         report = model_cost(args.model, alpha=args.alpha, resolution=args.resolution,
                             variant=args.variant or "separable",
                             num_classes=1000 if args.num_classes is None else args.num_classes, measure=args.measure)
-    print(json.dumps(report.to_dict(), indent=2) if args.json else cost_text(report))
+    print(json.dumps(report.to_dict(), indent=2) if args.json else cost_text(report, figures(report.model)))
 
 
 def cmd_models(args: argparse.Namespace) -> None:

@@ -1,13 +1,12 @@
-"""Text renderings of cost reports: paper Table 1 with costs, Table 2 shares, Table 3, the registry."""
+"""Text renderings of cost reports: paper Table 1 with costs, Table 2 shares, the registry."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from mobilenets.cost.count import KIND_LABELS, CostReport, analytical_cost, single_layer_rows
+from mobilenets.cost.count import KIND_LABELS, CostReport, analytical_cost
 from mobilenets.models.registry import get_config, list_models
-from mobilenets.paper import printed as paper
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
@@ -76,15 +75,10 @@ def type_table(report: CostReport) -> str:
     return format_table(["type", "mult-adds", "share", "params", "share"], rows)
 
 
-def _paper_figures(name: str) -> tuple[float, float, float] | None:
-    for table in paper.TABLES.values():
-        if name in table:
-            return table[name]
-    return None
-
-
-def cost_text(report: CostReport) -> str:
-    """What ``mobilenet cost`` prints: Table 1 with costs, Table 2's shares and the totals."""
+def cost_text(report: CostReport, printed: tuple[float, float, float] | None = None) -> str:
+    """What ``mobilenet cost`` prints: Table 1 with costs, Table 2's shares and the totals;
+    ``printed`` (top-1, mult-adds M, params M, as :func:`mobilenets.paper.printed.figures`
+    gives them) adds the paper's figures for the model."""
     h, w = report.resolution
     out = [f"{report.model}: {report.source} count at {h}x{w}", "", layer_table(report), "",
            "Share by layer type (paper Table 2)", type_table(report), ""]
@@ -95,19 +89,9 @@ def cost_text(report: CostReport) -> str:
     )
     if report.other_ops:
         out.append(f"Pooling: {report.other_ops:,} additions/comparisons (not mult-adds).")
-    printed = _paper_figures(report.model)
     if printed and report.config and report.config.get("num_classes") == 1000:
         out.append(f"The paper prints: {printed[1]:g}M mult-adds, {printed[2]:g}M parameters.")
     return "\n".join(out)
-
-
-def single_layer_text() -> str:
-    rows = []
-    for row in single_layer_rows():
-        p_ma, p_p = paper.TABLE3[row["layer"]]
-        rows.append([row["layer"], f"{row['mult_adds'] / 1e6:.1f}", f"{p_ma:g}", f"{row['params'] / 1e6:.2f}", f"{p_p:g}"])
-    return ("Paper Table 3: one 14x14 layer, M = N = 512, 3x3 kernel (millions)\n"
-            + format_table(["layer", "mult-adds", "paper", "params", "paper"], rows))
 
 
 def models_rows() -> list[dict[str, Any]]:

@@ -83,3 +83,12 @@ def printed_match(value: float, printed: float) -> str:
     if math.floor(value * scale) == round(printed * scale):
         return "truncated"
     return ""
+
+
+def figures(name: str) -> tuple[float, float, float] | None:
+    """(top-1 %, mult-adds M, params M) the paper prints for a registry model or reference
+    network, from the first of Tables 4-9 that lists it; None if none does."""
+    for table in TABLES.values():
+        if name in table:
+            return table[name]
+    return None

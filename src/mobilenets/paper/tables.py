@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mobilenets.cost.count import KIND_LABELS, TORCHVISION_PREFIX, analytical_cost, model_cost
-from mobilenets.cost.report import format_table, single_layer_text
+from mobilenets.cost.count import KIND_LABELS, TORCHVISION_PREFIX, analytical_cost, model_cost, single_layer_rows
+from mobilenets.cost.report import format_table
 from mobilenets.models.registry import PAPER_ALPHAS, PAPER_RESOLUTIONS, get_config, model_name
 from mobilenets.paper import printed as paper
 
@@ -78,3 +78,10 @@ def paper_tables_text(reference_nets: bool = True) -> str:
     return "\n".join(out)
 
 
+def single_layer_text() -> str:
+    rows = []
+    for row in single_layer_rows():
+        p_ma, p_p = paper.TABLE3[row["layer"]]
+        rows.append([row["layer"], f"{row['mult_adds'] / 1e6:.1f}", f"{p_ma:g}", f"{row['params'] / 1e6:.2f}", f"{p_p:g}"])
+    return ("Paper Table 3: one 14x14 layer, M = N = 512, 3x3 kernel (millions)\n"
+            + format_table(["layer", "mult-adds", "paper", "params", "paper"], rows))
