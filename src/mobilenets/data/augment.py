@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mobilenets.data.preprocess import Preprocessing
+from mobilenets.data.preprocess import INTERPOLATIONS, Preprocessing
 from mobilenets.errors import MobileNetsError
 
 
@@ -34,21 +34,26 @@ class Augment:
     # converted from them work unchanged.
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    # Eval resize filter (timm's names); a converted timm model may want "bicubic".
+    interpolation: str = "bilinear"
 
     @classmethod
     def for_eval(cls, meta: dict[str, Any]) -> Augment:
         """The evaluation preprocessing a run or model folder recorded: its ``preprocessing``
         (timm's keys), or the mean/std/eval_crop keys that 0.1.x runs wrote."""
         pre = Preprocessing.from_dict(meta.get("preprocessing") or meta)
-        return cls(mean=pre.mean, std=pre.std, eval_crop=pre.crop_pct)
+        return cls(mean=pre.mean, std=pre.std, eval_crop=pre.crop_pct, interpolation=pre.interpolation)
 
     def preprocessing(self, resolution: int) -> Preprocessing:
         """The eval preprocessing of a model trained with these settings at ``resolution`` px."""
-        return Preprocessing(mean=self.mean, std=self.std, crop_pct=self.eval_crop,
+        return Preprocessing(mean=self.mean, std=self.std, crop_pct=self.eval_crop, interpolation=self.interpolation,
                              input_size=(3, int(resolution), int(resolution)))
 
     def __post_init__(self) -> None:
         """Validate, and turn JSON lists back into tuples so the object stays hashable."""
+        if self.interpolation not in INTERPOLATIONS:
+            raise MobileNetsError(f"Augment.interpolation must be one of {', '.join(INTERPOLATIONS)}, "
+                                  f"got {self.interpolation!r}")
         for name in ("mean", "std"):
             value = getattr(self, name)
             try:

@@ -19,7 +19,7 @@ from typing import Any
 from mobilenets.errors import MobileNetsError
 from mobilenets.utils.serial import JsonDataclass
 
-INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")  # timm's names
 # Names older files used for crop_pct (run metadata: eval_crop; model folders: crop_fraction).
 _CROP_ALIASES = ("eval_crop", "crop_fraction")
 

@@ -71,7 +71,7 @@ class ToNormalizedTensor:
 def eval_transform(resolution: int, augment: Augment) -> T.Compose:
     """PIL image -> deterministic ``[3, R, R]`` tensor: resize shorter side, centre crop."""
     return T.Compose([
-        T.Resize(eval_resize(resolution, augment.eval_crop), interpolation=InterpolationMode.BILINEAR),
+        T.Resize(eval_resize(resolution, augment.eval_crop), interpolation=InterpolationMode(augment.interpolation)),
         T.CenterCrop(resolution),
         ToNormalizedTensor(augment.mean, augment.std),
     ])
