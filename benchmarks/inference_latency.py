@@ -2,7 +2,7 @@
 
 What it measures
 ----------------
-``mobilenets.bench.engines.bench`` (the code behind ``mobilenet bench --peers``) on one model (default
+``mobilenets.bench.run.bench`` (the code behind ``mobilenet bench --peers``) on one model (default
 ``mobilenet_v1_1.0_224``, untrained weights with BatchNorm statistics from random images):
 
 * ours: eager PyTorch, ``torch.compile``, ``torch-fast`` (BN folded, channels_last,
@@ -13,7 +13,7 @@ What it measures
 * peers: timm ``mobilenetv1_100`` eager; Keras ``keras.applications.MobileNet`` through TFLite
   fp32; ONNX Runtime's own static int8 (QDQ, per-channel) of the timm model.
 
-Batch 1 and batch N (``--batch``), ``--threads`` threads for every engine. Engines run
+Batch 1 and batch N (``--batch-size``), ``--threads`` threads for every engine. Engines run
 interleaved in rounds, the starting engine rotated each round, so drift in machine load hits all
 alike. ``median`` / ``p10-p90`` are over every timed call; ``x fastest`` divides by the fastest
 median at that batch size; ``% floor`` is the FLOP floor (2 x mult-adds x batch at the matmul
@@ -26,12 +26,13 @@ shared the CPU and the numbers are noisy.
 
 Usage::
 
-    .venv/bin/python benchmarks/inference_latency.py [--quick] [--threads 2] [--batch 8]
-        [--rounds 10] [--model NAME] [--no-peers] [--profile] [--json]
+    .venv/bin/python benchmarks/inference_latency.py [--quick] [--threads 2] [--batch-size 8]
+        [--rounds 10] [--model NAME] [--engines LIST] [--no-peers] [--profile] [--json] [--verbose]
 
-``--quick`` is a smoke run (3 rounds, small matmul); the default takes several minutes (exports
-and compilation included). ``--profile`` also prints ``mobilenet profile``'s table (time per layer
-type beside the mult-add share, eager PyTorch and ONNX Runtime fp32/int8). Progress goes to stderr.
+``--quick`` is a smoke run (2 rounds, a 1024² matmul; every engine still, unlike ``mobilenet bench
+--quick``); the default takes several minutes (exports and compilation included). ``--profile`` also prints ``mobilenet profile``'s table (time per layer
+type beside the mult-add share, eager PyTorch and ONNX Runtime fp32/int8). Progress goes to stderr;
+what TensorFlow, ExecuTorch and the exporters print is silenced unless ``--verbose``.
 """
 
 from __future__ import annotations
@@ -47,13 +48,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = ScriptParser(prog="inference_latency.py", description=__doc__.split("\n", 1)[0])
     p.add_argument("--model", default="mobilenet_v1_1.0_224", help="registry name (default mobilenet_v1_1.0_224)")
     p.add_argument("--threads", type=positive_int, default=2, help="threads of every engine (default 2)")
-    p.add_argument("--batch", type=positive_int, default=None, help="batch-N size (default 8; 4 with --quick)")
-    p.add_argument("--rounds", type=positive_int, default=None, help="timing rounds (default 10; 3 with --quick)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="batch-N size (default 8; 4 with --quick)")
+    p.add_argument("--rounds", type=positive_int, default=None, help="timing rounds (default 10; 2 with --quick)")
     p.add_argument("--engines", help="comma-separated engines (default: all of ours)")
     p.add_argument("--no-peers", action="store_true", help="leave out timm and Keras")
     p.add_argument("--quick", action="store_true", help="smoke run")
     p.add_argument("--profile", action="store_true", help="also print the per-layer-type profile")
     p.add_argument("--json", action="store_true", help="print one JSON object (machine, rows, profile)")
+    p.add_argument("--verbose", action="store_true", help="show what third-party libraries print")
     return p.parse_args(argv)
 
 
@@ -62,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     from mobilenets import bench as B
 
     s = B.BenchSettings.quick(args.threads) if args.quick else B.BenchSettings(threads=args.threads)
-    if args.batch is not None:
-        s.batch = args.batch
+    if args.batch_size is not None:
+        s.batch = args.batch_size
     if args.rounds is not None:
         s.rounds = args.rounds
     engines = [e for e in args.engines.split(",") if e.strip()] if args.engines else None
@@ -75,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"date: {info['date']}; model {args.model}; {args.threads} threads; batch 1 and {s.batch}; "
               f"{s.rounds} interleaved rounds", flush=True)
     try:
-        rows = B.bench(args.model, engines=engines, peers=not args.no_peers, settings=s)
+        rows = B.bench(args.model, engines=engines, peers=not args.no_peers, settings=s, verbose=args.verbose)
         prof = B.profile(args.model, threads=args.threads, runs=5 if args.quick else 50,
-                         calibration_size=s.calibration_size) if args.profile else None
+                         calibration_size=s.calibration_size, verbose=args.verbose) if args.profile else None
     except ValueError as exc:
         print(f"inference_latency.py: error: {exc}", file=sys.stderr)
         return 2

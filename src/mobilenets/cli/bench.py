@@ -1,3 +1,134 @@
-"""Temporary: the old add_cli of mobilenets.bench.engines; being replaced by this file's own register()."""
+"""``mobilenet bench`` and ``profile``: inference latency across engines, and where it goes.
 
-from mobilenets.bench.engines import add_cli as register  # noqa: F401
+The model is named as in every command (``--model``, ``--alpha``, ``--resolution``, ...,
+``--checkpoint``). Third-party libraries' output (TensorFlow, ExecuTorch, the ONNX exporter) is
+silenced unless ``--verbose``; progress bars go to stderr. Imports no torch until a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from mobilenets.bench.catalog import ALL_MODELS_ENGINES, OURS, PEERS, PROFILE_ENGINES, QUICK_ENGINES
+from mobilenets.cli.common import (
+    UsageError,
+    add_batch_size_arg,
+    add_json_arg,
+    add_model_args,
+    add_progress_arg,
+    add_threads_arg,
+    add_verbose_arg,
+    positive_int,
+)
+
+MODEL_FLAGS = ("model", "alpha", "resolution", "variant", "num_classes", "checkpoint")
+
+
+def engine_list(text: str) -> list[str]:
+    """``--engines``: comma-separated names (checked by the library, which knows them all)."""
+    return [t for t in (p.strip() for p in text.split(",")) if t]
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("bench", help="inference latency across engines (eager, compiled, ONNX Runtime, TFLite, "
+                                     "ExecuTorch; --peers adds timm and Keras)")
+    add_model_args(p)
+    p.add_argument("--engines", type=engine_list, metavar="LIST",
+                   help=f"comma-separated engines (default: all of ours, {','.join(OURS)}; with --quick "
+                        f"{','.join(QUICK_ENGINES)}; with --all-models {','.join(ALL_MODELS_ENGINES)})")
+    p.add_argument("--peers", action="store_true", help=f"also run the peers {', '.join(PEERS)} (default: off)")
+    p.add_argument("--batch-size", type=positive_int,
+                   help="the batch-N size; every engine also runs batch 1 (default 8; 4 with --quick)")
+    p.add_argument("--rounds", type=positive_int, help="interleaved timing rounds (default 10; 2 with --quick)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"a smoke run (well under a minute): engines {','.join(QUICK_ENGINES)} unless --engines, "
+                        "2 rounds, short visits, a 1024² matmul for the peak, 16 calibration images")
+    p.add_argument("--all-models", action="store_true",
+                   help="batch-1 latency of the 16 paper models instead of one model "
+                        f"(default engines {','.join(ALL_MODELS_ENGINES)})")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="with --all-models: write a PNG file of latency against mult-adds to this path "
+                        "(its folder must exist; default: no plot)")
+    add_threads_arg(p, 2)
+    add_json_arg(p)
+    add_verbose_arg(p)
+    add_progress_arg(p)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("profile", help="measured time per layer type beside the mult-add share")
+    add_model_args(p)
+    p.add_argument("--engines", type=engine_list, metavar="LIST",
+                   help=f"comma-separated, from {','.join(PROFILE_ENGINES)} (default: all three)")
+    add_batch_size_arg(p, 1, "images per forward pass")
+    p.add_argument("--runs", type=positive_int, default=20, help="timed forward passes per engine (default 20)")
+    add_threads_arg(p, 2)
+    add_json_arg(p)
+    add_verbose_arg(p)
+    add_progress_arg(p)
+    p.set_defaults(func=cmd_profile)
+
+
+def bench_model(args: argparse.Namespace) -> Any:
+    """What the model flags name: the checkpoint's model (the other flags must agree with it), or
+    the config of a new model (the library gives it BatchNorm statistics from random images)."""
+    from mobilenets.cli.common import model_config, model_from_args
+
+    if args.checkpoint:
+        return model_from_args(args)[0]
+    return model_config(args)
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    from mobilenets.bench.timing import BenchSettings
+
+    s = BenchSettings.quick(args.threads) if args.quick else BenchSettings(threads=args.threads)
+    if args.batch_size is not None:
+        s.batch = args.batch_size
+    if args.rounds is not None:
+        s.rounds = args.rounds
+    return s
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    if args.plot and not args.all_models:
+        raise UsageError("--plot needs --all-models")
+    engines = args.engines if args.engines is not None else (list(QUICK_ENGINES) if args.quick else None)
+    s = settings_from_args(args)
+    progress = not args.no_progress
+    if args.all_models:
+        given = [f"--{k.replace('_', '-')}" for k in (*MODEL_FLAGS, "peers")
+                 if getattr(args, k) is not None and getattr(args, k) is not False]
+        if given:
+            raise UsageError(f"--all-models runs the 16 paper models: drop {', '.join(given)}")
+        from mobilenets.bench.report import all_models_text
+        from mobilenets.bench.run import bench_all_models
+
+        rows = bench_all_models(engines=engines, settings=s, plot=args.plot, progress=progress, verbose=args.verbose)
+        print(json.dumps(rows, indent=2) if args.json else all_models_text(rows))
+        if args.plot and not args.json:
+            print(f"wrote {args.plot}")
+        return
+    from mobilenets.bench.report import bench_text
+    from mobilenets.bench.run import bench, machine_info
+
+    rows = bench(bench_model(args), engines=engines, peers=args.peers, settings=s, progress=progress,
+                 verbose=args.verbose)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    info = machine_info(s.threads)
+    print(f"{rows[0]['model']}: {info['cpu']}, {s.threads} threads, torch {info['torch']}, "
+          f"onnxruntime {info['onnxruntime']}, tensorflow {info['tensorflow']}; {s.rounds} interleaved rounds"
+          + ("; --quick: a smoke run, not a measurement" if args.quick else ""))
+    print(bench_text(rows))
+
+
+def cmd_profile(args: argparse.Namespace) -> None:
+    from mobilenets.bench.profiling import profile
+    from mobilenets.bench.report import profile_text
+
+    rows = profile(bench_model(args), engines=args.engines, batch=args.batch_size, runs=args.runs,
+                   threads=args.threads, progress=not args.no_progress, verbose=args.verbose)
+    print(json.dumps(rows, indent=2) if args.json else profile_text(rows))
