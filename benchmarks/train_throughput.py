@@ -450,8 +450,8 @@ def print_report(machine: dict[str, Any], settings: dict[str, Any], rows: list[R
                 f"{r.p10:.1f}-{r.p90:.1f}", f"{1000 * r.batch / r.median:.0f}",
                 ratio(r.ratio_same, star), ratio(r.ratio_best, star)])
         print(fmt_table(header, cells, right={1, 5, 6, 7, 8, 9, 10}))
-        print("ours = mobilenets model + 'paper' recipe (RMSpropTF, param groups, LambdaLR) step as in "
-              "train.py; timm = mobilenetv1_100 + plain SGD(0.01, momentum 0.9).")
+        print("ours = mobilenets model + 'paper' recipe (RMSpropTF, param groups, LambdaLR), stepped by "
+              "mobilenets.train.loop.train_step; timm = mobilenetv1_100 + plain SGD(0.01, momentum 0.9).")
         print("/timm same: divided by timm at the same precision/layout; /timm best: by the fastest "
               "of timm's 4 settings at that input size (>1: ours faster).")
         if any(not r.like_for_like for r in train):

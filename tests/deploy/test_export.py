@@ -9,15 +9,21 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from mobilenets.cli.main import main
-from mobilenets.deploy.export import ExportCheckFailed, export_model, inference_network
+from mobilenets.data.preprocess import Preprocessing
+from mobilenets.deploy.export import ExportCheckFailed, export_model
+from mobilenets.deploy.fold import inference_network
+from mobilenets.deploy.formats.tflite import tf_steps
 from mobilenets.deploy.runtime import load_runner
+from mobilenets.deploy.sources import resolve_source
+from mobilenets.errors import MobileNetsError
+from mobilenets.models.config import MobileNetConfig
 from mobilenets.models.mobilenet import MobileNet
 
 HAS_TF = importlib.util.find_spec("tensorflow") is not None
@@ -29,24 +35,6 @@ FORMAT_PARAMS = [
     pytest.param("tflite", marks=pytest.mark.skipif(not HAS_TF, reason="tensorflow not installed")),
     pytest.param("executorch", marks=pytest.mark.skipif(not HAS_ET, reason="executorch not installed")),
 ]
-DIGITS_EPOCHS = 8  # about 96 % top-1 on the 450 test digits (the default 30 epochs give ~97.5 %)
-
-
-def _bn_model(**overrides) -> MobileNet:
-    """A MobileNet whose BatchNorms have non-trivial statistics and whose logits are O(10), so
-    folding mistakes and export errors show up in the logits."""
-    gen = torch.Generator().manual_seed(0)
-    model = MobileNet(**overrides).eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
-                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
-                m.bias.copy_(torch.rand(n, generator=gen) * 0.4 - 0.2)
-        model.classifier.weight.normal_(0, 1, generator=gen)
-    return model
 
 
 def _max_abs_vs_eager(model: MobileNet, path, batch_sizes=(2, 7)) -> float:
@@ -64,41 +52,12 @@ def _max_abs_vs_eager(model: MobileNet, path, batch_sizes=(2, 7)) -> float:
     return worst
 
 
-@pytest.fixture(scope="module")
-def tf_same_model() -> MobileNet:
+@pytest.fixture
+def tf_same_model(randomized_bn) -> MobileNet:
     # tf_same on an even input: every stride-2 conv pads (0, 1), which becomes an explicit pad.
-    return _bn_model(alpha=0.25, resolution=48, num_classes=10, padding="tf_same", activation="relu6")
-
-
-@pytest.fixture(scope="module")
-def digits_run(tmp_path_factory):
-    """A digits model trained by `mobilenet train`'s function (best checkpoint of the run)."""
-    from mobilenets.train.classify import TrainOptions, train
-
-    out = tmp_path_factory.mktemp("export") / "digits-run"
-    # The same model whatever ran before in this worker (bench tests leave torch at 1 thread):
-    # the int8 figures below were measured on the 2-thread model (PTQ agreement 99.78 %); the
-    # 1-thread model differs and its PTQ agreement is 98.67 % (it would need --qat-epochs).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        train(None, options=TrainOptions(output=str(out), progress=False), recipe_overrides={"epochs": DIGITS_EPOCHS})
-    finally:
-        torch.set_num_threads(threads)
-    return out
-
-
-@pytest.fixture(scope="module")
-def digits_val(digits_run):
-    from mobilenets.data.datasets import load_data
-    from mobilenets.weights.checkpoint import load_checkpoint
-
-    model, _ = load_checkpoint(digits_run)
-    val = load_data(None, model.config.resolution).val
-    x = torch.stack([val[i][0] for i in range(len(val))])
-    with torch.no_grad():
-        logits = model(x).numpy()
-    return x.numpy(), np.array(val.targets), logits
+    # Non-trivial BatchNorm statistics and logits of O(10) make folding and export errors show.
+    model = MobileNet(alpha=0.25, resolution=48, num_classes=10, padding="tf_same", activation="relu6")
+    return randomized_bn(model, classifier_std=1.0)
 
 
 def _int8_figures(path, digits_val) -> tuple[float, float]:
@@ -113,7 +72,7 @@ def _int8_figures(path, digits_val) -> tuple[float, float]:
 # --------------------------------------------------------------------------- the network
 
 
-def test_inference_network_folds_batchnorm_and_makes_padding_explicit(tf_same_model):
+def test_inference_network_folds_batchnorm_and_makes_padding_explicit(tf_same_model, randomized_bn):
     net = inference_network(tf_same_model)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
     pads = [m for m in net.modules() if isinstance(m, nn.ZeroPad2d)]
@@ -125,11 +84,28 @@ def test_inference_network_folds_batchnorm_and_makes_padding_explicit(tf_same_mo
     x = torch.randn(3, 3, 48, 48)
     with torch.no_grad():
         assert torch.allclose(net(x), tf_same_model(x), atol=1e-5, rtol=0)
-    sym = _bn_model(alpha=0.25, resolution=32, num_classes=10)
+    sym = randomized_bn(MobileNet(alpha=0.25, resolution=32, num_classes=10), classifier_std=1.0)
     net = inference_network(sym)
     assert not any(isinstance(m, nn.ZeroPad2d) for m in net.modules())
     with torch.no_grad():
         assert torch.allclose(net(x[:, :, :32, :32]), sym(x[:, :, :32, :32]), atol=1e-5, rtol=0)
+
+
+def test_tf_graph_uses_the_tf_same_rule(tf_same_model, randomized_bn):
+    """The TF rebuild writes a pad that equals TF "SAME" (models.layers.same_padding) as SAME in
+    the conv, and any other pad as an explicit pad then VALID."""
+    steps = tf_steps(inference_network(tf_same_model), 48)
+    convs = [arg for kind, arg in steps if kind in ("conv", "dwconv")]
+    assert len(convs) == 27 and all(arg[3] == "SAME" for arg in convs)
+    assert not any(kind == "pad" for kind, _ in steps)  # the four explicit (0, 1) pads are TF's SAME
+    # Symmetric padding: a stride-2 conv on an even input pads (1, 1), which is not TF's SAME
+    # (0, 1); the five stride-2 convs (at 32, 16, 8, 4 and 2 px) get explicit pads.
+    sym = randomized_bn(MobileNet(alpha=0.25, resolution=32, num_classes=10))
+    steps = tf_steps(inference_network(sym), 32)
+    pads = [arg for kind, arg in steps if kind == "pad"]
+    assert pads == [[[0, 0], [1, 1], [1, 1], [0, 0]]] * 5
+    modes = [arg[3] for kind, arg in steps if kind in ("conv", "dwconv")]
+    assert modes.count("VALID") == 5 and modes.count("SAME") == 22
 
 
 # --------------------------------------------------------------------------- fp32
@@ -138,13 +114,18 @@ def test_inference_network_folds_batchnorm_and_makes_padding_explicit(tf_same_mo
 @pytest.mark.parametrize("fmt", FORMAT_PARAMS)
 def test_fp32_export_matches_eager_at_two_batch_sizes(fmt, tf_same_model, tmp_path):
     out = tmp_path / f"model{SUFFIX[fmt]}"
+    threads = torch.get_num_threads()
     report = export_model(tf_same_model, out, fmt)
+    assert torch.get_num_threads() == threads  # the check's runner gave the caller's count back
     assert report["check"]["passed"] and report["check"]["max_abs_diff"] <= 1e-4
     assert _max_abs_vs_eager(tf_same_model, out) <= 1e-4
     side = json.loads((tmp_path / f"model{SUFFIX[fmt]}.json").read_text())
     assert side["precision"] == "fp32" and side["format"] == fmt
-    pre = side["preprocessing"]
-    assert pre["mean"] == [0.5, 0.5, 0.5] and pre["std"] == [0.5, 0.5, 0.5]
+    assert side["model"] == tf_same_model.config.to_dict() and side["classes"] is None
+    pre = side["preprocessing"]  # timm's keys, read back by the one Preprocessing
+    assert Preprocessing.from_dict(pre) == Preprocessing(input_size=(3, 48, 48))
+    assert pre["mean"] == [0.5, 0.5, 0.5] and pre["crop_pct"] == 0.875 and pre["resize"] == 54
+    assert pre["dtype"] == "float32" and pre["layout"] == ("NHWC" if fmt == "tflite" else "NCHW")
     assert pre["shape"] == ([None, 48, 48, 3] if fmt == "tflite" else [None, 3, 48, 48])
     assert sorted(os.listdir(tmp_path)) == sorted([out.name, out.name + ".json"])  # no temporary left
     runner = load_runner(out)  # native() takes the engine's own layout and gives the same logits
@@ -160,43 +141,40 @@ def test_fp32_export_matches_eager_at_two_batch_sizes(fmt, tf_same_model, tmp_pa
             assert portable_lib._threadpool_get_thread_count() == threads
 
 
-def test_cli_exports_trained_checkpoint_to_onnx(digits_run, tmp_path, capsys):
-    from mobilenets.weights.checkpoint import load_checkpoint
+def test_sidecar_records_the_checkpoints_preprocessing(tmp_path, randomized_bn):
+    """A run's metadata (the old keys mean/std/eval_crop) becomes the Source's Preprocessing and
+    the sidecar's, in timm's keys."""
+    from mobilenets.weights.checkpoint import save_weights
 
-    out = tmp_path / "digits.onnx"
-    assert main(["export", "--checkpoint", str(digits_run), "--output", str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert "max abs difference vs eager" in printed and "wrote" in printed
-    model, _ = load_checkpoint(digits_run)
-    assert _max_abs_vs_eager(model, out, (1, 9)) <= 1e-4
-    side = json.loads(out.with_name("digits.onnx.json").read_text())
-    assert side["classes"] == [str(d) for d in range(10)] and side["model"]["resolution"] == 32
+    model = randomized_bn(MobileNet(alpha=0.25, resolution=32, num_classes=3), classifier_std=1.0)
+    run = {"mean": [0.4, 0.45, 0.5], "std": [0.2, 0.25, 0.3], "eval_crop": 0.9, "classes": ["a", "b", "c"],
+           "data": "/data/abc"}
+    ckpt = tmp_path / "run.safetensors"
+    save_weights(model, ckpt, extra={"run": json.dumps(run)})
+    source = resolve_source(str(ckpt))
+    want = Preprocessing(mean=(0.4, 0.45, 0.5), std=(0.2, 0.25, 0.3), crop_pct=0.9, input_size=(3, 32, 32))
+    assert source.preprocessing == want and source.classes == ["a", "b", "c"] and source.trained
+    report = export_model(str(ckpt), tmp_path / "m.pt", "torchscript")
+    side = json.loads((tmp_path / "m.pt.json").read_text())
+    assert side == json.loads(json.dumps({k: v for k, v in report.items() if k not in ("size_bytes", "seconds")}))
+    assert Preprocessing.from_dict(side["preprocessing"]) == want
+    assert side["preprocessing"]["crop_pct"] == 0.9 and side["preprocessing"]["resize"] == 35  # floor(32 / 0.9)
+    assert side["classes"] == ["a", "b", "c"] and side["trained_on"] == "/data/abc"
+    assert side["source"] == f"checkpoint {ckpt}"
 
 
-def test_registry_model_exports_untrained(tmp_path):
-    out = tmp_path / "reg.pt"
-    assert main(["export", "--model", "mobilenet_v1_0.25_128", "--format", "torchscript", "--output", str(out)]) == 0
-    side = json.loads((tmp_path / "reg.pt.json").read_text())
-    assert side["source"].startswith("registry model mobilenet_v1_0.25_128") and side["trained_on"] is None
-    assert load_runner(out)(np.zeros((2, 3, 128, 128), np.float32)).shape == (2, 1000)
+def test_config_and_registry_name_export_untrained(tmp_path):
+    cfg = MobileNetConfig(alpha=0.25, resolution=32, num_classes=10, activation="relu6")
+    source = resolve_source(cfg)
+    assert not source.trained and source.model.config == cfg
+    assert source.description == "model mobilenet_v1_0.25_32 (10 classes, relu6) (untrained weights)"
+    named = resolve_source("mobilenet_v1_0.25_128")
+    assert named.description == "registry model mobilenet_v1_0.25_128 (untrained weights)"
+    report = export_model(cfg, tmp_path / "c.onnx")
+    assert report["trained_on"] is None and report["model"]["activation"] == "relu6"
 
 
 # --------------------------------------------------------------------------- int8
-
-
-def test_int8_onnx_on_digits_keeps_accuracy(digits_run, digits_val, tmp_path, capsys):
-    out = tmp_path / "digits-int8.onnx"
-    assert main(["export", "--checkpoint", str(digits_run), "--output", str(out), "--int8"]) == 0
-    assert "top-1 agreement with fp32" in capsys.readouterr().out
-    import onnx
-
-    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
-    agreement, loss = _int8_figures(out, digits_val)
-    assert agreement >= 0.99 and loss <= 1.0, (agreement, loss)
-    side = json.loads((tmp_path / "digits-int8.onnx.json").read_text())
-    assert side["precision"] == "int8" and "per output channel" in side["quantization"]["weights"]
-    assert abs(side["check"]["agreement"] - agreement) < 1e-9  # the exporter's own check agrees
 
 
 @pytest.mark.skipif(not HAS_TF, reason="tensorflow not installed")
@@ -234,74 +212,90 @@ def test_qat_fine_tuning_then_int8_onnx(digits_run, digits_val, tmp_path):
     assert loss <= 1.0
 
 
+def test_int8_from_a_folder_of_images(digits_run, tmp_path):
+    """Calibration on a folder: labels from sub-folders named like the classes; every 5th image
+    (sorted) is held out for the check, whose accuracy is then known."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    folder = tmp_path / "cal"
+    for i in range(10):  # the first ten digits are 0, 1, ..., 9
+        (folder / str(digits.target[i])).mkdir(parents=True)
+        pixels = (digits.images[i] * (255 / 16)).astype(np.uint8)
+        Image.fromarray(pixels).resize((40, 40)).convert("RGB").save(folder / str(digits.target[i]) / f"{i}.png")
+    report = export_model(str(digits_run), tmp_path / "f.onnx", int8=True, calibration=folder)
+    assert report["quantization"]["calibration"] == str(folder)
+    assert report["quantization"]["calibration_images"] == 8
+    assert report["check"]["inputs"] == f"2 held-out images ({folder})"
+    assert report["check"]["accuracy_int8"] is not None
+    with pytest.raises(MobileNetsError, match="holds 1 image"):
+        export_model(str(digits_run), tmp_path / "g.onnx", int8=True, calibration=folder / "3")
+    with pytest.raises(FileNotFoundError, match="calibration folder not found"):
+        export_model(str(digits_run), tmp_path / "g.onnx", int8=True, calibration=tmp_path / "none")
+
+
 # --------------------------------------------------------------------------- errors
 
 
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("mobilenet: error: "), err
-    return err[0]
-
-
-def test_unknown_format_is_one_line_and_writes_nothing(tmp_path, capsys):
-    out = tmp_path / "m.caffe"
-    assert main(["export", "--model", "mobilenet_v1_0.25_128", "--format", "caffe", "--output", str(out)]) == 2
-    assert "unknown format 'caffe'" in _one_error_line(capsys)
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"format": "caffe"}, "unknown format 'caffe'; choose one of onnx, tflite, executorch, torchscript"),
+    ({"format": "torchscript", "int8": True}, "int8=True is not offered for torchscript"),
+    ({"qat_epochs": 2}, "qat_epochs > 0 needs int8=True"),
+    ({"qat_epochs": -1, "int8": True}, "qat_epochs must be an integer >= 0"),
+    ({"calibration": "images"}, "calibration needs int8=True"),
+    ({"calibration_size": 0, "int8": True}, "calibration_size must be an integer >= 1"),
+    ({"threads": 0}, "threads must be an integer >= 1"),
+])
+def test_bad_arguments_are_one_error_in_library_terms(kwargs, message, tmp_path):
+    with pytest.raises(MobileNetsError) as info:
+        export_model("mobilenet_v1_0.25_128", tmp_path / "m.onnx", **kwargs)
+    assert message in str(info.value) and "--" not in str(info.value)
     assert os.listdir(tmp_path) == []
 
 
-def test_unwritable_output_is_one_line(tmp_path, capsys):
+def test_unwritable_output_is_one_error(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    out = blocker / "m.onnx"  # a folder that cannot exist: even root cannot write here
-    assert main(["export", "--model", "mobilenet_v1_0.25_128", "--output", str(out)]) == 2
-    assert "cannot write to" in _one_error_line(capsys)
+    # A folder that cannot exist (its parent is a file): even root cannot write here.
+    with pytest.raises(MobileNetsError, match=re.escape(f"cannot write to {blocker / 'sub'}: {blocker} is a file")):
+        export_model("mobilenet_v1_0.25_128", blocker / "sub" / "m.onnx")
+    with pytest.raises(MobileNetsError, match="is a folder; give a file name"):
+        export_model("mobilenet_v1_0.25_128", tmp_path)
     assert os.listdir(tmp_path) == ["a-file"]
 
 
-def test_int8_torchscript_is_refused(tmp_path, capsys):
-    out = tmp_path / "m.pt"
-    assert main(["export", "--model", "mobilenet_v1_0.25_128", "--format", "torchscript", "--int8",
-                 "--output", str(out)]) == 2
-    assert "--int8 is not offered for torchscript" in _one_error_line(capsys)
+def test_text_file_named_pt_is_one_error(tmp_path):
+    # torch's unpickler reads the text as a pickle and fails with a bare KeyError; the checkpoint
+    # loader must turn that into a MobileNetsError naming the file.
+    bad = tmp_path / "x.pt"
+    bad.write_text("hello, I am not a checkpoint\n")
+    with pytest.raises(MobileNetsError, match="x.pt"):
+        export_model(str(bad), tmp_path / "m.onnx")
+    assert sorted(os.listdir(tmp_path)) == ["x.pt"]
+
+
+def test_missing_checkpoint_and_other_architecture(digits_run, tmp_path):
+    with pytest.raises(FileNotFoundError, match="neither a registry model"):
+        export_model(str(tmp_path / "nope.pt"), tmp_path / "m.onnx")
+    with pytest.raises(MobileNetsError, match=r"different architecture from mobilenet_v1_0.25_128: "
+                                              r"alpha 0.5 \(expected 0.25\)"):
+        export_model(str(digits_run), tmp_path / "m.onnx", expect_model="mobilenet_v1_0.25_128")
+    with pytest.raises(MobileNetsError, match=r"different architecture from the expected model: "
+                                              r"activation 'relu' \(expected 'relu6'\)"):
+        export_model(str(digits_run), tmp_path / "m.onnx", expect_model={"alpha": 0.5, "activation": "relu6"})
     assert os.listdir(tmp_path) == []
 
 
-def test_checkpoint_of_other_architecture_is_one_line(digits_run, tmp_path, capsys):
-    out = tmp_path / "m.onnx"
-    # The digits model is alpha 0.5; the registry name says 0.25.
-    assert main(["export", "--checkpoint", str(digits_run), "--model", "mobilenet_v1_0.25_128",
-                 "--output", str(out)]) == 2
-    assert "different architecture" in _one_error_line(capsys)
-    # Weights of one width under the config of another.
-    from mobilenets.models.config import MobileNetConfig
-    from mobilenets.weights.checkpoint import save_weights
-
-    bad = tmp_path / "bad.safetensors"
-    save_weights(MobileNet(alpha=0.25, resolution=32, num_classes=10), bad,
-                 config=MobileNetConfig(alpha=0.5, resolution=32, num_classes=10))
-    assert main(["export", "--checkpoint", str(bad), "--output", str(out)]) == 2
-    assert "do not fit" in _one_error_line(capsys)
-    assert os.listdir(tmp_path) == ["bad.safetensors"]
-
-
-def test_failed_check_leaves_no_file(tmp_path):
+def test_failed_check_leaves_no_file(tmp_path, randomized_bn):
     # Logits of ~1e6: float32 rounding alone moves them by far more than 1e-4, so the check must
     # fail after the file has been written to its temporary name, and nothing may remain.
-    model = _bn_model(alpha=0.25, resolution=32, num_classes=10)
+    model = randomized_bn(MobileNet(alpha=0.25, resolution=32, num_classes=10), classifier_std=1.0)
     with torch.no_grad():
         model.classifier.weight.mul_(1e5)
     with pytest.raises(ExportCheckFailed, match="differs from the eager model"):
         export_model(model, tmp_path / "big.onnx", "onnx")
     assert os.listdir(tmp_path) == []
-
-
-def test_runner_rejects_unknown_files(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        load_runner(tmp_path / "missing.onnx")
-    (tmp_path / "m.xyz").write_bytes(b"")
-    with pytest.raises(ValueError, match="cannot tell the format"):
-        load_runner(tmp_path / "m.xyz")
 
 
 @pytest.mark.skipif(not HAS_TF, reason="tensorflow not installed")

@@ -1,3 +1,99 @@
-"""Temporary: the old add_cli of mobilenets.deploy.export; being replaced by this file's own register()."""
+"""``mobilenet export``: write a model as ONNX, TFLite, ExecuTorch or TorchScript, fp32 or int8.
 
-from mobilenets.deploy.export import add_cli as register  # noqa: F401
+The library does the work (:func:`mobilenets.deploy.export.export_model`); this module only
+turns flags into its arguments. Flag combinations are checked here, before any model loads, so
+the error names the flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from mobilenets.cli.common import (
+    UsageError,
+    add_json_arg,
+    add_model_args,
+    add_verbose_arg,
+    model_overrides,
+    nonnegative_int,
+    positive_int,
+)
+from mobilenets.deploy.formats import FORMATS, INT8_FORMATS
+
+DESCRIPTION = ("Folds BatchNorm, writes the model and FILE.json (its preprocessing and the check), then "
+               "checks the written file against the eager model; a failed export leaves nothing behind. "
+               "The model: --checkpoint PATH (trained weights; --model/--alpha/--variant/... given with it "
+               "name the architecture it must have), or --model NAME and/or --alpha/--resolution/... "
+               "(random weights: for speed measurements).")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("export", help="export a model to ONNX, TFLite, ExecuTorch or TorchScript (fp32 or int8)",
+                       description=DESCRIPTION)
+    add_model_args(p)
+    p.add_argument("--output", required=True, metavar="FILE", help="the FILE to write; FILE.json gets the preprocessing")
+    p.add_argument("--format", default="onnx", choices=FORMATS, help="the file format (default onnx)")
+    q = p.add_argument_group("int8")
+    q.add_argument("--int8", action="store_true",
+                   help=f"post-training static quantization, per-channel int8 weights ({', '.join(INT8_FORMATS)}; "
+                        f"default: float32)")
+    q.add_argument("--calibration", metavar="DIR",
+                   help="a folder of images to calibrate --int8 on (default: the built-in digits training split)")
+    q.add_argument("--calibration-size", type=positive_int, default=256, metavar="N",
+                   help="calibration images (default 256)")
+    q.add_argument("--qat-epochs", type=nonnegative_int, default=0, metavar="N",
+                   help="quantization-aware fine-tuning epochs before --int8 quantizes (default 0: none)")
+    p.add_argument("--threads", type=positive_int, default=2, metavar="N",
+                   help="CPU threads of the runtime that checks the written file (default 2)")
+    add_json_arg(p)
+    add_verbose_arg(p)
+    p.set_defaults(func=cmd_export)
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    if args.int8 and args.format not in INT8_FORMATS:
+        raise UsageError(f"--int8 is not offered for {args.format}; use --format {' | '.join(INT8_FORMATS)}")
+    if args.qat_epochs and not args.int8:
+        raise UsageError("--qat-epochs needs --int8")
+    if args.calibration is not None and not args.int8:
+        raise UsageError("--calibration needs --int8")
+
+
+def _what_to_export(args: argparse.Namespace):
+    """``(model_or_checkpoint, expect_model)`` for :func:`export_model` from the model flags."""
+    overrides = model_overrides(args)
+    if not args.checkpoint:
+        from mobilenets.cli.common import model_config
+
+        return model_config(args), None
+    if not overrides:
+        return args.checkpoint, args.model
+    # Flags given with --checkpoint are what the checkpoint must have: the architecture of
+    # --model (if given), then each of --alpha/--resolution/--variant/--num-classes.
+    expected = {}
+    if args.model:
+        from mobilenets.deploy.sources import ARCHITECTURE_FIELDS
+        from mobilenets.models.registry import get_config
+
+        named = get_config(args.model)
+        expected = {f: getattr(named, f) for f in ARCHITECTURE_FIELDS}
+    return args.checkpoint, {**expected, **overrides}
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    _check_flags(args)
+    from mobilenets.deploy.export import check_text, export_model
+
+    what, expect = _what_to_export(args)
+    report = export_model(what, args.output, args.format, int8=args.int8, calibration=args.calibration,
+                          qat_epochs=args.qat_epochs, calibration_size=args.calibration_size,
+                          expect_model=expect, threads=args.threads, verbose=args.verbose,
+                          log=None if args.json else print)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(check_text(report))
+    print(f"wrote {report['output']} ({report['size_bytes'] / 1e6:.2f} MB, {report['precision']}, "
+          f"{report['format']}) and {report['sidecar']}")
+

@@ -9,13 +9,14 @@ from typing import Any
 import torch
 
 from mobilenets.data.datasets import Augment, eval_transform
+from mobilenets.errors import DataNotFoundError, MobileNetsError
 from mobilenets.weights.checkpoint import load_checkpoint
 
 
 def predict(checkpoint: str, images: Sequence[str], top_k: int = 5) -> list[dict[str, Any]]:
     """For each image: the ``top_k`` labels with their probabilities."""
-    if top_k < 1:
-        raise ValueError(f"--top-k must be >= 1, got {top_k}")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise MobileNetsError(f"top_k must be an integer >= 1, got {top_k!r}")
     model, meta = load_checkpoint(checkpoint)
     classes = meta.get("classes") or [str(i) for i in range(model.config.num_classes)]
     augment = Augment.for_eval(meta)
@@ -25,12 +26,12 @@ def predict(checkpoint: str, images: Sequence[str], top_k: int = 5) -> list[dict
     results = []
     for path in images:
         if not Path(path).is_file():
-            raise FileNotFoundError(f"image not found: {path}")
+            raise DataNotFoundError(f"image not found: {path}")
         try:
             with Image.open(path) as im:
                 x = transform(im.convert("RGB"))[None]
         except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-            raise ValueError(f"cannot read image {path}: {exc}") from None
+            raise MobileNetsError(f"cannot read image {path}: {exc}") from None
         with torch.no_grad():
             probs = model(x).softmax(dim=1)[0]
         p, idx = probs.topk(min(top_k, len(classes)))

@@ -12,8 +12,13 @@ comes from the file name (``.onnx``, ``.tflite``, ``.pte``, ``.pt``/``.ts``) unl
 * ExecuTorch: the ``executorch.runtime`` Python API; the program's XNNPACK delegate runs the
   network. Its memory is planned for a bounded batch (read from the program); larger batches are
   run in chunks of that size.
-* TorchScript: ``torch.jit.load`` then ``torch.jit.optimize_for_inference`` (frozen at export);
-  ``torch.set_num_threads(threads)`` (process-wide in PyTorch).
+* TorchScript: ``torch.jit.load`` then ``torch.jit.optimize_for_inference`` (frozen at export).
+  PyTorch's thread count is process-wide, so the load and each call run inside
+  :func:`~mobilenets.utils.scoped.torch_threads` and the caller's count is restored after.
+
+ExecuTorch's XNNPACK thread pool is process-wide too, and resizing it costs ~30 us and a log
+line, so it is sized to ``threads`` when a program is loaded and left so (it is ExecuTorch's own
+pool: torch's thread count is not touched).
 
 Engines are imported only when a file of theirs is loaded.
 """
@@ -29,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from mobilenets.deploy.formats import sidecar_path
+from mobilenets.errors import DataNotFoundError, MobileNetsError
 from mobilenets.utils.tf import import_tf
 
 RUNTIME_FORMATS = {".onnx": "onnx", ".tflite": "tflite", ".pte": "executorch", ".pt": "torchscript",
@@ -50,12 +57,12 @@ class Runner:
         self.threads = threads
         self.meta = meta  # the export's sidecar report, where there is one
         self.layout = NATIVE_LAYOUT.get(format, "NCHW")
-        self._fn = fn
+        self.engine = fn  # the engine's own call, on a batch in its layout
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         if x.ndim != 4:
-            raise ValueError(f"expected an NCHW batch, got an array of shape {x.shape}")
+            raise MobileNetsError(f"expected an NCHW batch, got an array of shape {x.shape}")
         if self.layout == "NHWC":
             import torch
 
@@ -68,8 +75,8 @@ class Runner:
         """Logits for a float32 batch already in :attr:`layout` (``NHWC`` for TFLite)."""
         x = np.asarray(x)
         if x.ndim != 4:
-            raise ValueError(f"expected a 4-d {self.layout} batch, got an array of shape {x.shape}")
-        return self._fn(np.ascontiguousarray(x, dtype=np.float32))
+            raise MobileNetsError(f"expected a 4-d {self.layout} batch, got an array of shape {x.shape}")
+        return self.engine(np.ascontiguousarray(x, dtype=np.float32))
 
     def __repr__(self) -> str:
         return f"Runner({self.format}, {str(self.path)!r}, threads={self.threads})"
@@ -86,7 +93,7 @@ def _onnx(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     try:
         session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - ORT's errors (InvalidArgument, Fail, ...) derive from Exception only
-        raise ValueError(f"cannot load ONNX model {path}: {str(exc).splitlines()[0]}") from None
+        raise MobileNetsError(f"cannot load ONNX model {path}: {str(exc).splitlines()[0]}") from None
     name = session.get_inputs()[0].name
 
     def run(x: np.ndarray) -> np.ndarray:
@@ -101,7 +108,7 @@ def _tflite(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     try:
         interp = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
     except (ValueError, RuntimeError) as exc:
-        raise ValueError(f"cannot load TFLite model {path}: {str(exc).splitlines()[0]}") from None
+        raise MobileNetsError(f"cannot load TFLite model {path}: {str(exc).splitlines()[0]}") from None
     inp = interp.get_input_details()[0]
     out = interp.get_output_details()[0]
     state = {"batch": None}
@@ -134,7 +141,7 @@ def _executorch(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
         program = runtime.load_program(str(path))
         method = program.load_method("forward")
     except (RuntimeError, ValueError, OSError) as exc:
-        raise ValueError(f"cannot load ExecuTorch program {path}: {str(exc).splitlines()[0]}") from None
+        raise MobileNetsError(f"cannot load ExecuTorch program {path}: {str(exc).splitlines()[0]}") from None
 
     # The program's memory is planned for a bounded batch (the input's planned size); larger
     # batches run in chunks of that size.
@@ -151,15 +158,17 @@ def _executorch(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
 def _torchscript(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     import torch
 
-    torch.set_num_threads(threads)
-    try:
-        module = torch.jit.load(str(path), map_location="cpu")
-    except RuntimeError as exc:
-        raise ValueError(f"cannot load TorchScript model {path}: {str(exc).splitlines()[0]}") from None
-    module = torch.jit.optimize_for_inference(module.eval())
+    from mobilenets.utils.scoped import torch_threads
+
+    with torch_threads(threads):
+        try:
+            module = torch.jit.load(str(path), map_location="cpu")
+        except RuntimeError as exc:
+            raise MobileNetsError(f"cannot load TorchScript model {path}: {str(exc).splitlines()[0]}") from None
+        module = torch.jit.optimize_for_inference(module.eval())
 
     def run(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
+        with torch_threads(threads), torch.inference_mode():
             return module(torch.from_numpy(x)).numpy().copy()
 
     return run
@@ -172,7 +181,7 @@ def format_of(path: str | os.PathLike) -> str:
     """The export format a file name stands for."""
     suffix = Path(path).suffix.lower()
     if suffix not in RUNTIME_FORMATS:
-        raise ValueError(f"cannot tell the format of {path}: expected one of {', '.join(RUNTIME_FORMATS)}")
+        raise MobileNetsError(f"cannot tell the format of {path}: expected one of {', '.join(RUNTIME_FORMATS)}")
     return RUNTIME_FORMATS[suffix]
 
 
@@ -180,14 +189,14 @@ def load_runner(path: str | os.PathLike, threads: int = 2, format: str | None = 
     """Load an exported model for inference with ``threads`` CPU threads."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"exported model not found: {p}")
+        raise DataNotFoundError(f"exported model not found: {p}")
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+        raise MobileNetsError(f"threads must be an integer >= 1, got {threads!r}")
     fmt = format or format_of(p)
     if fmt not in _LOADERS:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(_LOADERS)}")
+        raise MobileNetsError(f"unknown format {fmt!r}; choose one of {', '.join(_LOADERS)}")
     meta = None
-    side = Path(os.fspath(p) + ".json")
+    side = sidecar_path(p)
     if side.is_file():
         try:
             meta = json.loads(side.read_text())
