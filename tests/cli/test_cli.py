@@ -90,6 +90,8 @@ def test_tables_without_reference_nets(capsys):
         (["train", "--data", "/nonexistent/data"], "not found"),
         (["train", "--lr", "-1"], "lr must be"),
         (["train", "--recipe", "fancy"], "invalid choice"),
+        (["export", "--output", "model.onnx"], "give --checkpoint PATH"),
+        (["bench", "--batch", "3"], "unrecognized arguments: --batch"),
         (["frobnicate"], "invalid choice"),
         ([], "required"),
     ],

@@ -52,6 +52,10 @@ def register(sub) -> None:
 
 
 def _check_flags(args: argparse.Namespace) -> None:
+    if not args.checkpoint and not args.model and not model_overrides(args):
+        # exporting random weights by accident helps no one: they must be asked for by name
+        raise UsageError("give --checkpoint PATH (trained weights), or name a model with --model NAME "
+                         "(and/or --alpha/--resolution/...) to export random weights")
     if args.int8 and args.format not in INT8_FORMATS:
         raise UsageError(f"--int8 is not offered for {args.format}; use --format {' | '.join(INT8_FORMATS)}")
     if args.qat_epochs and not args.int8:
