@@ -358,7 +358,7 @@ def run_data_part(root: Path, resolutions: list[int], rounds: int, items: int,
             random.Random(res).shuffle(order)
             order = order[:n]
 
-            def pass_ours(seed: int) -> float:
+            def pass_ours(seed: int, order=order, ours_ds=ours_ds, n=n) -> float:  # bound now: called in this iteration
                 torch.manual_seed(seed)
                 random.seed(seed)
                 t0 = time.perf_counter()
@@ -368,7 +368,7 @@ def run_data_part(root: Path, resolutions: list[int], rounds: int, items: int,
                         raise RuntimeError(f"ours could not decode {item.path}: {item.reason}")
                 return n / (time.perf_counter() - t0)
 
-            def pass_tv(seed: int) -> float:
+            def pass_tv(seed: int, order=order, tv_ds=tv_ds, n=n) -> float:
                 torch.manual_seed(seed)
                 random.seed(seed)
                 t0 = time.perf_counter()

@@ -79,7 +79,7 @@ def test_width_and_resolution_scale_as_the_paper_says():
     half = _cost("mobilenet_v1_0.5_224")
     small = _cost("mobilenet_v1_1.0_128")
     assert 0.24 < half.mult_adds / base.mult_adds < 0.28
-    conv_ma = lambda r: sum(l.mult_adds for l in r.layers if l.kind != "fc")  # noqa: E731
+    conv_ma = lambda r: sum(layer.mult_adds for layer in r.layers if layer.kind != "fc")  # noqa: E731
     assert conv_ma(small) / conv_ma(base) == pytest.approx((128 / 224) ** 2, rel=1e-9)
     assert small.params == base.params
 

@@ -79,8 +79,8 @@ def test_torchvision_detectors_accept_the_extractor():
     """The contract torchvision's detection models read: FasterRCNN takes backbone.out_channels
     (an int) and a Tensor/OrderedDict output; SSD an OrderedDict of maps."""
     from torchvision.models.detection import FasterRCNN
-    from torchvision.models.detection.ssd import SSD
     from torchvision.models.detection.anchor_utils import AnchorGenerator, DefaultBoxGenerator
+    from torchvision.models.detection.ssd import SSD
     from torchvision.ops import MultiScaleRoIAlign
 
     torch.manual_seed(0)

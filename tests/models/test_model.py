@@ -1,6 +1,7 @@
 """The model family: shapes, gradients, export paths, layouts, the downstream interface."""
 
 import copy
+import dataclasses
 import json
 
 import pytest
@@ -177,7 +178,7 @@ def test_config_json_roundtrip_and_validation():
     assert json.loads(text)["alpha"] == 0.6
     m1, m2 = mobilenets.MobileNet(cfg), mobilenets.MobileNet(back)
     assert [(n, p.shape) for n, p in m1.named_parameters()] == [(n, p.shape) for n, p in m2.named_parameters()]
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.alpha = 2  # frozen
     bad = [dict(alpha=0), dict(alpha=-1), dict(alpha=float("nan")), dict(resolution=31),
            dict(resolution=224.0), dict(variant="deep"), dict(activation="gelu"), dict(padding="same"),
