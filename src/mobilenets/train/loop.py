@@ -212,7 +212,10 @@ def _fit(task: Task, rec: Recipe, opts: TrainOptions, ctx: StepContext, extra: d
             ema.module.load_state_dict(saved["ema"])
         st = RunState.from_json(saved["run_state"])
         set_rng_state(saved["rng"])
-        if ddp.main:
+        if ddp.main and st.epoch >= rec.epochs:
+            log(f"{out} has finished its {rec.epochs} epochs ({st.global_step} steps, {state_path.name}): "
+                f"nothing left to train")
+        elif ddp.main:
             log(f"resumed {out} from {state_path.name}: epoch {st.epoch + 1}/{rec.epochs}, step "
                 f"{st.step_in_epoch}/{steps_per_epoch} of it ({st.global_step} steps done)")
     elif ddp.main:
