@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mobilenets.data.preprocess import INTERPOLATIONS, Preprocessing
+from mobilenets.data.preprocess import Preprocessing
 from mobilenets.errors import MobileNetsError
 
 
@@ -51,24 +51,18 @@ class Augment:
 
     def __post_init__(self) -> None:
         """Validate, and turn JSON lists back into tuples so the object stays hashable."""
-        if self.interpolation not in INTERPOLATIONS:
-            raise MobileNetsError(f"Augment.interpolation must be one of {', '.join(INTERPOLATIONS)}, "
-                                  f"got {self.interpolation!r}")
-        for name in ("mean", "std"):
-            value = getattr(self, name)
-            try:
-                value = tuple(float(v) for v in value)
-            except (TypeError, ValueError):
-                raise MobileNetsError(f"Augment.{name} must be 3 numbers, got {value!r}") from None
-            if len(value) != 3:
-                raise MobileNetsError(f"Augment.{name} must be 3 numbers, got {value!r}")
-            object.__setattr__(self, name, value)
-        if any(not s > 0 for s in self.std):
-            raise MobileNetsError(f"Augment.std must be > 0, got {self.std!r}")
+        # mean, std, eval crop and interpolation are the eval Preprocessing's: validated there, once
+        if not isinstance(self.eval_crop, (int, float)) or not 0 < self.eval_crop <= 1:
+            raise MobileNetsError(f"Augment.eval_crop must be in (0, 1], got {self.eval_crop!r}")
+        try:
+            pre = Preprocessing(mean=self.mean, std=self.std, crop_pct=self.eval_crop,
+                                interpolation=self.interpolation)
+        except MobileNetsError as exc:
+            raise MobileNetsError(f"Augment: {exc}") from None
+        object.__setattr__(self, "mean", pre.mean)
+        object.__setattr__(self, "std", pre.std)
         if not 0 < self.crop_min_area <= 1:
             raise MobileNetsError(f"Augment.crop_min_area must be in (0, 1], got {self.crop_min_area!r}")
-        if not 0 < self.eval_crop <= 1:
-            raise MobileNetsError(f"Augment.eval_crop must be in (0, 1], got {self.eval_crop!r}")
         if not self.color_jitter >= 0:
             raise MobileNetsError(f"Augment.color_jitter must be >= 0, got {self.color_jitter!r}")
         if self.randaugment is not None and not str(self.randaugment).startswith("rand"):
