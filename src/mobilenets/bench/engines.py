@@ -89,7 +89,8 @@ def load_model(model: str | MobileNetConfig | MobileNet | None, checkpoint: str 
     if isinstance(model, MobileNet):
         return model.float().eval()
     if checkpoint is not None:
-        from mobilenets.deploy.sources import ARCHITECTURE_FIELDS, resolve_source
+        from mobilenets.deploy.sources import resolve_source
+        from mobilenets.models.registry import ARCHITECTURE_FIELDS
 
         expect = model if model is None or isinstance(model, str) else {f: getattr(model, f) for f in ARCHITECTURE_FIELDS}
         return resolve_source(os.fspath(checkpoint), expect_model=expect).model.float().eval()

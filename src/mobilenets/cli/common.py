@@ -44,24 +44,21 @@ def positive_float(text: str) -> float:
     return value
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {text}")
+        return value
+
+    return parse
 
 
-def nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+positive_int = _int_at_least(1)  # argparse types: an integer >= 1
+nonnegative_int = _int_at_least(0)  # an integer >= 0
 
 
 def add_model_args(p: argparse.ArgumentParser, *, default: str = "mobilenet_v1_1.0_224",
@@ -103,19 +100,13 @@ def model_from_args(args: argparse.Namespace):
     from mobilenets.errors import MobileNetsError
 
     if getattr(args, "checkpoint", None):
+        from mobilenets.models.registry import config_differences, expected_fields
         from mobilenets.weights.checkpoint import load_checkpoint
 
         model, meta = load_checkpoint(args.checkpoint)
-        wanted = model_overrides(args)
-        if args.model:
-            from mobilenets.models.registry import get_config
-
-            named = get_config(args.model)
-            wanted = {"alpha": named.alpha, "resolution": named.resolution, "variant": named.variant, **wanted}
-        differ = {k: (v, getattr(model.config, k)) for k, v in wanted.items() if getattr(model.config, k) != v}
+        differ = config_differences(model.config, expected_fields(args.model, **model_overrides(args)))
         if differ:
-            shown = ", ".join(f"{k} {v!r} asked, checkpoint has {c!r}" for k, (v, c) in differ.items())
-            raise MobileNetsError(f"{args.checkpoint} does not match the model flags: {shown}")
+            raise MobileNetsError(f"{args.checkpoint} does not match the model flags: {', '.join(differ)}")
         return model, meta
     from mobilenets.models.mobilenet import MobileNet
 

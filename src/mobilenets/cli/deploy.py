@@ -71,18 +71,13 @@ def _what_to_export(args: argparse.Namespace):
         from mobilenets.cli.common import model_config
 
         return model_config(args), None
-    if not overrides:
-        return args.checkpoint, args.model
     # Flags given with --checkpoint are what the checkpoint must have: the architecture of
     # --model (if given), then each of --alpha/--resolution/--variant/--num-classes.
-    expected = {}
-    if args.model:
-        from mobilenets.deploy.sources import ARCHITECTURE_FIELDS
-        from mobilenets.models.registry import get_config
+    from mobilenets.models.registry import expected_fields
 
-        named = get_config(args.model)
-        expected = {f: getattr(named, f) for f in ARCHITECTURE_FIELDS}
-    return args.checkpoint, {**expected, **overrides}
+    if not overrides:
+        return args.checkpoint, args.model  # a name: errors say "different architecture from NAME"
+    return args.checkpoint, expected_fields(args.model, **overrides)
 
 
 def cmd_export(args: argparse.Namespace) -> None:

@@ -12,7 +12,7 @@ from mobilenets.utils.lazy import lazy_exports
 __getattr__, __dir__ = lazy_exports(__name__, {
     ".fold": ["InferenceNet", "fold_batchnorm", "inference_network"],
     ".fast": ["fast_inference", "fast_bf16_inference_model", "realistic_batchnorm"],
-    ".sources": ["Source", "resolve_source", "ARCHITECTURE_FIELDS"],
+    ".sources": ["Source", "resolve_source"],
     ".calibration": ["ImageSet", "calibration_images"],
     ".qat": ["qat_finetune"],
     ".formats": ["FORMATS", "INT8_FORMATS", "sidecar_path"],

@@ -18,10 +18,6 @@ from mobilenets.errors import DataNotFoundError, MobileNetsError
 from mobilenets.models.config import MobileNetConfig
 from mobilenets.models.mobilenet import MobileNet
 
-# The config fields that make two networks different architectures (resolution and classes do
-# not: the same weights run at any input size, and a checkpoint's classifier is what it is).
-ARCHITECTURE_FIELDS = ("alpha", "variant", "activation", "padding", "min_channels", "channel_divisor")
-
 
 @dataclass
 class Source:
@@ -67,20 +63,14 @@ def _from_checkpoint(path: str) -> Source:
     return Source(model.eval(), f"checkpoint {path}", pre, meta.get("classes"), meta.get("data"), True)
 
 
-def architecture_differences(config: MobileNetConfig, expected: Mapping[str, Any]) -> list[str]:
-    """``"field have (expected want)"`` for each field of ``expected`` that ``config`` differs in."""
-    return [f"{f} {getattr(config, f)!r} (expected {want!r})" for f, want in expected.items()
-            if getattr(config, f) != want]
-
-
 def resolve_source(model_or_checkpoint: Any, expect_model: str | Mapping[str, Any] | None = None) -> Source:
     """A :class:`Source` from a MobileNet, a :class:`MobileNetConfig` or a registry name (random
     weights), or a checkpoint path (file or run/model folder).
 
     ``expect_model`` is the architecture the model must have: a registry name (its
-    :data:`ARCHITECTURE_FIELDS` are compared) or a mapping of config fields to values. A model of
+    :data:`~mobilenets.models.registry.ARCHITECTURE_FIELDS` are compared) or a mapping of config fields to values. A model of
     another architecture is refused with a :class:`~mobilenets.errors.MobileNetsError`."""
-    from mobilenets.models.registry import get_config, list_models
+    from mobilenets.models.registry import config_differences, expected_fields, get_config, list_models
 
     if isinstance(model_or_checkpoint, MobileNet):
         src = _from_model(model_or_checkpoint)
@@ -99,17 +89,10 @@ def resolve_source(model_or_checkpoint: Any, expect_model: str | Mapping[str, An
         raise TypeError(f"expected a MobileNet, a MobileNetConfig, a checkpoint path or a registry name, "
                         f"got {type(model_or_checkpoint).__name__}")
     if expect_model is not None:
-        if isinstance(expect_model, str):
-            named = get_config(expect_model)
-            expected = {f: getattr(named, f) for f in ARCHITECTURE_FIELDS}
-            label = expect_model
-        else:
-            expected = dict(expect_model)
-            unknown = sorted(set(expected) - set(MobileNetConfig.__dataclass_fields__))
-            if unknown:
-                raise MobileNetsError(f"expect_model names unknown config field(s): {', '.join(unknown)}")
-            label = "the expected model"
-        diff = architecture_differences(src.model.config, expected)
+        named = isinstance(expect_model, str)
+        expected = expected_fields(expect_model) if named else expected_fields(**expect_model)
+        diff = config_differences(src.model.config, expected)
         if diff:
+            label = expect_model if named else "the expected model"
             raise MobileNetsError(f"{src.description} is a different architecture from {label}: {', '.join(diff)}")
     return src

@@ -70,3 +70,27 @@ def resolve_config(model: str | MobileNetConfig | None = None, *, alpha: float |
     changes = {k: v for k, v in dict(alpha=alpha, resolution=resolution, variant=variant,
                                      num_classes=num_classes, **overrides).items() if v is not None}
     return cfg.replace(**changes) if changes else cfg
+
+
+# The config fields that make two networks different architectures (resolution and classes do
+# not: the same weights run at any input size, and a checkpoint's classifier is what it is).
+ARCHITECTURE_FIELDS = ("alpha", "variant", "activation", "padding", "min_channels", "channel_divisor")
+
+
+def expected_fields(model: str | None = None, **fields: Any) -> dict[str, Any]:
+    """What a model named by a command's flags must have: the :data:`ARCHITECTURE_FIELDS` of the
+    registry ``model`` (if given), then each of ``fields`` that is not None, e.g. ``alpha=0.5``."""
+    expected = {}
+    if model is not None:
+        named = get_config(model)
+        expected = {f: getattr(named, f) for f in ARCHITECTURE_FIELDS}
+    unknown = sorted(set(fields) - set(MobileNetConfig.__dataclass_fields__))
+    if unknown:
+        raise MobileNetsError(f"unknown config field(s): {', '.join(unknown)}")
+    return {**expected, **{k: v for k, v in fields.items() if v is not None}}
+
+
+def config_differences(config: MobileNetConfig, expected: dict[str, Any]) -> list[str]:
+    """``"field have (expected want)"`` for each field of ``expected`` that ``config`` differs in."""
+    return [f"{f} {getattr(config, f)!r} (expected {want!r})" for f, want in expected.items()
+            if getattr(config, f) != want]
