@@ -183,7 +183,7 @@ def make_ours(name: str, res: int, batch: int, precision: str, layout: str) -> C
 
     cfg = mobilenets.get_config(name, num_classes=1000)
     recipe = get_recipe("paper", batch_size=batch)
-    task = ClassificationTask.without_data(cfg, label_smoothing=recipe.label_smoothing)
+    task = ClassificationTask(cfg, label_smoothing=recipe.label_smoothing)
     ctx = StepContext(torch.device("cpu"), amp=precision == "bf16", channels_last=layout == "channels_last")
     model = prepare_model(task.build_model(), ctx).train()
     optimizer = build_optimizer(model, recipe)

@@ -27,7 +27,7 @@ def test_modern_recipe_batches_identical_across_workers_and_resume(tmp_path, pho
     DataLoader workers, and a run resumed mid-epoch sees the same remaining batches."""
     root = photo_folder(tmp_path / "data", corrupt=False)
     rec = get_recipe("modern", batch_size=6)
-    task = ClassificationTask(str(root), MobileNetConfig(alpha=0.25, resolution=48), augment_for(rec))
+    task = ClassificationTask.load(str(root), MobileNetConfig(alpha=0.25, resolution=48), augment_for(rec))
     a = _batches(task, seed=3, epoch=1, workers=0)
     b = _batches(task, seed=3, epoch=1, workers=2)
     assert len(a) == len(b) == 6

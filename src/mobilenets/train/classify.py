@@ -83,7 +83,7 @@ def train(
             rec = rec.replace(**recipe_overrides)
         cfg = resolve_config(model, alpha=alpha, resolution=resolution, variant=variant, default=DEFAULT_MODEL,
                              **(model_overrides or {}))
-    task = ClassificationTask(data, cfg, augment_for(rec), label_smoothing=rec.label_smoothing)
+    task = ClassificationTask.load(data, cfg, augment_for(rec), label_smoothing=rec.label_smoothing)
     summary = fit(task, rec, opts, log=log)
     metrics = summary["metrics"]
     return {"output": summary["output"], "epochs": summary["epochs"], "steps": summary["steps"],
@@ -107,7 +107,7 @@ def eval_checkpoint(checkpoint: str, data: str | None = None, batch_size: int = 
     bundle = load_data(data, model.config.resolution, Augment.for_eval(meta))
     if len(bundle.classes) != model.config.num_classes:
         raise MobileNetsError(f"the data has {len(bundle.classes)} classes but the model {model.config.num_classes}")
-    task = ClassificationTask.from_bundle(bundle, model.config)
+    task = ClassificationTask(model.config, bundle, data=data)
     loader = DataLoader(bundle.val, batch_size=batch_size, num_workers=workers, collate_fn=task.collate)
     result = evaluate(model.to(dev), loader, task, StepContext(dev), progress=progress)
     return {"checkpoint": str(checkpoint), "data": data if data is not None else "digits", **result}

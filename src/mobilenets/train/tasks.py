@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from mobilenets.errors import MobileNetsError
+
 
 def full_precision(t: torch.Tensor) -> torch.Tensor:
     """At least float32 (bf16 autocast outputs are upcast for the loss; float64 ones are kept)."""
@@ -118,30 +120,23 @@ class ClassificationTask(Task):
     monitor = "top1"
     monitor_mode = "max"
 
-    def __init__(self, data: str | None, config, augment, label_smoothing: float = 0.0) -> None:
+    def __init__(self, config, bundle=None, *, data: str | None = None, augment=None,
+                 label_smoothing: float = 0.0) -> None:
+        """``bundle``: the loaded data (:func:`~mobilenets.data.datasets.load_data`), or None for
+        the model, loss and metrics alone (timing the step on random inputs); ``data`` is what
+        the run records to reload it (None: the digits)."""
+        self.data, self.bundle, self.augment = data, bundle, augment
+        self.label_smoothing = float(label_smoothing)
+        self.config = config if bundle is None else config.replace(num_classes=len(bundle.classes))
+
+    @classmethod
+    def load(cls, data: str | None, config, augment, label_smoothing: float = 0.0) -> ClassificationTask:
+        """The task over ``data`` (an ImageNet-style folder, or None for the digits), loaded at
+        the model's resolution with ``augment``."""
         from mobilenets.data.datasets import load_data
 
-        self.data = data
-        self.augment = augment
-        self.label_smoothing = float(label_smoothing)
-        self.bundle = load_data(data, config.resolution, augment)
-        self.config = config.replace(num_classes=len(self.bundle.classes))
-
-    @classmethod
-    def from_bundle(cls, bundle, config, label_smoothing: float = 0.0) -> ClassificationTask:
-        """The task over data already loaded (evaluation of a checkpoint)."""
-        task = cls.__new__(cls)
-        task.data, task.augment, task.label_smoothing = bundle.source, None, float(label_smoothing)
-        task.bundle, task.config = bundle, config
-        return task
-
-    @classmethod
-    def without_data(cls, config, label_smoothing: float = 0.0) -> ClassificationTask:
-        """The task's model, loss and metrics alone (for timing the training step on random data)."""
-        task = cls.__new__(cls)
-        task.data, task.augment, task.label_smoothing = None, None, float(label_smoothing)
-        task.bundle, task.config = None, config
-        return task
+        return cls(config, load_data(data, config.resolution, augment), data=data, augment=augment,
+                   label_smoothing=label_smoothing)
 
     def build_model(self) -> nn.Module:
         from mobilenets.models.mobilenet import MobileNet
@@ -149,6 +144,8 @@ class ClassificationTask(Task):
         return MobileNet(self.config)
 
     def datasets(self) -> tuple[Dataset, Dataset | None]:
+        if self.bundle is None:
+            raise MobileNetsError("this ClassificationTask was built without data")
         return self.bundle.train, self.bundle.val
 
     def collate(self, items):
