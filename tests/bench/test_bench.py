@@ -24,11 +24,7 @@ SMALL = "mobilenet_v1_0.25_128"
 
 
 def quick(**kw):
-    s = BenchSettings.quick(threads=1, batch=3)
-    s.rounds = 2
-    for k, v in kw.items():
-        setattr(s, k, v)
-    return s
+    return BenchSettings.quick(**{"threads": 1, "batch": 3, "rounds": 2, **kw})
 
 
 def run(capsys, *argv):

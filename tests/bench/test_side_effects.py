@@ -24,11 +24,7 @@ SMALL = "mobilenet_v1_0.25_128"
 
 
 def quick(**kw):
-    s = BenchSettings.quick(threads=1, batch=1)
-    s.rounds = 1
-    for k, v in kw.items():
-        setattr(s, k, v)
-    return s
+    return BenchSettings.quick(**{"threads": 1, "batch": 1, "rounds": 1, **kw})
 
 
 @pytest.fixture

@@ -35,10 +35,12 @@ class BenchSettings:
     matmul_size: int = 4096
 
     @classmethod
-    def quick(cls, threads: int = 2, batch: int = 4) -> BenchSettings:
-        """A smoke run's settings: 2 rounds, short visits, 16 calibration images, a 1024² matmul."""
-        return cls(threads=threads, batch=batch, rounds=2, unit_seconds=0.03, warmup=1, calibration_size=16,
-                   matmul_size=1024)
+    def quick(cls, threads: int = 2, batch: int = 4, **changes: Any) -> BenchSettings:
+        """A smoke run's settings: 2 rounds, short visits, 16 calibration images, a 1024² matmul;
+        ``changes`` override any of them."""
+        settings = dict(threads=threads, batch=batch, rounds=2, unit_seconds=0.03, warmup=1, calibration_size=16,
+                        matmul_size=1024)
+        return cls(**{**settings, **changes})
 
     def validate(self) -> BenchSettings:
         """``self``, once every field is checked (integers >= 1, ``warmup`` >= 0, a positive
