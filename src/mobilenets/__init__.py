@@ -14,8 +14,8 @@ _EXPORTS = {
                           "get_config", "list_models", "model_name", "feature_extractor"],
     "mobilenets.cost": ["CostReport", "LayerCost", "analytical_cost", "measure_cost", "model_cost",
                         "single_layer_rows"],
-    "mobilenets.weights": ["load_model", "save_model", "from_hf", "from_keras", "from_tf_slim", "from_timm",
-                           "to_keras", "to_timm"],
+    "mobilenets.weights": ["load_model", "save_model", "from_hf", "from_keras", "from_tf_slim", "from_tf_frozen",
+                           "from_tflite", "from_timm", "to_keras", "to_timm", "detect_format"],
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(name for names in _EXPORTS.values() for name in names)

@@ -1,5 +1,6 @@
-"""``mobilenet convert``: pretrained weights from Keras, TF-slim, timm, Hugging Face or our own
-checkpoints, written as a model folder, a timm weights file or a Keras model.
+"""``mobilenet convert``: pretrained weights from Keras, TF-slim checkpoints, TF1 frozen graphs,
+TFLite files, timm, Hugging Face or our own checkpoints (the format detected from the source when
+``--from`` is not given), written as a model folder, a timm weights file or a Keras model.
 
 The library side is :func:`mobilenets.weights.convert.convert`; this module only maps the flags
 onto it. Nothing heavy is imported until the command runs (the format names are plain constants).
@@ -13,29 +14,34 @@ from pathlib import Path
 from mobilenets.cli.common import UsageError, add_verbose_arg, positive_int
 from mobilenets.weights.convert import FORMATS, TARGETS
 
-SOURCE_HELP = ("a .keras/.h5 file (keras), a TF checkpoint prefix or folder (tf-slim), a .safetensors/.pt/.pth/.bin "
-               "weights file (timm), a Hugging Face model folder (hf), or a model folder, run folder or weights "
-               "file of this package (mobilenets)")
+SOURCE_HELP = ("a .keras/.h5 file (keras), a TF checkpoint prefix or folder (tf-slim), a TF1 frozen graph .pb "
+               "(tf-frozen), a float .tflite file (tflite), a .safetensors/.pt/.pth/.bin weights file (timm), a "
+               "Hugging Face model folder (hf), or a model folder, run folder or weights file of this package "
+               "(mobilenets)")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("convert", help="pretrained weights from keras, tf-slim, timm or hf (and to timm/keras)",
+    p = sub.add_parser("convert", help="pretrained weights from keras, tf-slim, tf-frozen, tflite, timm or hf "
+                                       "(and to timm/keras)",
                        description="Convert pretrained weights. Give the source as SOURCE or as --checkpoint "
-                                   "SOURCE (exactly one of them).")
+                                   "SOURCE (exactly one of them); without --from its format is detected from "
+                                   "the file name and content.")
     p.add_argument("source", metavar="SOURCE", nargs="?", help=f"the source: {SOURCE_HELP}")
     p.add_argument("--checkpoint", metavar="SOURCE",
                    help="the source, as the other commands name it (instead of SOURCE; default: none)")
-    p.add_argument("--from", dest="source_format", required=True, choices=FORMATS,
-                   help="the source's format (required; no default)")
+    p.add_argument("--from", dest="source_format", choices=FORMATS,
+                   help="the source's format (default: detected from the file name and content)")
     p.add_argument("--output", required=True, metavar="FOLDER",
                    help="the output FOLDER (created if missing; required, no default): config.json + model.safetensors, "
                         "<timm name>.safetensors or model.keras go in it")
     p.add_argument("--to", default="mobilenets", choices=TARGETS,
                    help="mobilenets (config.json + model.safetensors), timm or keras (default mobilenets)")
     p.add_argument("--keep-background", action="store_true",
-                   help="tf-slim: keep the 1001st (background, index 0) class (default: dropped, 1000 classes)")
+                   help="tf-slim, tf-frozen, tflite: keep the 1001st (background, index 0) class (default: "
+                        "dropped, 1000 classes)")
     p.add_argument("--resolution", type=positive_int,
-                   help="tf-slim: the input size in pixels (default: from the file name, else 224)")
+                   help="tf-slim, tf-frozen: the input size in pixels (default: the graph's input shape, else "
+                        "the checkpoint's file name, else 224; other formats record it)")
     p.add_argument("--force", action="store_true",
                    help="write into an --output folder that exists and is not empty (default: refuse)")
     add_verbose_arg(p)
@@ -51,12 +57,14 @@ def cmd_convert(args: argparse.Namespace) -> None:
         raise UsageError(f"--output {out} exists and is not empty; pass --force to write into it")
 
     from mobilenets.utils.scoped import quiet_output
-    from mobilenets.weights.convert import convert
+    from mobilenets.weights.convert import convert, detect_format
 
+    fmt = args.source_format or detect_format(source)
     with quiet_output(not args.verbose):  # TensorFlow's start-up and converter logs, unless --verbose
-        model, written = convert(source, args.source_format, out, to=args.to, keep_background=args.keep_background,
+        model, written = convert(source, fmt, out, to=args.to, keep_background=args.keep_background,
                                  resolution=args.resolution, overwrite=args.force)
     cfg = model.config
-    print(f"converted {args.source_format} -> {args.to}: alpha {cfg.alpha:g}, {cfg.resolution} px, "
+    detected = " (detected)" if args.source_format is None else ""
+    print(f"converted {fmt}{detected} -> {args.to}: alpha {cfg.alpha:g}, {cfg.resolution} px, "
           f"{cfg.num_classes} classes, padding {cfg.padding}, {cfg.activation}, bn_eps {cfg.bn_eps:g}")
     print(f"wrote {written}")

@@ -11,5 +11,6 @@ from mobilenets.utils.lazy import lazy_exports
 __getattr__, __dir__ = lazy_exports(__name__, {
     ".checkpoint": ["load_model", "save_model", "load_checkpoint", "save_weights", "save_state", "load_state",
                     "atomic_write"],
-    ".convert": ["from_hf", "from_keras", "from_tf_slim", "from_timm", "to_keras", "to_timm", "timm_model_name"],
+    ".convert": ["from_hf", "from_keras", "from_tf_slim", "from_tf_frozen", "from_tflite", "from_timm", "to_keras",
+                 "to_timm", "timm_model_name", "detect_format"],
 })

@@ -1,6 +1,7 @@
 """What every converter shares: our conv+BN units in order, filling a MobileNet from per-unit
 arrays (with a clear error when a shape does not fit), α from the weights, and the
-``pretrained_cfg`` a converted model carries."""
+``pretrained_cfg`` a converted model carries (with ImageNet's class names where the source is an
+ImageNet classifier: :func:`set_imagenet_info`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from mobilenets.errors import MobileNetsError
 from mobilenets.models.config import MobileNetConfig
 from mobilenets.models.mobilenet import BLOCKS, MobileNet
 from mobilenets.weights.checkpoint import attach_pretrained_cfg
+from mobilenets.weights.imagenet import imagenet_classes_for
 
 BN_FIELDS = ("weight", "bias", "running_mean", "running_var")
 
@@ -80,3 +82,10 @@ def set_info(model: MobileNet, source: dict[str, Any], preprocessing: Preprocess
              classes: list[str] | None = None) -> MobileNet:
     """Attach the timm-style ``pretrained_cfg`` (source, preprocessing, class names); returns the model."""
     return attach_pretrained_cfg(model, preprocessing, classes, source)
+
+
+def set_imagenet_info(model: MobileNet, source: dict[str, Any], preprocessing: Preprocessing) -> MobileNet:
+    """:func:`set_info` for weights trained on ImageNet-1k: a 1000-way classifier carries the 1000
+    class names, a 1001-way one (TF-slim's, background kept) "background" and the 1000; any other
+    head (or none) carries no names. Returns the model."""
+    return set_info(model, source, preprocessing, imagenet_classes_for(model.config.num_classes))

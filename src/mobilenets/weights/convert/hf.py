@@ -29,6 +29,7 @@ from mobilenets.weights.convert.common import (
     to_numpy,
     units,
 )
+from mobilenets.weights.imagenet import imagenet_classes_for
 
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # PIL's resampling codes, as HF's image processors record them
@@ -59,7 +60,8 @@ def from_hf(source: Any) -> MobileNet:
     """A MobileNet with the weights of a Hugging Face ``MobileNetV1ForImageClassification`` (or
     ``MobileNetV1Model``): the model object, or a folder with its ``config.json`` and
     ``model.safetensors`` (or ``pytorch_model.bin``, read with weights_only). transformers is not
-    needed to read a folder."""
+    needed to read a folder. The class names are the config's ``id2label``; a 1000- or 1001-class
+    model without real names there carries ImageNet's."""
     info: dict[str, Any] = {"framework": "hf"}
     pre: dict[str, Any] = {}
     if isinstance(source, nn.Module):
@@ -100,6 +102,9 @@ def from_hf(source: Any) -> MobileNet:
     id2label = hf_cfg.get("id2label") or {}
     if head is not None and len(id2label) == head[0].shape[0]:
         classes = [str(id2label.get(str(i), id2label.get(i, i))) for i in range(head[0].shape[0])]
+    if head is not None and (classes is None or classes == [f"LABEL_{i}" for i in range(len(classes))]):
+        # no names, or transformers' placeholders: HF's MobileNetV1 checkpoints are ImageNet's (1001 with background)
+        classes = imagenet_classes_for(head[0].shape[0])
     cfg = MobileNetConfig(alpha=float(hf_cfg.get("depth_multiplier", 1.0)), resolution=int(hf_cfg.get("image_size", 224)),
                           num_classes=0 if head is None else head[0].shape[0], dropout=0.001, activation=act,
                           padding="tf_same" if hf_cfg.get("tf_padding", True) else "symmetric",

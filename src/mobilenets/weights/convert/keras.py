@@ -20,7 +20,14 @@ from mobilenets.errors import DataNotFoundError, MobileNetsError
 from mobilenets.models.config import MobileNetConfig
 from mobilenets.models.mobilenet import BLOCKS, MobileNet, layer_plan
 from mobilenets.utils.tf import import_tf
-from mobilenets.weights.convert.common import alpha_from_last, assemble, set_info, tf_preprocessing, to_numpy, units
+from mobilenets.weights.convert.common import (
+    alpha_from_last,
+    assemble,
+    set_imagenet_info,
+    tf_preprocessing,
+    to_numpy,
+    units,
+)
 
 KERAS_SUFFIXES = (".keras", ".h5")
 
@@ -99,7 +106,8 @@ def _check_keras_model(model: Any, names: set[str]) -> int:
 def from_keras(source: Any) -> MobileNet:
     """A MobileNet with the weights of a ``keras.applications.MobileNet`` model (or a ``.keras`` /
     ``.h5`` file holding one). Refuses a depthwise multiplier other than 1, a non-square input, a
-    fixed input size where Keras's padding is not TF SAME, and max pooling."""
+    fixed input size where Keras's padding is not TF SAME, and max pooling. A 1000-class model
+    carries ImageNet's class names (``keras.applications`` trains on ImageNet)."""
     model = source if not isinstance(source, (str, os.PathLike)) else _load_keras_model(source)
     names = {layer.name for layer in model.layers}
     resolution = _check_keras_model(model, names)
@@ -131,7 +139,7 @@ def from_keras(source: Any) -> MobileNet:
             "note": "outputs are the logits before Keras's classifier activation"}
     if isinstance(source, (str, os.PathLike)):
         info["path"] = str(source)
-    return set_info(net, info, tf_preprocessing(resolution))
+    return set_imagenet_info(net, info, tf_preprocessing(resolution))
 
 
 def _keras_refusal(model: MobileNet) -> str | None:

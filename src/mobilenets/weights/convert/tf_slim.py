@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from mobilenets.errors import DataNotFoundError, MobileNetsError
 from mobilenets.models.config import MobileNetConfig
 from mobilenets.models.mobilenet import MobileNet
 from mobilenets.utils.tf import import_tf
-from mobilenets.weights.convert.common import alpha_from_last, assemble, set_info, tf_preprocessing, units
+from mobilenets.weights.convert.common import alpha_from_last, assemble, set_imagenet_info, tf_preprocessing, units
 
 
 def _slim_name(block: int, kind: str) -> str:
@@ -48,6 +49,57 @@ def _open_tf_checkpoint(checkpoint_path: str | os.PathLike) -> tuple[Any, str]:
         raise MobileNetsError(f"cannot read TensorFlow checkpoint {path}: {first}") from None
 
 
+def slim_network(names: Any, get: Callable[[str], np.ndarray], path: str, keep_background: bool,
+                 resolution: int | None, bn_eps: float = 1e-3, extra_source: dict[str, Any] | None = None) -> MobileNet:
+    """A MobileNet from TF-slim ``mobilenet_v1`` variables, however they are stored: ``names`` is
+    the collection of variable names, ``get(name)`` returns one as an array. Shared by checkpoints
+    (:func:`from_tf_slim`) and frozen graphs (:func:`mobilenets.weights.convert.tf_frozen.from_tf_frozen`),
+    whose constants keep the variables' names. ``resolution=None``: 224."""
+    stems = [n for n in names if n.endswith("MobilenetV1/Conv2d_0/weights")]
+    if not stems:
+        raise MobileNetsError(f"{path} is not a TF-slim mobilenet_v1 checkpoint or graph (no MobilenetV1/Conv2d_0/weights)")
+    scope = stems[0][: -len("Conv2d_0/weights")]  # "MobilenetV1/", possibly under an outer scope
+
+    def var(name: str) -> np.ndarray:
+        if scope + name not in names:
+            raise MobileNetsError(f"{path}: variable {scope + name} is missing: not a complete mobilenet_v1 model")
+        return np.asarray(get(scope + name), dtype=np.float64)
+
+    layers = {}
+    for unit, block, kind in units():
+        name = _slim_name(block, kind)
+        if kind == "dw":
+            kernel = var(f"{name}/depthwise_weights").transpose(2, 3, 0, 1)
+        else:
+            kernel = var(f"{name}/weights").transpose(3, 2, 0, 1)
+        mean = var(f"{name}/BatchNorm/moving_mean")
+        has_gamma = scope + f"{name}/BatchNorm/gamma" in names  # slim's BN may be scale=False
+        layers[unit] = {"conv": kernel, "weight": var(f"{name}/BatchNorm/gamma") if has_gamma else np.ones_like(mean),
+                        "bias": var(f"{name}/BatchNorm/beta"), "running_mean": mean,
+                        "running_var": var(f"{name}/BatchNorm/moving_variance")}
+    head = None
+    background = False
+    if scope + "Logits/Conv2d_1c_1x1/weights" in names:
+        weight = var("Logits/Conv2d_1c_1x1/weights")[0, 0].T
+        bias = var("Logits/Conv2d_1c_1x1/biases")
+        if weight.shape[0] == 1001 and not keep_background:
+            weight, bias = weight[1:], bias[1:]
+        background = weight.shape[0] == 1001
+        head = (weight, bias)
+    elif keep_background:
+        raise MobileNetsError(f"{path} has no Logits layer: there is no background class to keep")
+    alpha = alpha_from_last(layers["blocks.13.pw"]["conv"].shape[0])
+    res = 224 if resolution is None else resolution
+    cfg = MobileNetConfig(alpha=alpha, resolution=res, num_classes=0 if head is None else head[0].shape[0],
+                          dropout=0.001, activation="relu6", padding="tf_same", bn_eps=bn_eps, bn_momentum=0.0003,
+                          min_channels=8, channel_divisor=1)
+    net = assemble(cfg, layers, head, "TF-slim")
+    source = {"framework": "tf-slim", "path": str(path), "scope": scope.rstrip("/"),
+              "background_class": "index 0" if background else ("dropped" if head is not None else None),
+              **(extra_source or {})}
+    return set_imagenet_info(net, source, tf_preprocessing(res))  # ImageNet's names (background first if kept)
+
+
 def from_tf_slim(checkpoint_path: str | os.PathLike, keep_background: bool = False,
                  resolution: int | None = None) -> MobileNet:
     """A MobileNet with the weights of a TF-slim ``mobilenet_v1`` checkpoint (variables
@@ -61,48 +113,7 @@ def from_tf_slim(checkpoint_path: str | os.PathLike, keep_background: bool = Fal
     else 224."""
     reader, path = _open_tf_checkpoint(checkpoint_path)
     shapes = reader.get_variable_to_shape_map()
-    stems = [n for n in shapes if n.endswith("MobilenetV1/Conv2d_0/weights")]
-    if not stems:
-        raise MobileNetsError(f"{path} is not a TF-slim mobilenet_v1 checkpoint (no MobilenetV1/Conv2d_0/weights)")
-    scope = stems[0][: -len("Conv2d_0/weights")]  # "MobilenetV1/", possibly under an outer scope
-
-    def get(name: str) -> np.ndarray:
-        if scope + name not in shapes:
-            raise MobileNetsError(f"{path}: variable {scope + name} is missing: not a complete mobilenet_v1 "
-                                  f"checkpoint")
-        return np.asarray(reader.get_tensor(scope + name), dtype=np.float64)
-
-    layers = {}
-    for unit, block, kind in units():
-        name = _slim_name(block, kind)
-        if kind == "dw":
-            kernel = get(f"{name}/depthwise_weights").transpose(2, 3, 0, 1)
-        else:
-            kernel = get(f"{name}/weights").transpose(3, 2, 0, 1)
-        mean = get(f"{name}/BatchNorm/moving_mean")
-        has_gamma = scope + f"{name}/BatchNorm/gamma" in shapes  # slim's BN may be scale=False
-        layers[unit] = {"conv": kernel, "weight": get(f"{name}/BatchNorm/gamma") if has_gamma else np.ones_like(mean),
-                        "bias": get(f"{name}/BatchNorm/beta"), "running_mean": mean,
-                        "running_var": get(f"{name}/BatchNorm/moving_variance")}
-    head = None
-    background = False
-    if scope + "Logits/Conv2d_1c_1x1/weights" in shapes:
-        weight = get("Logits/Conv2d_1c_1x1/weights")[0, 0].T
-        bias = get("Logits/Conv2d_1c_1x1/biases")
-        if weight.shape[0] == 1001 and not keep_background:
-            weight, bias = weight[1:], bias[1:]
-        background = weight.shape[0] == 1001
-        head = (weight, bias)
-    elif keep_background:
-        raise MobileNetsError(f"{path} has no Logits layer: there is no background class to keep")
     if resolution is None:
         match = re.search(r"_(\d{2,4})(?:\.ckpt)?(?:-\d+)?$", Path(path).name)
         resolution = int(match.group(1)) if match and int(match.group(1)) >= 32 else 224
-    alpha = alpha_from_last(layers["blocks.13.pw"]["conv"].shape[0])
-    cfg = MobileNetConfig(alpha=alpha, resolution=resolution, num_classes=0 if head is None else head[0].shape[0],
-                          dropout=0.001, activation="relu6", padding="tf_same", bn_eps=1e-3, bn_momentum=0.0003,
-                          min_channels=8, channel_divisor=1)
-    net = assemble(cfg, layers, head, "TF-slim")
-    source = {"framework": "tf-slim", "path": str(path), "scope": scope.rstrip("/"),
-              "background_class": "index 0" if background else ("dropped" if head is not None else None)}
-    return set_info(net, source, tf_preprocessing(resolution))
+    return slim_network(shapes, reader.get_tensor, path, keep_background, resolution)

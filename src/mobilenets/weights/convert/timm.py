@@ -19,7 +19,7 @@ from mobilenets.errors import MobileNetsError
 from mobilenets.models.config import MobileNetConfig
 from mobilenets.models.mobilenet import MobileNet, layer_plan
 from mobilenets.weights.checkpoint import atomic_write, read_weights_file, unwrap_state
-from mobilenets.weights.convert.common import BN_FIELDS, alpha_from_last, assemble, set_info, to_numpy, units
+from mobilenets.weights.convert.common import BN_FIELDS, alpha_from_last, assemble, set_imagenet_info, to_numpy, units
 
 TIMM_NAMES = {1.0: "mobilenetv1_100", 1.25: "mobilenetv1_125"}
 TIMM_BN_EPS = 1e-5
@@ -82,7 +82,8 @@ def _read_timm_module(source: nn.Module, info: dict[str, Any]) -> tuple[dict[str
 def from_timm(source: Any) -> MobileNet:
     """A MobileNet with the weights of timm's ``mobilenetv1_100`` / ``mobilenetv1_125`` (or any
     width built by timm's MobileNetV1 generator): a timm model, its state dict, or a weights file.
-    ``mobilenetv1_100h`` is refused: its extra head conv has no counterpart in MobileNet."""
+    ``mobilenetv1_100h`` is refused: its extra head conv has no counterpart in MobileNet. A
+    1000-class model carries ImageNet's class names."""
     arch: dict[str, Any] = {"resolution": 224, "eps": TIMM_BN_EPS, "act": "relu6", "padding": "symmetric",
                             "pre": dict(_TIMM_PRE)}
     info: dict[str, Any] = {"framework": "timm"}
@@ -127,7 +128,7 @@ def from_timm(source: Any) -> MobileNet:
                           num_classes=0 if head is None else head[0].shape[0], dropout=0.0, activation=arch["act"],
                           padding=arch["padding"], bn_eps=arch["eps"], min_channels=8, channel_divisor=8)
     net = assemble(cfg, layers, head, "timm")
-    return set_info(net, info, Preprocessing.from_dict(arch["pre"], resolution=cfg.resolution))
+    return set_imagenet_info(net, info, Preprocessing.from_dict(arch["pre"], resolution=cfg.resolution))
 
 
 def timm_model_name(model: MobileNet) -> str:
