@@ -98,8 +98,9 @@ def test_help_names_every_default_and_loads_nothing_heavy():
     text = " ".join(done.stdout.split())
     assert "heavy: []" in text
     assert "the FILE to write; FILE.json gets the preprocessing" in text
-    for default in ("the file format (default onnx)", "calibration images (default 256)", "(default 0: none)",
-                    "file (default 2)", "default mobilenet_v1_1.0_224", "default: the built-in digits",
+    for default in ("the file format (default: from the --output suffix", "calibration images (default 256)",
+                    "(default 0: none)", "file (default 2)", "default mobilenet_v1_1.0_224",
+                    "default: the data the checkpoint's run was trained on",
                     "default: float32", "quiet by default"):
         assert default in text, default
 

@@ -17,10 +17,16 @@ from mobilenets.cli.common import (
     nonnegative_int,
     positive_int,
 )
+from mobilenets.models.config import ACTIVATIONS, PADDINGS
 from mobilenets.train.options import TrainOptions
 from mobilenets.train.recipes import FIELD_HELP, PRESETS, Recipe
+from mobilenets.weights.convert import TARGETS
 
-CHECKPOINT_HELP = "a run folder (its best weights), a model folder or a weights file"
+CONVERT_TARGETS = tuple(t for t in TARGETS if t != "mobilenets")  # `convert --to` other frameworks
+
+CHECKPOINT_HELP = ("a run folder (its best weights), a model folder, a weights file, or an exported .onnx/.tflite/"
+                   ".pte/TorchScript file (run by its engine, with the preprocessing and classes of its FILE.json)")
+EXPORT_THREADS_HELP = "CPU threads of an exported file's engine (default 2)"
 
 
 def register(sub) -> None:
@@ -32,6 +38,7 @@ def register(sub) -> None:
     add_batch_size_arg(p, 256)
     p.add_argument("--workers", type=nonnegative_int, default=0, help="DataLoader workers (default 0)")
     add_device_arg(p)
+    p.add_argument("--threads", type=positive_int, default=2, help=EXPORT_THREADS_HELP)
     add_progress_arg(p)
     p.set_defaults(func=cmd_eval)
 
@@ -39,6 +46,7 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", required=True, metavar="PATH", help=CHECKPOINT_HELP)
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--top-k", type=positive_int, default=5, help="labels shown per image (default 5)")
+    p.add_argument("--threads", type=positive_int, default=2, help=EXPORT_THREADS_HELP)
     add_json_arg(p)
     p.set_defaults(func=cmd_predict)
 
@@ -64,7 +72,16 @@ def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a MobileNet (default: alpha 0.5 at 32 px on the built-in digits data)")
     p.add_argument("--data", metavar="DIR", help="ImageNet-style folder with train/ and val/; default: sklearn digits")
     add_model_args(p, default="alpha 0.5 at 32 px", checkpoint=False, num_classes=False)
-    p.add_argument("--activation", choices=("relu", "relu6"), help="default relu (the paper's)")
+    p.add_argument("--init", metavar="WEIGHTS",
+                   help="start from these weights: a checkpoint, run folder or converted model folder (its "
+                        "architecture and preprocessing; a new classifier where the classes differ; default: random)")
+    p.add_argument("--activation", choices=ACTIVATIONS, help="default relu (the paper's), or the --init weights'")
+    p.add_argument("--padding", choices=PADDINGS,
+                   help="symmetric (PyTorch's) or tf_same (TensorFlow SAME, what Keras needs); default symmetric, "
+                        "or the --init weights'")
+    p.add_argument("--convert-to", choices=CONVERT_TARGETS,
+                   help="the run is meant for `mobilenet convert --to` this: warn at the start if its model "
+                        "cannot be (keras needs --padding tf_same --activation relu6; default: no check)")
     p.add_argument("--dropout", type=float, help="dropout before the classifier (default 0.001)")
     p.add_argument("--recipe", default="paper", choices=sorted(PRESETS), help="training preset (default paper)")
     g = p.add_argument_group("recipe overrides (default: the preset's value; 'none' where a field may be empty)")
@@ -120,14 +137,15 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe)
                  if f.name != "name" and getattr(args, f.name, None) is not None}
-    model_overrides = {k: getattr(args, k) for k in ("activation", "dropout") if getattr(args, k) is not None}
+    model_overrides = {k: getattr(args, k) for k in ("activation", "padding", "dropout") if getattr(args, k) is not None}
     opts = TrainOptions(output=args.output, resume=args.resume, workers=args.workers, seed=args.seed,
                         device=args.device, amp=args.amp, float64=args.float64, channels_last=args.channels_last,
                         compile=args.compile, sync_bn=args.sync_bn, keep_last=args.keep_last,
                         checkpoint_every=args.checkpoint_every, deterministic=args.deterministic,
                         max_steps=args.max_steps, progress=not args.no_progress)
     summary = train(args.data, args.model, alpha=args.alpha, resolution=args.resolution, variant=args.variant,
-                    recipe=args.recipe, recipe_overrides=overrides, model_overrides=model_overrides, options=opts)
+                    recipe=args.recipe, recipe_overrides=overrides, model_overrides=model_overrides, options=opts,
+                    init=args.init, convert_to=args.convert_to)
     if int(os.environ.get("RANK", "0")) != 0:
         return
     from mobilenets.demo import train_summary_lines
@@ -139,13 +157,13 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from mobilenets.train.classify import eval_checkpoint
 
     print(json.dumps(eval_checkpoint(args.checkpoint, args.data, args.batch_size, args.workers, args.device,
-                                     progress=not args.no_progress)))
+                                     progress=not args.no_progress, threads=args.threads)))
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
     from mobilenets.deploy.predict import predict
 
-    results = predict(args.checkpoint, args.images, args.top_k)
+    results = predict(args.checkpoint, args.images, args.top_k, threads=args.threads)
     if args.json:
         print(json.dumps(results, indent=2))
         return

@@ -11,8 +11,9 @@ What :func:`export_model` does, in order:
 3. **Int8** (``int8=True``): post-training static quantization with per-channel (per output
    channel) symmetric int8 weights and per-tensor uint8/int8 activations, calibrated on a folder
    of images or on the built-in digits training split (:mod:`mobilenets.deploy.calibration`).
-   ``qat_epochs > 0`` first fine-tunes the folded network for that many epochs with fake
-   quantization in the loop (:func:`mobilenets.deploy.qat.qat_finetune`) and then quantizes the
+   ``qat_epochs > 0`` first fine-tunes the folded network for that many epochs with int8
+   simulated by PT2E, distilling from the float model itself, so no labels are needed
+   (:func:`mobilenets.deploy.qat.qat_finetune`); ExecuTorch lowers that int8 graph, ONNX and TFLite quantize the
    fine-tuned weights the same way.
 4. **Writing** (:mod:`mobilenets.deploy.formats`, one module per format): to a temporary file
    beside ``output``, then renamed; the sidecar ``OUTPUT.json`` likewise. A failed export leaves
@@ -44,7 +45,15 @@ import torch
 from mobilenets.data.preprocess import Preprocessing
 from mobilenets.deploy.calibration import ImageSet, calibration_images
 from mobilenets.deploy.fold import inference_network
-from mobilenets.deploy.formats import ACTIVATION_SCHEMES, FORMATS, INT8_FORMATS, sidecar_path, write
+from mobilenets.deploy.formats import (
+    ACTIVATION_SCHEMES,
+    FORMATS,
+    INT8_FORMATS,
+    format_for_output,
+    sidecar_path,
+    write,
+)
+from mobilenets.deploy.ptq import bias_correction as correct_biases
 from mobilenets.deploy.qat import qat_finetune
 from mobilenets.deploy.sources import resolve_source
 from mobilenets.errors import MobileNetsError
@@ -53,8 +62,10 @@ from mobilenets.utils.scoped import quiet_output
 
 FP32_TOLERANCE = 1e-4  # max abs difference of the logits, export vs eager
 CHECK_BATCH_SIZES = (1, 5)
+CONFIDENT = 0.5  # top-1 probability of the float model above which an image counts as "confident"
 CHECK_SEED = 20240517  # fresh inputs: not the seed of any training or calibration draw
-QAT_MAX_IMAGES = 50_000  # labelled images held in memory for quantization-aware fine-tuning
+BIAS_CORRECTION_IMAGES = 128  # its activations are held in memory (~3 GB at 1.0-224)
+QAT_MAX_IMAGES = 20_000  # images held in memory (float32, 0.6 MB each at 224 px) for quantization-aware fine-tuning
 
 
 class ExportCheckFailed(MobileNetsError):
@@ -93,8 +104,15 @@ def _int8_check(model: MobileNet, runner: Callable[[np.ndarray], np.ndarray], im
         ref = _batched(lambda b: model(torch.from_numpy(b)).numpy(), images.check)
     out = _batched(runner, images.check)
     ref_top, out_top = ref.argmax(1), out.argmax(1)
+    same = ref_top == out_top
+    # Where the float model itself is unsure, the top two logits lie close and any rounding can swap
+    # them; agreement where it is confident (top-1 probability > 0.5) is reported apart.
+    shifted = np.exp(ref - ref.max(1, keepdims=True))
+    confident = (shifted.max(1) / shifted.sum(1)) > CONFIDENT
     report = {"kind": "int8", "inputs": f"{len(images.check)} held-out images ({images.source})",
-              "agreement": float((ref_top == out_top).mean()), "accuracy_fp32": None, "accuracy_int8": None}
+              "agreement": float(same.mean()), "confident_images": int(confident.sum()),
+              "agreement_confident": float(same[confident].mean()) if confident.any() else None,
+              "accuracy_fp32": None, "accuracy_int8": None}
     if images.check_labels is not None:
         report["accuracy_fp32"] = float((ref_top == images.check_labels).mean())
         report["accuracy_int8"] = float((out_top == images.check_labels).mean())
@@ -111,6 +129,9 @@ def check_text(report: dict[str, Any]) -> str:
         return (f"check: max abs difference vs eager {c['max_abs_diff']:.2e} on random inputs at batch "
                 f"{sizes} (tolerance {c['tolerance']:g}; logits up to {c['max_abs_logit']:.3g})")
     line = f"check: top-1 agreement with fp32 {100 * c['agreement']:.2f}% on {c['inputs']}"
+    if c.get("agreement_confident") is not None:
+        line += (f" ({100 * c['agreement_confident']:.2f}% on the {c['confident_images']} where fp32's top-1 "
+                 f"probability > {CONFIDENT:g})")
     if c["accuracy_int8"] is not None:
         change = 100 * (c["accuracy_int8"] - c["accuracy_fp32"])
         line += (f"; accuracy int8 {100 * c['accuracy_int8']:.2f}% vs fp32 {100 * c['accuracy_fp32']:.2f}% "
@@ -177,16 +198,18 @@ def _validate(format: str, int8: bool, calibration: Any, qat_epochs: Any, calibr
 # --------------------------------------------------------------------------- the entry point
 
 
-def export_model(model_or_checkpoint: Any, output: str | os.PathLike, format: str = "onnx", *,
+def export_model(model_or_checkpoint: Any, output: str | os.PathLike, format: str | None = None, *,
                  int8: bool = False, calibration: str | os.PathLike | None = None, qat_epochs: int = 0,
-                 calibration_size: int = 256, expect_model: Any = None, threads: int = 2,
-                 verbose: bool = False, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                 calibration_size: int = 256, bias_correction: bool = False, expect_model: Any = None, threads: int = 2,
+                 verbose: bool = False, log: Callable[[str], None] | None = None,
+                 progress: bool = False) -> dict[str, Any]:
     """Export ``model_or_checkpoint`` (a MobileNet, checkpoint path, registry name or
     MobileNetConfig; see :func:`~mobilenets.deploy.sources.resolve_source`, which also explains
     ``expect_model``) to ``output`` in ``format`` (one of :data:`~mobilenets.deploy.formats.FORMATS`).
 
     ``calibration``: a folder of images for ``int8`` (default: the built-in digits), of which
-    ``calibration_size`` calibrate; ``threads``: CPU threads of the runtime that checks the file;
+    ``calibration_size`` calibrate; ``bias_correction``: correct the conv biases for the mean shift
+    of int8 weight rounding first (:func:`mobilenets.deploy.ptq.bias_correction`); ``threads``: CPU threads of the runtime that checks the file;
     ``verbose``: let the converters print; ``log``: called with progress lines.
 
     Returns a report: format, precision, paths, timings, and the check against the eager model
@@ -195,6 +218,9 @@ def export_model(model_or_checkpoint: Any, output: str | os.PathLike, format: st
     match the eager model within 1e-4; in every failure no file is left behind."""
     started = time.time()
     say = log or (lambda _msg: None)
+    if Path(output).is_dir():  # before the suffix is read: a folder has none
+        raise MobileNetsError(f"output {output} is a folder; give a file name")
+    format = format_for_output(output, format)  # None: from the suffix; a contradiction is refused
     _validate(format, int8, calibration, qat_epochs, calibration_size, threads)
     out = Path(output)
     _check_writable(out)
@@ -218,19 +244,19 @@ def export_model(model_or_checkpoint: Any, output: str | os.PathLike, format: st
 
     images = None
     qat_report = None
+    quantized = None
     if int8:
-        # Quantization-aware fine-tuning trains on every labelled calibration image; the
-        # quantizer then calibrates on the first calibration_size of them.
+        # Quantization-aware fine-tuning trains on every calibration image (no labels: the float
+        # model teaches its int8 copy); the quantizers then calibrate on the first calibration_size.
         images = calibration_images(calibration, source, res, QAT_MAX_IMAGES if qat_epochs else calibration_size)
         say(f"calibration: {min(calibration_size, len(images.calibration))} images from {images.source}")
+        if bias_correction:
+            net = correct_biases(net, images.calibration[:min(calibration_size, BIAS_CORRECTION_IMAGES)])
+            say("bias correction: conv biases cancel the mean shift of int8 weight rounding")
         if qat_epochs:
-            if images.calibration_labels is None:
-                raise MobileNetsError("quantization-aware fine-tuning needs labelled images: the built-in digits, "
-                                      "or a folder whose sub-folders are the model's class names")
-            t = time.time()
-            net = qat_finetune(net, images.calibration, images.calibration_labels, qat_epochs)
-            qat_report = {"epochs": qat_epochs, "images": len(images.calibration), "seconds": round(time.time() - t, 2)}
-            say(f"quantization-aware fine-tuning: {qat_epochs} epochs on {len(images.calibration)} images")
+            result = qat_finetune(net, images.calibration, qat_epochs, resolution=res,
+                                  calibration=images.calibration[:calibration_size], log=say, progress=progress)
+            net, quantized, qat_report = result.net, result.quantized, result.report
             images.calibration = images.calibration[:calibration_size]
 
     from mobilenets.deploy.runtime import load_runner
@@ -242,7 +268,7 @@ def export_model(model_or_checkpoint: Any, output: str | os.PathLike, format: st
         # and converter lines, ExecuTorch's); the check's runner too, when it first runs.
         with quiet_output(not verbose):
             t = time.time()
-            write(format, net, tmp_model, res, None if images is None else images.calibration)
+            write(format, net, tmp_model, res, None if images is None else images.calibration, quantized=quantized)
             write_s = time.time() - t
             runner = load_runner(tmp_model, threads=threads, format=format)
             check = _int8_check(model, runner, images) if int8 else _fp32_check(model, runner, res)
@@ -259,7 +285,11 @@ def export_model(model_or_checkpoint: Any, output: str | os.PathLike, format: st
             "batch_note": ("memory is planned for a bounded batch; mobilenets.deploy.runtime runs larger batches "
                            "in chunks") if format == "executorch" else None,
             "quantization": None if not int8 else {
-                "method": "post-training static" + (" after quantization-aware fine-tuning" if qat_epochs else ""),
+                "method": ("quantization-aware fine-tuning (self-distillation), then "
+                           + ("the fine-tuned PT2E graph as it is" if quantized is not None and format == "executorch"
+                              else "post-training static quantization of the fine-tuned weights")
+                           if qat_epochs else "post-training static"),
+                "classifier": "float (logits not rounded to 8 bits)", "bias_correction": bias_correction,
                 "weights": "int8 symmetric, per output channel", "activations": ACTIVATION_SCHEMES[format],
                 "calibration": images.source, "calibration_images": len(images.calibration), "qat": qat_report},
             "check": check, "write_seconds": round(write_s, 2),

@@ -1,8 +1,10 @@
-"""Top-k predictions for image files with a trained checkpoint."""
+"""Top-k predictions for image files with a trained checkpoint or an exported file (ONNX, TFLite,
+ExecuTorch, TorchScript: run by :func:`~mobilenets.deploy.runtime.load_runner`, with the
+preprocessing and class names its sidecar records)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +15,37 @@ from mobilenets.errors import DataNotFoundError, MobileNetsError
 from mobilenets.weights.checkpoint import load_checkpoint
 
 
-def predict(checkpoint: str, images: Sequence[str], top_k: int = 5) -> list[dict[str, Any]]:
-    """For each image: the ``top_k`` labels with their probabilities."""
+def _model(checkpoint: str, threads: int) -> tuple[Callable[[torch.Tensor], torch.Tensor], Any, list[str] | None,
+                                                    int, int]:
+    """``(logits of an NCHW batch, eval Augment, class names, resolution, class count)``."""
+    from mobilenets.deploy.runtime import is_exported_model, open_exported
+
+    if is_exported_model(checkpoint):
+        runner = open_exported(checkpoint, threads=threads)
+        pre = runner.preprocessing
+        augment = Augment(mean=pre.mean, std=pre.std, eval_crop=pre.crop_pct, interpolation=pre.interpolation)
+        num_classes = int((runner.meta or {}).get("model", {}).get("num_classes") or 0)
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(runner(x.numpy()))
+
+        return run, augment, runner.classes, pre.resolution, num_classes
+    model, meta = load_checkpoint(checkpoint)
+
+    def eager(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model(x)
+
+    return eager, Augment.for_eval(meta), meta.get("classes"), model.config.resolution, model.config.num_classes
+
+
+def predict(checkpoint: str, images: Sequence[str], top_k: int = 5, threads: int = 2) -> list[dict[str, Any]]:
+    """For each image: the ``top_k`` labels with their probabilities. ``checkpoint`` is a
+    checkpoint or an exported file (``threads``: its engine's CPU threads)."""
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise MobileNetsError(f"top_k must be an integer >= 1, got {top_k!r}")
-    model, meta = load_checkpoint(checkpoint)
-    classes = meta.get("classes") or [str(i) for i in range(model.config.num_classes)]
-    augment = Augment.for_eval(meta)
-    transform = eval_transform(model.config.resolution, augment)
+    logits_of, augment, classes, resolution, num_classes = _model(checkpoint, threads)
+    transform = eval_transform(resolution, augment)
     from PIL import Image, UnidentifiedImageError
 
     results = []
@@ -32,9 +57,9 @@ def predict(checkpoint: str, images: Sequence[str], top_k: int = 5) -> list[dict
                 x = transform(im.convert("RGB"))[None]
         except (UnidentifiedImageError, OSError, SyntaxError) as exc:
             raise MobileNetsError(f"cannot read image {path}: {exc}") from None
-        with torch.no_grad():
-            probs = model(x).softmax(dim=1)[0]
-        p, idx = probs.topk(min(top_k, len(classes)))
-        results.append({"image": str(path), "top": [{"label": classes[i], "probability": float(v)}
+        probs = logits_of(x).softmax(dim=1)[0]
+        names = classes or [str(i) for i in range(num_classes or len(probs))]
+        p, idx = probs.topk(min(top_k, len(names)))
+        results.append({"image": str(path), "top": [{"label": names[i], "probability": float(v)}
                                                     for v, i in zip(p.tolist(), idx.tolist())]})
     return results

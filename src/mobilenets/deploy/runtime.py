@@ -2,7 +2,12 @@
 
 ``load_runner(path)`` returns a :class:`Runner`; ``runner(x)`` takes a float32 NCHW numpy batch
 (any batch size) and returns the logits as a float32 numpy array ``[N, classes]``. The format
-comes from the file name (``.onnx``, ``.tflite``, ``.pte``, ``.pt``/``.ts``) unless given.
+comes from the file name (every suffix export writes: ``.onnx``, ``.tflite``, ``.pte``,
+``.pt``/``.ts``/``.torchscript``) or, for another name, from the file's first bytes
+(:func:`format_of`); a ``.pt`` file must really be TorchScript (a training checkpoint is also
+``.pt``). :func:`is_exported_model` tells an export from a checkpoint, so ``eval`` and
+``predict`` take either; the runner's :attr:`Runner.preprocessing` and :attr:`Runner.classes`
+come from the export's sidecar ``OUTPUT.json``.
 
 * ONNX: ONNX Runtime ``InferenceSession`` on the CPU provider, graph optimisation level ALL,
   ``intra_op_num_threads=threads``, one inter-op thread, sequential execution.
@@ -34,12 +39,13 @@ from typing import Any
 
 import numpy as np
 
-from mobilenets.deploy.formats import sidecar_path
+from mobilenets.deploy.formats import SUFFIXES, sidecar_path
 from mobilenets.errors import DataNotFoundError, MobileNetsError
 from mobilenets.utils.tf import import_tf
 
-RUNTIME_FORMATS = {".onnx": "onnx", ".tflite": "tflite", ".pte": "executorch", ".pt": "torchscript",
-                   ".ts": "torchscript"}
+RUNTIME_FORMATS = SUFFIXES  # the suffixes export writes, and the format of each
+# FlatBuffer file identifiers at bytes 4..8: TFLite "TFL3", ExecuTorch "ET" + a version ("ET12").
+_FLATBUFFER_IDS = ((b"TFL3", "tflite"), (b"ET", "executorch"))
 
 
 # The input layout each engine's model takes natively (TFLite is NHWC); others take NCHW.
@@ -77,6 +83,23 @@ class Runner:
         if x.ndim != 4:
             raise MobileNetsError(f"expected a 4-d {self.layout} batch, got an array of shape {x.shape}")
         return self.engine(np.ascontiguousarray(x, dtype=np.float32))
+
+    @property
+    def preprocessing(self):
+        """The :class:`~mobilenets.data.preprocess.Preprocessing` the export's sidecar records."""
+        from mobilenets.data.preprocess import Preprocessing
+
+        recorded = (self.meta or {}).get("preprocessing")
+        if not isinstance(recorded, dict):
+            raise MobileNetsError(f"{self.path} has no sidecar {sidecar_path(self.path).name} with its preprocessing "
+                                  f"(export_model writes one beside the file)")
+        return Preprocessing.from_dict(recorded)
+
+    @property
+    def classes(self) -> list[str] | None:
+        """The class names the export's sidecar records (None where it records none)."""
+        names = (self.meta or {}).get("classes")
+        return [str(c) for c in names] if names else None
 
     def __repr__(self) -> str:
         return f"Runner({self.format}, {str(self.path)!r}, threads={self.threads})"
@@ -177,12 +200,64 @@ def _torchscript(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]
 _LOADERS = {"onnx": _onnx, "tflite": _tflite, "executorch": _executorch, "torchscript": _torchscript}
 
 
+def _zip_kind(path: Path) -> str | None:
+    """``"torchscript"`` for a TorchScript archive (a zip with a ``code/`` folder), ``"zip"`` for
+    another zip (``torch.save`` files, e.g. training checkpoints, also named ``.pt``), None for no
+    zip. Only the zip directory is read: nothing is unpickled."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return None
+    return "torchscript" if any(name.split("/")[1:2] == ["code"] for name in names) else "zip"
+
+
+def sniff_format(path: str | os.PathLike) -> str | None:
+    """The export format of a file judged by its content, or None if it is none of them. TFLite
+    and ExecuTorch files carry a FlatBuffer identifier, TorchScript is a zip with ``code/``, and
+    an ONNX model is a protobuf whose first field is ``ir_version`` (tag byte 0x08)."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return None
+    for ident, fmt in _FLATBUFFER_IDS:
+        if head[4:4 + len(ident)] == ident:
+            return fmt
+    if head[:4] == b"PK\x03\x04":
+        return "torchscript" if _zip_kind(p) == "torchscript" else None
+    return "onnx" if head[:1] == b"\x08" else None
+
+
 def format_of(path: str | os.PathLike) -> str:
-    """The export format a file name stands for."""
-    suffix = Path(path).suffix.lower()
-    if suffix not in RUNTIME_FORMATS:
-        raise MobileNetsError(f"cannot tell the format of {path}: expected one of {', '.join(RUNTIME_FORMATS)}")
-    return RUNTIME_FORMATS[suffix]
+    """The export format of a file: from its suffix (a ``.pt``/``.ts`` file that is a zip must be
+    a TorchScript archive, not a ``torch.save`` checkpoint), else from its content
+    (:func:`sniff_format`)."""
+    p = Path(path)
+    named = RUNTIME_FORMATS.get(p.suffix.lower())
+    if named == "torchscript" and p.is_file() and _zip_kind(p) == "zip":
+        raise MobileNetsError(f"{p} is not a TorchScript export (a training checkpoint? load it with "
+                              f"mobilenets.weights.checkpoint.load_checkpoint)")
+    found = named or (sniff_format(p) if p.is_file() else None)
+    if found is None:
+        raise MobileNetsError(f"cannot tell the format of {p}: expected one of {', '.join(RUNTIME_FORMATS)} "
+                              f"(or a file whose content is one of them)")
+    return found
+
+
+def is_exported_model(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a file that :func:`load_runner` runs (an export), rather than a
+    checkpoint (folder, ``.safetensors``, training ``.pt``): decided by suffix and content."""
+    p = Path(path)
+    if not p.is_file() or p.suffix.lower() in (".safetensors", ".json"):
+        return False
+    named = RUNTIME_FORMATS.get(p.suffix.lower())
+    if named == "torchscript":
+        return _zip_kind(p) == "torchscript"
+    return named is not None or sniff_format(p) is not None
 
 
 def load_runner(path: str | os.PathLike, threads: int = 2, format: str | None = None) -> Runner:
@@ -206,3 +281,17 @@ def load_runner(path: str | os.PathLike, threads: int = 2, format: str | None = 
         warnings.simplefilter("ignore")
         fn = _LOADERS[fmt](p, threads)
     return Runner(p, fmt, fn, threads, meta)
+
+
+def open_exported(path: str | os.PathLike, threads: int = 2, verbose: bool = False) -> Runner:
+    """:func:`load_runner` for ``eval`` and ``predict``: the export must have its sidecar (its
+    preprocessing and classes), and what the engine prints while it starts (TensorFlow's start-up
+    lines, the XNNPACK delegate's notice on the first call) is silenced unless ``verbose``: the
+    file is loaded and run once on a blank image inside :func:`~mobilenets.utils.scoped.quiet_output`."""
+    from mobilenets.utils.scoped import quiet_output
+
+    with quiet_output(not verbose):
+        runner = load_runner(path, threads=threads)
+        res = runner.preprocessing.resolution
+        runner(np.zeros((1, 3, res, res), np.float32))
+    return runner

@@ -13,10 +13,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mobilenets.data.datasets import DIGITS_SOURCE
 from mobilenets.data.preprocess import Preprocessing
 from mobilenets.errors import DataNotFoundError, MobileNetsError
 from mobilenets.models.config import MobileNetConfig
 from mobilenets.models.mobilenet import MobileNet
+
+DIGITS = DIGITS_SOURCE  # "digits": Source.data of a model trained on the built-in digits
+
+
+def recorded_data(meta: Mapping[str, Any]) -> str | None:
+    """The training data a checkpoint's metadata records: a training run's ``data`` (None there
+    means the built-in digits: :data:`DIGITS`), made absolute where it exists from here; None
+    for metadata that records no data (a converted model folder's)."""
+    if "data" not in meta:  # a training run's metadata always has the key (None for the digits)
+        return None
+    data = meta["data"]
+    if data is None:
+        return DIGITS
+    return os.path.abspath(data) if os.path.exists(data) else str(data)
 
 
 @dataclass
@@ -27,7 +42,9 @@ class Source:
     description: str  # "checkpoint PATH", "registry model NAME (untrained weights)", "model object"
     preprocessing: Preprocessing
     classes: list[str] | None
-    data: str | None  # the data it was trained on (None: the built-in digits, or unknown)
+    # The data it was trained on: an image folder's path, DIGITS for the built-in digits, or None
+    # where nothing is recorded (a converted model, a model object, random weights).
+    data: str | None
     trained: bool
 
 
@@ -60,7 +77,7 @@ def _from_checkpoint(path: str) -> Source:
     model, meta = load_checkpoint(path)
     # A run's metadata has mean/std/eval_crop at its top level; a model folder's, "preprocessing".
     pre = Preprocessing.from_dict(meta.get("preprocessing") or meta).at(model.config.resolution)
-    return Source(model.eval(), f"checkpoint {path}", pre, meta.get("classes"), meta.get("data"), True)
+    return Source(model.eval(), f"checkpoint {path}", pre, meta.get("classes"), recorded_data(meta), True)
 
 
 def resolve_source(model_or_checkpoint: Any, expect_model: str | Mapping[str, Any] | None = None) -> Source:

@@ -2,54 +2,137 @@
 
 :func:`train` resolves the model, the recipe and the data (ImageNet-style folders, or the
 built-in digits) into a :class:`~mobilenets.train.tasks.ClassificationTask` and hands it to
-:func:`~mobilenets.train.loop.fit`; :func:`eval_checkpoint` measures a checkpoint's top-1/top-5.
+:func:`~mobilenets.train.loop.fit`; with ``init`` the model starts from the weights of any
+checkpoint, run folder or converted model folder (a new classifier where the classes differ).
+:func:`eval_checkpoint` measures the top-1/top-5 of a checkpoint or of an exported file (ONNX,
+TFLite, ExecuTorch, TorchScript: run by :func:`~mobilenets.deploy.runtime.load_runner` on the
+same data path, with the preprocessing its sidecar records).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 from typing import Any
 
-from torch.utils.data import DataLoader
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from mobilenets.errors import MobileNetsError
 from mobilenets.models.config import MobileNetConfig
-from mobilenets.models.registry import resolve_config
+from mobilenets.models.registry import ARCHITECTURE_FIELDS, get_config, resolve_config
 from mobilenets.train.loop import StepContext, evaluate, fit, read_run_config
 from mobilenets.train.options import TrainOptions
 from mobilenets.train.recipes import Recipe, get_recipe
 from mobilenets.train.tasks import ClassificationTask
 from mobilenets.utils.device import resolve_device
+from mobilenets.weights.convert import TARGETS
 
 # The built-in digits data (1,347 training images) needs far fewer epochs and a smaller batch than
 # the ImageNet-sized presets; measured: the paper preset reaches 98-99 % test top-1 by epoch 25.
 DIGITS_RECIPE = {"epochs": 30, "batch_size": 64}
 # The default model of `mobilenet train` (sized for the digits).
 DEFAULT_MODEL = MobileNetConfig(alpha=0.5, resolution=32)
+# What init weights fix: the architecture, and the BN epsilon their statistics were computed with.
+INIT_FIXED_FIELDS = (*ARCHITECTURE_FIELDS, "bn_eps")
+CONVERT_TARGETS = tuple(t for t in TARGETS if t != "mobilenets")  # `convert --to` other frameworks
+_KERAS_PROBE = "conversion-probe.not-keras"  # a file name to_keras refuses (see conversion_problem)
 
 
-def augment_for(recipe: Recipe):
-    """The data augmentation a recipe asks for."""
+def augment_for(recipe: Recipe, preprocessing=None):
+    """The data augmentation a recipe asks for, normalised as ``preprocessing`` says (default:
+    the package's, mean = std = 0.5)."""
     from mobilenets.data.datasets import Augment
 
-    return Augment(crop_min_area=recipe.crop_min_area, hflip=recipe.hflip, color_jitter=recipe.color_jitter,
-                   randaugment=recipe.randaugment)
+    aug = Augment(crop_min_area=recipe.crop_min_area, hflip=recipe.hflip, color_jitter=recipe.color_jitter,
+                  randaugment=recipe.randaugment)
+    if preprocessing is None:
+        return aug
+    return dataclasses.replace(aug, mean=preprocessing.mean, std=preprocessing.std, eval_crop=preprocessing.crop_pct,
+                               interpolation=preprocessing.interpolation)
 
 
 def _resumed(opts: TrainOptions, recipe_overrides: dict[str, Any] | None, model_args: dict[str, Any],
-             log) -> tuple[MobileNetConfig, Recipe, str | None]:
-    """The model, recipe and data of the run being resumed; says which asked-for changes are not
-    applied (a resumed run continues exactly what was started)."""
+             log) -> tuple[MobileNetConfig, Recipe, dict[str, Any]]:
+    """The model, recipe and config of the run being resumed; says which asked-for changes are
+    not applied (a resumed run continues exactly what was started)."""
     saved = read_run_config(opts.output)
     cfg = MobileNetConfig.from_dict(saved["model"])
     rec = Recipe.from_dict(saved["recipe"])
     ignored = [f"{k}={v!r} (the run has {getattr(rec, k)!r})" for k, v in (recipe_overrides or {}).items()
                if getattr(rec, k, None) != v]
     ignored += [f"{k}={v!r} (the run has {getattr(cfg, k)!r})" for k, v in model_args.items()
-                if v is not None and k != "model" and getattr(cfg, k, None) != v]
+                if v is not None and k not in ("model", "init") and getattr(cfg, k, None) != v]
+    if model_args.get("init") is not None:
+        ignored.append(f"init={os.fspath(model_args['init'])!r} (the run has its own weights)")
     if ignored:
         log(f"resuming with the run's own recipe and model; not applied: {', '.join(ignored)}")
-    return cfg, rec, saved.get("data")
+    return cfg, rec, saved
+
+
+def _init_config(base: MobileNetConfig, init: Any, model: str | None, resolution: int | None,
+                 asked: dict[str, Any]) -> MobileNetConfig:
+    """The config of a run that starts from weights of config ``base``: theirs, at ``resolution``
+    (or the registry ``model``'s, or theirs) with the non-architecture ``asked`` fields (dropout,
+    bn_momentum) applied; an asked architecture field that differs from theirs is refused."""
+    if model is not None:
+        named = get_config(model)
+        asked = {"alpha": named.alpha, "variant": named.variant, **{k: v for k, v in asked.items() if v is not None}}
+        resolution = resolution or named.resolution
+    differ = [f"{k}={v!r} (they have {getattr(base, k)!r})" for k, v in asked.items()
+              if k in INIT_FIXED_FIELDS and v is not None and getattr(base, k) != v]
+    if differ:
+        raise MobileNetsError(f"the init weights {os.fspath(init)} fix the architecture, and {', '.join(differ)} "
+                              f"contradict them; leave those out to use theirs")
+    rest = {k: v for k, v in asked.items() if k not in INIT_FIXED_FIELDS and v is not None}
+    return base.replace(resolution=resolution or base.resolution, **rest)
+
+
+def _init_weights(model, classes: list[str] | None, data_classes: list[str]) -> tuple[dict[str, torch.Tensor], str]:
+    """The state dict a run over ``data_classes`` starts from, and what became of the classifier:
+    kept where the classes are the same (rows reordered where only the order differs), else left
+    out (a new one)."""
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    n = model.config.num_classes
+    if n == len(data_classes) and (classes is None or list(classes) == list(data_classes)):
+        return state, f"classifier kept ({n} classes)"
+    if n == len(data_classes) and classes is not None and sorted(classes) == sorted(data_classes):
+        rows = torch.tensor([list(classes).index(c) for c in data_classes])
+        state["classifier.weight"] = state["classifier.weight"][rows]
+        state["classifier.bias"] = state["classifier.bias"][rows]
+        return state, f"classifier kept ({n} classes, rows put in the data's class order)"
+    state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+    return state, f"new classifier: {n} -> {len(data_classes)} classes"
+
+
+def conversion_problem(config: MobileNetConfig, target: str) -> str | None:
+    """Why a model of ``config`` cannot be converted ``to`` ``target`` ("keras" or "timm") by
+    :func:`mobilenets.weights.convert.convert`, or None if it can: the converters' own refusals."""
+    from mobilenets.models.mobilenet import MobileNet
+
+    if target not in CONVERT_TARGETS:
+        raise MobileNetsError(f"unknown conversion target {target!r}; choose one of {', '.join(CONVERT_TARGETS)}")
+    model = MobileNet(config)
+    try:
+        if target == "timm":
+            from mobilenets.weights.convert.timm import timm_model_name
+
+            timm_model_name(model)
+        else:
+            from mobilenets.weights.convert.keras import to_keras
+
+            # to_keras refuses an architecture that does not map before anything else; a path it
+            # does not take (not KERAS_SUFFIXES) then stops it before Keras is loaded or a model built.
+            to_keras(model, _KERAS_PROBE)
+    except MobileNetsError as exc:
+        return None if target == "keras" and _KERAS_PROBE in str(exc) else str(exc)
+    return None
+
+
+def _stderr_line(text: str) -> None:
+    print(text, file=sys.stderr)
 
 
 def train(
@@ -63,28 +146,74 @@ def train(
     recipe_overrides: dict[str, Any] | None = None,
     model_overrides: dict[str, Any] | None = None,
     options: TrainOptions | None = None,
+    init: str | os.PathLike | None = None,
+    convert_to: str | None = None,
     log: Any = print,
+    warn: Any = None,
 ) -> dict[str, Any]:
     """Train a MobileNet classifier on ``data`` (an ImageNet-style folder with ``train/`` and
     ``val/``; None: the built-in digits); returns a summary (final metrics, run folder, cost).
     ``model`` is a registry name, with ``alpha``/``resolution``/``variant``/``model_overrides`` over it
-    (default: α 0.5 at 32 px); ``recipe`` a preset name or a :class:`Recipe`."""
+    (default: α 0.5 at 32 px); ``recipe`` a preset name or a :class:`Recipe`.
+
+    ``init``: start from the weights of a checkpoint, run folder or converted model folder; the
+    architecture and preprocessing are theirs (``resolution``, ``dropout`` may change; an
+    architecture field that differs is refused), the classifier is new where the classes differ.
+    ``convert_to`` ("keras" or "timm"): the run is meant to be converted there; ``warn`` (default:
+    one line on stderr) is told if its model cannot be."""
     opts = options or TrainOptions()
+    warn = warn or _stderr_line
+    if convert_to is not None and convert_to not in CONVERT_TARGETS:
+        raise MobileNetsError(f"unknown convert_to {convert_to!r}; choose one of {', '.join(CONVERT_TARGETS)}")
+    extra: dict[str, Any] = {}
+    init_model = init_classes = None
     if opts.resume:
         if not opts.output:
             raise MobileNetsError("resume=True needs the run's output folder")
-        model_args = dict(model=model, alpha=alpha, resolution=resolution, variant=variant, **(model_overrides or {}))
-        cfg, rec, data = _resumed(opts, recipe_overrides, model_args, log)
+        model_args = dict(model=model, alpha=alpha, resolution=resolution, variant=variant, init=init,
+                          **(model_overrides or {}))
+        cfg, rec, saved = _resumed(opts, recipe_overrides, model_args, log)
+        data = saved.get("data")
+        if saved.get("init"):  # the run's weight files keep saying where it started from
+            extra = {"init": saved["init"]}
+        from mobilenets.data.preprocess import Preprocessing
+
+        pre = Preprocessing.from_dict(saved["preprocessing"]) if saved.get("preprocessing") else None
     else:
         rec = recipe if isinstance(recipe, Recipe) else get_recipe(recipe)
         if data is None:
             rec = rec.replace(**{k: v for k, v in DIGITS_RECIPE.items() if k not in (recipe_overrides or {})})
         if recipe_overrides:
             rec = rec.replace(**recipe_overrides)
-        cfg = resolve_config(model, alpha=alpha, resolution=resolution, variant=variant, default=DEFAULT_MODEL,
-                             **(model_overrides or {}))
-    task = ClassificationTask.load(data, cfg, augment_for(rec), label_smoothing=rec.label_smoothing)
-    summary = fit(task, rec, opts, log=log)
+        if data is not None and os.path.isdir(data):
+            data = os.path.abspath(data)  # recorded so that export and eval find it from anywhere
+        pre = None
+        if init is not None:
+            from mobilenets.weights.checkpoint import load_checkpoint, pretrained_info
+
+            init_model, _ = load_checkpoint(init)
+            pre, init_classes, _ = pretrained_info(init_model)
+            asked = dict(alpha=alpha, variant=variant, **(model_overrides or {}))
+            cfg = _init_config(init_model.config, init, model, resolution, asked)
+        else:
+            cfg = resolve_config(model, alpha=alpha, resolution=resolution, variant=variant, default=DEFAULT_MODEL,
+                                 **(model_overrides or {}))
+    from mobilenets.data.datasets import load_data
+
+    augment = augment_for(rec, pre)
+    bundle = load_data(data, cfg.resolution, augment)
+    weights = None
+    if init_model is not None:
+        weights, what = _init_weights(init_model, init_classes, bundle.classes)
+        log(f"init from {os.fspath(init)}: {what}")
+        extra = {"init": {"path": os.path.abspath(init), "classifier": what}}
+    task = ClassificationTask(cfg, bundle, data=data, augment=augment, label_smoothing=rec.label_smoothing,
+                              init_weights=weights)
+    if convert_to is not None:
+        problem = conversion_problem(task.config, convert_to)
+        if problem:
+            warn(f"warning: this run cannot be converted to {convert_to}: {problem}")
+    summary = fit(task, rec, opts, extra_meta=extra, log=log)
     metrics = summary["metrics"]
     return {"output": summary["output"], "epochs": summary["epochs"], "steps": summary["steps"],
             "val_top1": metrics.get("top1"), "val_top5": metrics.get("top5"),
@@ -93,21 +222,91 @@ def train(
             "seconds": summary["seconds"]}
 
 
-def eval_checkpoint(checkpoint: str, data: str | None = None, batch_size: int = 256, workers: int = 0,
-                    device: str = "auto", progress: bool = False) -> dict[str, Any]:
-    """Top-1/top-5 of a checkpoint on ``data`` (default: the data it was trained on), evaluated
-    with the preprocessing the checkpoint records."""
-    from mobilenets.data.datasets import Augment, load_data
+# --------------------------------------------------------------------------- evaluation
+
+
+class _Relabelled(Dataset):
+    """A dataset whose labels are mapped to the model's class indices (unreadable items pass)."""
+
+    def __init__(self, base: Dataset, mapping: list[int]) -> None:
+        self.base, self.mapping = base, mapping
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        item = self.base[index]
+        return item if not isinstance(item, tuple) else (item[0], self.mapping[int(item[1])])
+
+
+class _RunnerModule(nn.Module):
+    """An exported file's runner as a module, so that evaluation runs the one evaluation loop."""
+
+    def __init__(self, runner) -> None:
+        super().__init__()
+        self.runner = runner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.runner(x.detach().float().cpu().numpy()))
+
+
+def label_mapping(model_classes: list[str] | None, num_classes: int, data_classes: list[str]) -> list[int]:
+    """For each of the data's classes, the model's class index: by name where the model records
+    its class names (the data may hold a subset of them), else by position (the counts must agree)."""
+    if model_classes:
+        unknown = [c for c in data_classes if c not in model_classes]
+        if unknown:
+            shown = ", ".join(repr(c) for c in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+            raise MobileNetsError(f"the data's class folders {shown} are not among the model's {len(model_classes)} "
+                                  f"classes")
+        return [list(model_classes).index(c) for c in data_classes]
+    if len(data_classes) != num_classes:
+        raise MobileNetsError(f"the data has {len(data_classes)} classes but the model {num_classes}")
+    return list(range(num_classes))
+
+
+def _eval_model(checkpoint: str, dev: torch.device, threads: int):
+    """``(model as a module, its config, class names, preprocessing, recorded training data)`` of
+    a checkpoint or an exported file; the data is a folder, ``"digits"`` (DIGITS_SOURCE) or None
+    (not recorded)."""
+    from mobilenets.deploy.runtime import is_exported_model, open_exported
+
+    if is_exported_model(checkpoint):
+        if dev.type != "cpu":
+            raise MobileNetsError(f"{checkpoint} is an exported model: its engine runs on the CPU, not {dev}")
+        runner = open_exported(checkpoint, threads=threads)
+        pre, meta = runner.preprocessing, runner.meta
+        cfg = MobileNetConfig.from_dict(meta["model"])
+        return _RunnerModule(runner), cfg, runner.classes, pre, meta.get("trained_on")
+    from mobilenets.data.preprocess import Preprocessing
+    from mobilenets.deploy.sources import recorded_data
     from mobilenets.weights.checkpoint import load_checkpoint
 
-    dev = resolve_device(device)
     model, meta = load_checkpoint(checkpoint)
-    if data is None:
-        data = meta.get("data")
-    bundle = load_data(data, model.config.resolution, Augment.for_eval(meta))
-    if len(bundle.classes) != model.config.num_classes:
-        raise MobileNetsError(f"the data has {len(bundle.classes)} classes but the model {model.config.num_classes}")
-    task = ClassificationTask(model.config, bundle, data=data)
-    loader = DataLoader(bundle.val, batch_size=batch_size, num_workers=workers, collate_fn=task.collate)
-    result = evaluate(model.to(dev), loader, task, StepContext(dev), progress=progress)
-    return {"checkpoint": str(checkpoint), "data": data if data is not None else "digits", **result}
+    pre = Preprocessing.from_dict(meta.get("preprocessing") or meta, resolution=model.config.resolution)
+    return model.to(dev), model.config, meta.get("classes"), pre, recorded_data(meta)
+
+
+def eval_checkpoint(checkpoint: str, data: str | None = None, batch_size: int = 256, workers: int = 0,
+                    device: str = "auto", progress: bool = False, threads: int = 2) -> dict[str, Any]:
+    """Top-1/top-5 of a checkpoint, or of an exported file (its sidecar's preprocessing and
+    classes; ``threads`` for its engine), on ``data`` (default: the data it was trained on),
+    evaluated with the preprocessing it records. Labels are matched to the model's classes by
+    name where it records them."""
+    from mobilenets.data.datasets import DIGITS_SOURCE, Augment, load_data
+
+    dev = resolve_device(device)
+    module, cfg, classes, pre, recorded = _eval_model(checkpoint, dev, threads)
+    if data is None and recorded is None:
+        raise MobileNetsError(f"{checkpoint} records no training data to evaluate on; pass data=DIR "
+                              f"(an ImageNet-style folder: its val/ is evaluated)")
+    if data is None and recorded != DIGITS_SOURCE:
+        data = recorded
+    augment = Augment(mean=pre.mean, std=pre.std, eval_crop=pre.crop_pct, interpolation=pre.interpolation)
+    bundle = load_data(data, cfg.resolution, augment)
+    mapping = label_mapping(classes, cfg.num_classes, bundle.classes)
+    val = bundle.val if mapping == list(range(len(mapping))) else _Relabelled(bundle.val, mapping)
+    task = ClassificationTask(cfg, bundle, data=data)
+    loader = DataLoader(val, batch_size=batch_size, num_workers=workers, collate_fn=task.collate)
+    result = evaluate(module, loader, task, StepContext(dev), progress=progress)
+    return {"checkpoint": str(checkpoint), "data": data if data is not None else DIGITS_SOURCE, **result}

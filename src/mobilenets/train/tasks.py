@@ -121,13 +121,15 @@ class ClassificationTask(Task):
     monitor_mode = "max"
 
     def __init__(self, config, bundle=None, *, data: str | None = None, augment=None,
-                 label_smoothing: float = 0.0) -> None:
+                 label_smoothing: float = 0.0, init_weights: dict[str, torch.Tensor] | None = None) -> None:
         """``bundle``: the loaded data (:func:`~mobilenets.data.datasets.load_data`), or None for
         the model, loss and metrics alone (timing the step on random inputs); ``data`` is what
-        the run records to reload it (None: the digits)."""
+        the run records to reload it (None: the digits); ``init_weights``: a state dict the new
+        model starts from (``train(init=...)``), without ``classifier.*`` where it gets a new one."""
         self.data, self.bundle, self.augment = data, bundle, augment
         self.label_smoothing = float(label_smoothing)
         self.config = config if bundle is None else config.replace(num_classes=len(bundle.classes))
+        self.init_weights = init_weights
 
     @classmethod
     def load(cls, data: str | None, config, augment, label_smoothing: float = 0.0) -> ClassificationTask:
@@ -141,7 +143,14 @@ class ClassificationTask(Task):
     def build_model(self) -> nn.Module:
         from mobilenets.models.mobilenet import MobileNet
 
-        return MobileNet(self.config)
+        model = MobileNet(self.config)
+        if self.init_weights is not None:
+            # Only the classifier may be missing (a new one, initialised as in a fresh model).
+            missing, unexpected = model.load_state_dict(self.init_weights, strict=False)
+            wrong = unexpected + [k for k in missing if not k.startswith("classifier.")]
+            if wrong:
+                raise MobileNetsError(f"the init weights do not fit the model: {', '.join(wrong[:3])}")
+        return model
 
     def datasets(self) -> tuple[Dataset, Dataset | None]:
         if self.bundle is None:

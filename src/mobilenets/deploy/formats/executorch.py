@@ -1,7 +1,9 @@
 """ExecuTorch export: ``torch.export`` lowered to the XNNPACK delegate.
 
-Int8 goes through the PT2E flow with the ``XNNPACKQuantizer`` (symmetric per-channel int8
-weights, asymmetric int8 activations, static). ExecuTorch plans memory for a bounded batch (the
+Int8 goes through the PT2E flow with the ``XNNPACKQuantizer`` as
+:func:`mobilenets.deploy.qat.int8_quantizer` sets it up (symmetric per-channel int8 weights,
+asymmetric int8 activations, static, the classifier in float): calibrated here on ``calibration``
+(post-training), or given already converted by quantization-aware fine-tuning (``quantized``). ExecuTorch plans memory for a bounded batch (the
 planner gave 15 in our runs, below the declared bound); the runner
 (:mod:`mobilenets.deploy.runtime`) reads the planned bound from the program and splits larger
 batches.
@@ -21,7 +23,8 @@ from mobilenets.errors import MobileNetsError
 MAX_BATCH = 32  # bound declared for ExecuTorch's dynamic batch (the planner may pick less)
 
 
-def write(net: InferenceNet, path: str, resolution: int, calibration: np.ndarray | None = None) -> None:
+def write(net: InferenceNet, path: str, resolution: int, calibration: np.ndarray | None = None,
+          quantized: torch.fx.GraphModule | None = None) -> None:
     try:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
             XnnpackPartitioner,
@@ -35,20 +38,18 @@ def write(net: InferenceNet, path: str, resolution: int, calibration: np.ndarray
     with warnings.catch_warnings():  # torch.export's and the quantizer's deprecation notices
         warnings.simplefilter("ignore")
         module: nn.Module = net
-        if calibration is not None:
-            from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-                XNNPACKQuantizer,
-                get_symmetric_quantization_config,
-            )
+        if quantized is not None:  # int8 already: the converted graph of quantization-aware fine-tuning
+            module = quantized
+        elif calibration is not None:
             from torchao.quantization.pt2e.quantize_pt2e import (
                 convert_pt2e,
                 prepare_pt2e,
             )
 
-            quantizer = XNNPACKQuantizer()
-            quantizer.set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+            from mobilenets.deploy.qat import int8_quantizer
+
             graph = torch.export.export(net, (x,), dynamic_shapes=dynamic).module()
-            prepared = prepare_pt2e(graph, quantizer)
+            prepared = prepare_pt2e(graph, int8_quantizer())
             with torch.no_grad():
                 for i in range(0, len(calibration), 32):
                     prepared(torch.from_numpy(np.ascontiguousarray(calibration[i:i + 32], dtype=np.float32)))

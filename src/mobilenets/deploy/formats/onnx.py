@@ -2,7 +2,8 @@
 
 Int8: ONNX Runtime's ``quantize_static`` in QDQ format (uint8 activations, int8 symmetric
 per-channel weights, min/max calibration) after ``quant_pre_process``, as the ORT quantization
-docs recommend.
+docs recommend; the classifier (the last Gemm/MatMul) stays float, as in every int8 format here
+(see :func:`mobilenets.deploy.qat.int8_quantizer`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,15 @@ class _Reader:
         self.i = 0
 
 
+def classifier_nodes(path: str) -> list[str]:
+    """The graph's classifier: its last Gemm or MatMul node (none for a headless network), kept
+    float so that the logits are not rounded to 8 bits."""
+    import onnx
+
+    nodes = [n for n in onnx.load(path, load_external_data=False).graph.node if n.op_type in ("Gemm", "MatMul")]
+    return [nodes[-1].name] if nodes else []
+
+
 def write_int8(net: nn.Module, path: str, resolution: int, images: np.ndarray) -> None:
     """ONNX Runtime static quantization, QDQ format: per-channel symmetric int8 weights, uint8
     activations calibrated by min/max (ORT fuses Conv+Relu, so each conv's output range is its
@@ -64,6 +74,7 @@ def write_int8(net: nn.Module, path: str, resolution: int, images: np.ndarray) -
         write_fp32(net, fp32, resolution)
         quant_pre_process(fp32, pre, skip_symbolic_shape=True)
         quantize_static(pre, path, _Reader(images, "input"), quant_format=QuantFormat.QDQ, per_channel=True,
+                        nodes_to_exclude=classifier_nodes(pre),
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax,
                         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})

@@ -3,7 +3,7 @@
 The graph is built from our weights with ``tf.nn`` ops (conv / depthwise conv / pad / relu /
 mean / matmul), NHWC, batch dimension ``None``, and converted with ``TFLiteConverter``. This
 path works for every member of the family (any padding, activation or variant) and is exact to
-~1e-5. Int8 is full-integer quantization with a representative dataset.
+~1e-5. Int8 is full-integer quantization with a representative dataset, the classifier left float.
 """
 
 from __future__ import annotations
@@ -107,7 +107,19 @@ def write(net: InferenceNet, path: str, resolution: int, calibration: np.ndarray
 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    data = converter.convert()
+        if isinstance(net.classifier, nn.Linear):
+            # Every op int8 but the classifier, kept float so that the logits are not rounded to 8
+            # bits (see mobilenets.deploy.qat.int8_quantizer): the converter's public selective
+            # quantization is the quantization debugger's deny-list.
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+            options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=["FULLY_CONNECTED"])
+            debugger = tf.lite.experimental.QuantizationDebugger(
+                converter=converter, debug_dataset=representative, debug_options=options)
+            data = debugger.get_nondebug_quantized_model()
+        else:
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            data = converter.convert()
+    else:
+        data = converter.convert()
     with open(path, "wb") as fh:
         fh.write(data)

@@ -1,0 +1,103 @@
+"""The int8 remedies: bias correction, label-free quantization-aware fine-tuning (PT2E), the float
+classifier of every int8 format, and (slow) the real ImageNet MobileNetV1's int8 agreement."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mobilenets.deploy.fold import inference_network
+from mobilenets.deploy.ptq import bias_correction, quantize_weight
+from mobilenets.models.registry import create_model
+
+
+@pytest.fixture
+def small_net(randomized_bn):
+    model = randomized_bn(create_model("mobilenet_v1_0.25_128", resolution=32, num_classes=10), seed=3)
+    return inference_network(model)
+
+
+def _images(n: int, seed: int = 0) -> np.ndarray:
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, 3, 32, 32, generator=gen) * 2 - 1).numpy()
+
+
+def test_quantize_weight_is_symmetric_per_output_channel():
+    w = torch.tensor([[[[1.0, -0.5]]], [[[0.01, 0.004]]]])
+    q = quantize_weight(w)
+    assert torch.equal(q[0], torch.tensor([[[1.0, -64 / 127]]]))  # scale 1/127: -0.5 -> -63.5 -> -64 (half to even)
+    assert torch.allclose(q[1], torch.tensor([[[0.01, 0.01 * 51 / 127]]]))  # its own scale, 0.01/127
+
+
+def test_bias_correction_cancels_the_mean_shift_of_rounded_weights(small_net):
+    images = _images(64)
+    corrected = bias_correction(small_net, images)
+    assert small_net.features[0].bias is not corrected.features[0].bias  # a copy; the input is unchanged
+    for a, b in zip(small_net.features, corrected.features):
+        if isinstance(a, nn.Conv2d):
+            assert torch.equal(a.weight, b.weight)  # only biases move
+
+    def rounded(net):
+        out = type(net)(nn.Sequential(*[m for m in __import__("copy").deepcopy(net).features]), net.classifier)
+        with torch.no_grad():
+            for m in out.features:
+                if isinstance(m, nn.Conv2d):
+                    m.weight.copy_(quantize_weight(m.weight))
+        return out.eval()
+
+    x = torch.from_numpy(images)
+    with torch.no_grad():
+        ref = small_net.features(x).mean(dim=(0, 2, 3))
+        before = (rounded(small_net).features(x).mean(dim=(0, 2, 3)) - ref).abs().mean()
+        after = (rounded(corrected).features(x).mean(dim=(0, 2, 3)) - ref).abs().mean()
+    assert after < 0.5 * before, (float(before), float(after))
+
+
+def test_qat_finetune_is_label_free_and_gives_both_forms(small_net):
+    from mobilenets.deploy.qat import qat_finetune
+
+    images = _images(48, seed=1)
+    before = {k: v.clone() for k, v in small_net.state_dict().items()}
+    result = qat_finetune(small_net, images, 1, resolution=32, batch_size=16, lr=1e-3)
+    assert all(torch.equal(before[k], v) for k, v in small_net.state_dict().items())  # input untouched
+    moved = [k for k, v in result.net.state_dict().items() if not torch.equal(before[k], v)]
+    assert moved, "fine-tuning changed no weight"
+    assert result.report["steps"] == 3 and result.report["images"] == 48
+    x = torch.from_numpy(_images(8, seed=2))
+    with torch.no_grad():
+        float_out, int8_out = result.net(x), result.quantized(x)
+    # The converted graph computes in int8 (so not equal), yet it is the same function.
+    assert not torch.equal(float_out, int8_out)
+    assert torch.corrcoef(torch.stack([float_out.flatten(), int8_out.flatten()]))[0, 1] > 0.9
+
+
+def test_int8_quantizer_leaves_the_classifier_float(small_net):
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from mobilenets.deploy.qat import exported, int8_quantizer
+
+    for float_head in (True, False):
+        prepared = prepare_pt2e(exported(small_net, 32), int8_quantizer(float_head=float_head))
+        prepared(torch.from_numpy(_images(4)))
+        graph = convert_pt2e(prepared).graph
+        linear = next(n for n in graph.nodes if n.op == "call_function" and "linear" in str(n.target))
+        # A quantized linear's output goes to a quantize node; a float one's straight to the output.
+        users = [str(u.target) for u in linear.users]
+        assert any("quantize_per_tensor" in u for u in users) == (not float_head), users
+
+
+@pytest.mark.slow
+def test_real_mobilenet_int8_qat_agreement(real_mobilenet, tmp_path):
+    """Acceptance of the real-weights issue, on a smaller budget than benchmarks/int8_real.py:
+    label-free QAT on crops of 13 photos; check on crops of 7 others."""
+    from mobilenets.data.photos import split_photos, write_crops
+    from mobilenets.deploy.export import export_model
+
+    train_photos, held = split_photos()
+    write_crops(tmp_path / "photos", 640, photos=train_photos, seed=1)
+    out = tmp_path / "real-int8.pte"
+    report = export_model(str(real_mobilenet), out, int8=True, calibration=tmp_path / "photos", qat_epochs=1)
+    assert report["quantization"]["qat"]["steps"] > 0
+    assert report["check"]["agreement"] >= 0.80, report["check"]
