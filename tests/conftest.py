@@ -80,6 +80,13 @@ def real_mobilenet_graph():
 
 
 @pytest.fixture(scope="session")
+def real_mobilenet_pb():
+    """:func:`real_mobilenet_graph` as a fixture (test folders with their own conftest.py cannot
+    import this one by name)."""
+    return real_mobilenet_graph()
+
+
+@pytest.fixture(scope="session")
 def real_mobilenet(tmp_path_factory):
     """The real ImageNet MobileNetV1 1.0-224, converted once per session and saved as a model folder
     (what `mobilenet convert` writes); returns the folder."""

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import real_mobilenet_graph
 from mobilenets.data.photos import load_photo
 from mobilenets.errors import MobileNetsError
 from mobilenets.weights.convert.tf_frozen import from_tf_frozen
@@ -17,10 +16,10 @@ EGYPTIAN_CAT = 285  # ImageNet class index (1000 classes, no background)
 
 
 @pytest.fixture(scope="module")
-def graph_and_inputs():
+def graph_and_inputs(real_mobilenet_pb):
     from PIL import Image
 
-    pb = real_mobilenet_graph()
+    pb = real_mobilenet_pb
     # TF-slim's preprocessing for these graphs: RGB, 224 x 224, (x - 128) / 128.
     x = np.stack([(np.asarray(load_photo(n).resize((224, 224), Image.BILINEAR), dtype=np.float32) - 128) / 128
                   for n in PHOTOS])

@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import real_mobilenet_graph
 from mobilenets.cli.main import main
 from mobilenets.data.photos import load_photo
 from mobilenets.errors import DataNotFoundError, MobileNetsError
@@ -57,10 +56,10 @@ def tf():
 
 
 @pytest.fixture(scope="module")
-def real(tf, tmp_path_factory):
+def real(tf, tmp_path_factory, real_mobilenet_pb):
     """The real model as TFLite files: logits.tflite (float32, ends at the logits, as the frozen
     graph's output) and probs_fp16.tflite (the hosted layout's softmax at the end, float16 weights)."""
-    pb = Path(real_mobilenet_graph())  # skips the module's real-model tests if nudity is not installed
+    pb = Path(real_mobilenet_pb)  # the fixture skips the real-model tests if nudity is not installed
     root = tmp_path_factory.mktemp("tflite")
     shapes = {"input": [1, 224, 224, 3]}
     converter = tf.compat.v1.lite.TFLiteConverter.from_frozen_graph(str(pb), ["input"], [LOGITS], input_shapes=shapes)
