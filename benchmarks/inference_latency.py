@@ -3,7 +3,10 @@
 What it measures
 ----------------
 ``mobilenets.bench.run.bench`` (the code behind ``mobilenet bench --peers``) on one model (default
-``mobilenet_v1_1.0_224``, untrained weights with BatchNorm statistics from random images):
+``mobilenet_v1_1.0_224``, untrained weights with BatchNorm statistics from random images; with
+``--checkpoint`` the weights of any checkpoint or converted model folder, e.g. the real ImageNet
+MobileNetV1 that ``mobilenet convert`` makes of a TF frozen graph, or an exported file timed
+itself):
 
 * ours: eager PyTorch, ``torch.compile``, ``torch-fast`` (BN folded, channels_last,
   ``torch.compile`` with Inductor freezing and the C++ wrapper; TorchScript freeze +
@@ -27,7 +30,8 @@ shared the CPU and the numbers are noisy.
 Usage::
 
     .venv/bin/python benchmarks/inference_latency.py [--quick] [--threads 2] [--batch-size 8]
-        [--rounds 10] [--model NAME] [--engines LIST] [--no-peers] [--profile] [--json] [--verbose]
+        [--rounds 10] [--model NAME | --checkpoint PATH] [--calibration DIR] [--engines LIST]
+        [--no-peers] [--profile] [--json] [--verbose]
 
 ``--quick`` is a smoke run (2 rounds, a 1024² matmul; every engine still, unlike ``mobilenet bench
 --quick``); the default takes several minutes (exports and compilation included). ``--profile`` also prints ``mobilenet profile``'s table (time per layer
@@ -46,7 +50,10 @@ from _cli import ScriptParser, positive_int
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = ScriptParser(prog="inference_latency.py", description=__doc__.split("\n", 1)[0])
-    p.add_argument("--model", default="mobilenet_v1_1.0_224", help="registry name (default mobilenet_v1_1.0_224)")
+    p.add_argument("--model", default=None, help="registry name (default mobilenet_v1_1.0_224)")
+    p.add_argument("--checkpoint", help="a checkpoint, run folder or converted model folder (its weights), or an "
+                                        "exported file (timed itself); --model, if given, must agree with it")
+    p.add_argument("--calibration", help="a folder of images (or 'digits') for the int8 exports")
     p.add_argument("--threads", type=positive_int, default=2, help="threads of every engine (default 2)")
     p.add_argument("--batch-size", type=positive_int, default=None, help="batch-N size (default 8; 4 with --quick)")
     p.add_argument("--rounds", type=positive_int, default=None, help="timing rounds (default 10; 2 with --quick)")
@@ -74,12 +81,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"machine: {info['cpu']}, {info['cores']} cores, load average {info['load_average']}")
         print(f"versions: python {info['python']}, torch {info['torch']}, onnxruntime {info['onnxruntime']}, "
               f"tensorflow {info['tensorflow']}, timm {info['timm']}, executorch {info['executorch']}")
-        print(f"date: {info['date']}; model {args.model}; {args.threads} threads; batch 1 and {s.batch}; "
-              f"{s.rounds} interleaved rounds", flush=True)
+        print(f"date: {info['date']}; model {args.checkpoint or args.model or 'mobilenet_v1_1.0_224'}; "
+              f"{args.threads} threads; batch 1 and {s.batch}; {s.rounds} interleaved rounds", flush=True)
     try:
-        rows = B.bench(args.model, engines=engines, peers=not args.no_peers, settings=s, verbose=args.verbose)
-        prof = B.profile(args.model, threads=args.threads, runs=5 if args.quick else 50,
-                         calibration_size=s.calibration_size, verbose=args.verbose) if args.profile else None
+        rows = B.bench(args.model, checkpoint=args.checkpoint, calibration=args.calibration, engines=engines,
+                       peers=not args.no_peers, settings=s, verbose=args.verbose)
+        prof = B.profile(args.model, checkpoint=args.checkpoint, calibration=args.calibration, threads=args.threads,
+                         runs=5 if args.quick else 50, calibration_size=s.calibration_size,
+                         verbose=args.verbose) if args.profile else None
     except ValueError as exc:
         print(f"inference_latency.py: error: {exc}", file=sys.stderr)
         return 2
@@ -87,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"machine": info, "settings": s.__dict__, "rows": rows, "profile": prof}, indent=2))
         return 0
+    print(f"weights: {rows[0]['weights']}")
     print(B.bench_text(rows))
     if prof is not None:
         print()

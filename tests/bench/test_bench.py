@@ -70,8 +70,14 @@ def test_bench_text_table(capsys):
     code, out, _ = run(capsys, "bench", "--model", SMALL, "--engines", "torch-fast,timm-eager", "--quick",
                        "--threads", "1", "--batch-size", "1", "--rounds", "1", "--no-progress")
     assert code == 0
-    assert out.startswith(f"{SMALL}: ") and "1 interleaved rounds" in out
+    assert out.startswith(f"{SMALL} (random weights, BatchNorm statistics from random images): ")
+    assert "1 interleaved rounds" in out
     assert "torch-fast" in out and "timm-eager *" in out and "x fastest" in out and "% floor" in out
+    # the peak of the floor and how it was measured, above the table
+    lines = out.splitlines()
+    table = next(i for i, line in enumerate(lines) if line.startswith("engine "))
+    assert lines[1].startswith("peaks on 1 thread (") and lines[2].startswith("  fp32 ") and "GOP/s: " in lines[2]
+    assert table == 3
     assert "goal: timm-eager" in out and "faster (goal >= 1.5" in out
 
 

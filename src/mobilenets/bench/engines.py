@@ -12,19 +12,22 @@ cannot be built here raises :class:`EngineUnavailable`, which ``bench`` reports 
   folded, channels_last, compiled with freezing and the C++ wrapper) and its bfloat16 form;
 * ``onnxruntime`` / ``onnxruntime-int8``, ``tflite`` / ``tflite-int8``, ``executorch`` /
   ``executorch-int8``: the files ``mobilenet export`` writes, run by
-  :func:`mobilenets.deploy.runtime.load_runner`.
+  :func:`mobilenets.deploy.runtime.load_runner`;
+* an exported file given to ``bench`` (:mod:`mobilenets.bench.exported`): :func:`build_exported_file`
+  runs it the same way, under the engine name of its format and precision.
 """
 
 from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
+from mobilenets.bench.exported import FILE_ENGINE
 from mobilenets.bench.timing import BenchSettings
 from mobilenets.models.config import MobileNetConfig
 from mobilenets.models.mobilenet import MobileNet
@@ -45,12 +48,19 @@ def first_line(exc: BaseException) -> str:
 class BenchContext:
     """What engines are built from: the model, the settings, a work folder for exported files;
     ``cache`` keeps what several builders (or batch sizes) share, ``notes`` what a builder wants
-    said about how it built its engine; ``verbose`` lets the exporters print."""
+    said about how it built its engine; ``verbose`` lets the exporters print. With an exported
+    file to time (``exported``, a :class:`~mobilenets.bench.exported.ExportedFile`) there is no
+    model: ``cfg`` is the file's config."""
 
-    def __init__(self, model: MobileNet, settings: BenchSettings, workdir: str, verbose: bool = False) -> None:
+    def __init__(self, model: MobileNet | None, settings: BenchSettings, workdir: str, verbose: bool = False,
+                 exported: Any = None, checkpoint: str | os.PathLike | None = None,
+                 calibration: str | os.PathLike | None = None) -> None:
         self.model = model
+        self.exported = exported
+        self.checkpoint = checkpoint  # where ``model`` was loaded from, if it was: its recorded data calibrates
+        self.calibration = calibration
         self.verbose = verbose
-        self.cfg: MobileNetConfig = model.config
+        self.cfg: MobileNetConfig = model.config if model is not None else exported.config
         self.settings = settings
         self.workdir = workdir
         self.cache: dict[str, Any] = {}
@@ -61,6 +71,23 @@ class BenchContext:
         res = self.cfg.resolution
         return np.random.default_rng(batch).standard_normal((batch, 3, res, res)).astype(np.float32)
 
+    def int8_calibration(self) -> tuple[Any, str | None]:
+        """``(calibration, note)`` for the int8 exports: the one given; else the data the
+        checkpoint records it was trained on; else the built-in digits (the latency of an int8
+        file does not depend on what calibrated it; its accuracy does), said in the note."""
+        if self.calibration is not None:
+            return self.calibration, None
+        if "data" not in self.cache:
+            from mobilenets.deploy.sources import resolve_source
+
+            self.cache["data"] = resolve_source(os.fspath(self.checkpoint)).data if self.checkpoint else None
+        if self.cache["data"] is None:
+            from mobilenets.deploy.sources import DIGITS
+
+            return DIGITS, (f"calibrated on the built-in {DIGITS} (the model records no training data; "
+                            f"calibration=FOLDER calibrates on real images): its latency, not its accuracy")
+        return None, None
+
     def export(self, fmt: str, int8: bool) -> str:
         """The model exported by ``mobilenet export`` to ``fmt`` (once per format)."""
         key = f"export:{fmt}:{int8}"
@@ -69,8 +96,14 @@ class BenchContext:
 
             ext = {"onnx": "onnx", "tflite": "tflite", "executorch": "pte"}[fmt]
             path = os.path.join(self.workdir, f"model{'-int8' if int8 else ''}.{ext}")
+            calibration, note = self.int8_calibration() if int8 else (None, None)
+            if note:
+                self.notes[FILE_ENGINE[(fmt, "int8")]] = note
             try:
-                export_model(self.model, path, fmt, int8=int8, threads=self.settings.threads,
+                # int8 on a checkpoint's recorded data: from the checkpoint itself, where export finds that data
+                own_data = int8 and calibration is None and self.checkpoint is not None
+                source = os.fspath(self.checkpoint) if own_data else self.model
+                export_model(source, path, fmt, int8=int8, calibration=calibration, threads=self.settings.threads,
                              calibration_size=self.settings.calibration_size, verbose=self.verbose)
             except (ImportError, ValueError, RuntimeError, OSError) as exc:
                 raise EngineUnavailable(f"export to {fmt}{' int8' if int8 else ''} failed: "
@@ -79,10 +112,15 @@ class BenchContext:
         return self.cache[key]
 
 
-def load_model(model: str | MobileNetConfig | MobileNet | None, checkpoint: str | os.PathLike | None = None) -> MobileNet:
+RANDOM_WEIGHTS = "random weights, BatchNorm statistics from random images"
+
+
+def load_model(model: str | MobileNetConfig | MobileNet | Mapping[str, Any] | None,
+               checkpoint: str | os.PathLike | None = None) -> MobileNet:
     """The float32 eval-mode model to benchmark: ``model`` itself (a MobileNet), the weights of
-    ``checkpoint`` (whose architecture must be ``model``'s when that names one), or a new model of
-    that registry name or config (default ``mobilenet_v1_1.0_224``) with
+    ``checkpoint`` (any checkpoint, run folder or converted model folder, whose architecture must
+    be ``model``'s when that names one: a registry name, a config or a mapping of config fields),
+    or a new model of that registry name or config (default ``mobilenet_v1_1.0_224``) with
     :func:`~mobilenets.deploy.fast.realistic_batchnorm` statistics."""
     from mobilenets.models.registry import get_config
 
@@ -92,22 +130,43 @@ def load_model(model: str | MobileNetConfig | MobileNet | None, checkpoint: str 
         from mobilenets.deploy.sources import resolve_source
         from mobilenets.models.registry import ARCHITECTURE_FIELDS
 
-        expect = model if model is None or isinstance(model, str) else {f: getattr(model, f) for f in ARCHITECTURE_FIELDS}
+        expect = (model if model is None or isinstance(model, (str, Mapping))
+                  else {f: getattr(model, f) for f in ARCHITECTURE_FIELDS})
         return resolve_source(os.fspath(checkpoint), expect_model=expect).model.float().eval()
+    if isinstance(model, Mapping):
+        raise TypeError("a mapping of config fields names what a checkpoint must be: pass checkpoint= too")
     from mobilenets.deploy.fast import realistic_batchnorm
 
     cfg = model if isinstance(model, MobileNetConfig) else get_config(model or "mobilenet_v1_1.0_224")
     return realistic_batchnorm(MobileNet(cfg))
 
 
-def model_label(net: MobileNet) -> str:
-    """The registry name of ``net``'s architecture, or its width and resolution."""
-    from mobilenets.models.registry import get_config, list_models
+def weights_label(net: MobileNet, checkpoint: str | os.PathLike | None = None) -> str:
+    """Where the weights of a given or loaded ``net`` come from, for the rows: ``checkpoint``,
+    and the source its ``pretrained_cfg`` records where that is another file (converted weights)."""
+    source = (getattr(net, "pretrained_cfg", None) or {}).get("source") or {}
+    kind = " ".join(str(source[k]) for k in ("framework", "format") if source.get(k))
+    origin = f"{kind}: {source['path']}" if source.get("path") and kind else source.get("path")
+    if checkpoint is None:
+        return origin or "the model object's own weights"
+    converted = origin is not None and source.get("framework") not in (None, "mobilenets")
+    return f"checkpoint {os.fspath(checkpoint)}" + (f", converted from {origin}" if converted else "")
 
-    for name in list_models():
-        if get_config(name) == net.config:
-            return name
-    return f"mobilenet alpha={net.config.alpha:g} res={net.config.resolution}"
+
+def model_label(config: MobileNetConfig) -> str:
+    """The registry name of the architecture ``config`` describes, with what it changes of that
+    model (a converted TF model: ``mobilenet_v1_1.0_224 (relu6, tf_same padding, 1001 classes)``),
+    or its width and resolution."""
+    from mobilenets.models.registry import get_config, list_models, model_name
+
+    name = model_name(config.alpha, config.resolution, config.variant)
+    if name not in list_models():
+        return f"mobilenet alpha={config.alpha:g} res={config.resolution}"
+    base = get_config(name)
+    changed = [config.activation] * (config.activation != base.activation) \
+        + [f"{config.padding} padding"] * (config.padding != base.padding) \
+        + [f"{config.num_classes} classes"] * (config.num_classes != base.num_classes)
+    return f"{name} ({', '.join(changed)})" if changed else name
 
 
 def torch_runner(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, channels_last: bool = False) -> Run:
@@ -187,6 +246,27 @@ def export_builder(fmt: str, int8: bool) -> Callable[[BenchContext, int], Run]:
         return lambda: runner.native(x)
 
     return build
+
+
+def build_exported_file(ctx: BenchContext, batch: int) -> Run:
+    """The engine of the exported file ``ctx.exported`` (one runner per batch size, as for our
+    exports: a TFLite interpreter re-plans its memory when the batch changes)."""
+    from mobilenets.deploy.runtime import load_runner
+    from mobilenets.errors import MobileNetsError
+
+    f = ctx.exported
+    try:
+        runner = load_runner(f.path, threads=ctx.settings.threads)
+    except (ImportError, MobileNetsError) as exc:
+        raise EngineUnavailable(f"cannot load {f.path}: {first_line(exc)}") from None
+    x = ctx.images(batch)
+    if runner.layout == "NHWC":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    try:
+        runner.native(x)
+    except Exception as exc:  # the engine's own error types
+        raise EngineUnavailable(f"{f.path} failed at batch {batch}: {first_line(exc)}") from None
+    return lambda: runner.native(x)
 
 
 OUR_BUILDERS: dict[str, Callable[[BenchContext, int], Run]] = {

@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,15 @@ import torch
 from torch import nn
 
 from mobilenets.bench.catalog import PRECISION, PROFILE_ENGINES
-from mobilenets.bench.engines import BenchContext, EngineUnavailable, load_model, model_label
+from mobilenets.bench.engines import (
+    RANDOM_WEIGHTS,
+    BenchContext,
+    EngineUnavailable,
+    load_model,
+    model_label,
+    weights_label,
+)
+from mobilenets.bench.exported import ExportedFile, exported_format, open_exported
 from mobilenets.bench.timing import BenchSettings, check_int, progress_bar
 from mobilenets.cost.count import analytical_cost
 from mobilenets.errors import MobileNetsError
@@ -197,51 +205,75 @@ def profile_onnxruntime(path: str, batch: int = 1, runs: int = 20, threads: int 
     return per, total_ms
 
 
-def profile(model: str | MobileNetConfig | MobileNet | None = "mobilenet_v1_1.0_224", *,
-            engines: Iterable[str] | None = None, batch: int = 1, runs: int = 20, threads: int = 2,
-            checkpoint: str | os.PathLike | None = None, calibration_size: int = 64, progress: bool = True,
-            verbose: bool = False) -> list[dict[str, Any]]:
-    """Per layer group: measured time and share, beside the analytical mult-add share, for each
-    of ``engines`` (torch-eager, onnxruntime, onnxruntime-int8; default all three). One row per
-    (engine, group); the groups of an engine sum to its ``total_ms``. The model is named as in
-    :func:`mobilenets.bench.run.bench`; ``verbose`` lets the ONNX exporter print."""
-    check_int("batch", batch)
-    check_int("runs", runs)
-    check_int("threads", threads)
-    check_int("calibration_size", calibration_size)
+def profile_names(engines: Iterable[str] | None, exported: ExportedFile | None) -> list[str]:
+    """The engines to profile, checked: an exported ``.onnx`` file is profiled as itself."""
     if isinstance(engines, str):
         engines = engines.split(",")
+    if exported is not None:
+        if exported.format != "onnx":
+            raise MobileNetsError(f"cannot profile {exported.path}: profile takes an .onnx file or a checkpoint "
+                                  f"(ONNX Runtime's profiler names each node)")
+        named = [e.strip() for e in engines or [] if e.strip()]
+        if [e for e in named if e != exported.engine]:
+            raise MobileNetsError(f"{exported.path} is profiled as itself ({exported.engine}): drop engines=")
+        return [exported.engine]
     names = list(PROFILE_ENGINES) if engines is None else [e.strip() for e in engines if e.strip()]
     bad = [e for e in names if e not in PROFILE_ENGINES]
     if bad or not names:
         raise MobileNetsError(f"cannot profile {', '.join(bad) or 'no engine'}; choose from {', '.join(PROFILE_ENGINES)}")
-    net = load_model(model, checkpoint)
-    shares = mult_add_shares(net.config)
-    label = model_label(net)
+    return names
+
+
+def profile(model: str | MobileNetConfig | MobileNet | Mapping[str, Any] | None = None, *,
+            engines: Iterable[str] | None = None, batch: int = 1, runs: int = 20, threads: int = 2,
+            checkpoint: str | os.PathLike | None = None, calibration: str | os.PathLike | None = None,
+            calibration_size: int = 64, progress: bool = True, verbose: bool = False) -> list[dict[str, Any]]:
+    """Per layer group: measured time and share, beside the analytical mult-add share, for each
+    of ``engines`` (torch-eager, onnxruntime, onnxruntime-int8; default all three). One row per
+    (engine, group); the groups of an engine sum to its ``total_ms``. The model is named as in
+    :func:`mobilenets.bench.run.bench`: an exported ``.onnx`` file as ``checkpoint`` is profiled
+    itself; ``calibration`` calibrates the int8 export as there. ``verbose`` lets the ONNX exporter
+    print."""
+    check_int("batch", batch)
+    check_int("runs", runs)
+    check_int("threads", threads)
+    check_int("calibration_size", calibration_size)
+    exported = open_exported(checkpoint, model) if checkpoint is not None and exported_format(checkpoint) else None
+    names = profile_names(engines, exported)
+    net = load_model(model, checkpoint) if exported is None else None
+    cfg = net.config if net is not None else exported.config
+    shares = mult_add_shares(cfg)
+    label = model_label(cfg)
+    if exported is not None:
+        weights = f"exported file {exported.path}"
+    else:
+        weights = weights_label(net, checkpoint) if isinstance(model, MobileNet) or checkpoint is not None else RANDOM_WEIGHTS
     rows = []
     with tempfile.TemporaryDirectory(prefix="mobilenet-profile-") as workdir:
         settings = BenchSettings(threads=threads, calibration_size=calibration_size)
-        ctx = BenchContext(net, settings, workdir, verbose)
+        ctx = BenchContext(net, settings, workdir, verbose, exported=exported,
+                           checkpoint=checkpoint if net is not None else None, calibration=calibration)
         bar = progress_bar(len(names), "profiling", progress)
         for engine in names:
-            note = None
             if engine == "torch-eager":
                 per, total = profile_eager(net, batch, runs, threads)
             else:
                 try:
                     with quiet_output(not verbose):  # the exporter prints; the bar does not
-                        path = ctx.export("onnx", engine.endswith("int8"))
-                        per, total = profile_onnxruntime(path, batch, runs, threads, net.config.resolution)
+                        path = exported.path if exported is not None else ctx.export("onnx", engine.endswith("int8"))
+                        per, total = profile_onnxruntime(path, batch, runs, threads, cfg.resolution)
                 except EngineUnavailable as exc:
-                    rows.append({"model": label, "engine": engine, "group": None, "status": "unavailable",
-                                 "note": str(exc)})
+                    rows.append({"model": label, "weights": weights, "engine": engine, "group": None,
+                                 "status": "unavailable", "note": str(exc)})
                     bar.update()
                     continue
+            note = ctx.notes.get(engine)  # how its int8 file was calibrated
             for g in GROUPS:
                 ma, share = shares.get(g, (0, 0.0))
                 if per.get(g, 0.0) == 0.0 and ma == 0 and g in ("full conv",):
                     continue
-                rows.append({"model": label, "engine": engine, "precision": PRECISION[engine], "batch": batch,
+                rows.append({"model": label, "weights": weights, "engine": engine, "precision": PRECISION[engine],
+                             "batch": batch,
                              "threads": threads, "group": g, "time_ms": round(per.get(g, 0.0), 4),
                              "time_share": round(per.get(g, 0.0) / total, 4) if total else 0.0,
                              "mult_adds": ma, "mult_adds_share": round(share, 4), "total_ms": round(total, 4),

@@ -22,10 +22,23 @@ def fmt(v: Any, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
+def peaks_text(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The peaks the rows' floors use, one line per precision, with how each was measured."""
+    how = {r["precision"]: r.get("peak_how") or f"{r['precision']} {r['peak_gops']:g} GOP/s"
+           for r in rows if r.get("peak_gops")}
+    if not how:
+        return []
+    threads = next(r["threads"] for r in rows if r.get("peak_gops"))
+    return ([f"peaks on {threads} thread{'s' if threads != 1 else ''} (FLOP floor = 2 x mult-adds x batch / peak; "
+             f"peak = the larger of multiply-add loops compiled here with -march=native, ~0.2 s each, rated by "
+             f"each thread's CPU time, best so far on this machine, and the best GEMM library):"] + [f"  {how[p]}" for p in sorted(how)])
+
+
 def bench_text(rows: Sequence[dict[str, Any]]) -> str:
-    """The bench table, then the speed comparisons the rows allow."""
-    lines = [(f"{'engine':<24} {'prec':<5} {'batch':>5} {'median ms':>10} {'p10-p90 ms':>16} {'spread':>7} "
-              f"{'img/s':>9} {'x fastest':>9} {'% floor':>8}")]
+    """The peaks the floors use, the bench table, then the speed comparisons the rows allow."""
+    lines = peaks_text(rows)
+    lines.append(f"{'engine':<24} {'prec':<5} {'batch':>5} {'median ms':>10} {'p10-p90 ms':>16} {'spread':>7} "
+                 f"{'img/s':>9} {'x fastest':>9} {'% floor':>8}")
     for r in rows:
         name = r["engine"] + (" *" if r["peer"] else "")
         if r["median_ms"] is None:
@@ -35,10 +48,11 @@ def bench_text(rows: Sequence[dict[str, Any]]) -> str:
                      f"{r['p10_ms']:>7.2f}-{r['p90_ms']:<8.2f} {r['spread_pct']:>6.0f}% {r['images_per_s']:>9.1f} "
                      f"{r['vs_fastest']:>9.2f} {100 * r['floor_fraction']:>7.1f}%")
     lines.append("* peer (not ours). x fastest: median / fastest median at that batch size. % floor: the FLOP "
-                 "floor (2 x mult-adds x batch at the measured matmul peak of that precision) / median.")
-    peaks = {r["precision"]: r["peak_gops"] for r in rows if r.get("peak_gops")}
-    if peaks:
-        lines.append("matmul peak: " + ", ".join(f"{p} {v:g} GOP/s" for p, v in sorted(peaks.items())))
+                 "floor (2 x mult-adds x batch at the peak of that precision) / median.")
+    above = sorted({r["engine"] for r in rows if (r.get("floor_fraction") or 0) > 1})
+    if above:  # cannot happen with a true peak: say so loudly rather than print it as a result
+        lines.append(f"warning: {', '.join(above)} ran above the measured peak: the peak measurement was "
+                     f"disturbed (machine load?); its % floor is not meaningful")
     notes = [f"{r['engine']}: {r['note']}" for r in rows if r["status"] == "ok" and r["note"] and r["batch"] == 1]
     lines += notes
     lines += [f"goal: {g}" for g in speed_goals(rows)]
@@ -95,8 +109,9 @@ def all_models_text(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def profile_text(rows: Sequence[dict[str, Any]]) -> str:
-    """Per engine: ms per forward, then each layer type's time and share beside its mult-add share."""
-    lines = []
+    """The model and its weights, then per engine: ms per forward, then each layer type's time
+    and share beside its mult-add share."""
+    lines = [f"{rows[0]['model']} ({rows[0]['weights']})"] if rows and rows[0].get("weights") else []
     for engine in dict.fromkeys(r["engine"] for r in rows):
         er = [r for r in rows if r["engine"] == engine]
         if er[0]["status"] != "ok":

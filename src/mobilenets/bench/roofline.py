@@ -1,24 +1,100 @@
-"""The machine's matmul peak, per precision: the FLOP floor a benchmark row is measured against.
+"""The machine's peak rate per precision: the FLOP floor a benchmark row is measured against.
 
-A row's "% floor" is ``2 x mult-adds x batch / peak`` over its median time: the fraction of this
-CPU's dense-matmul throughput (in the row's precision) that the engine reaches.
+A row's "% floor" is ``floor / median`` with ``floor = 2 x mult-adds x batch / peak``: the
+fraction of this CPU's arithmetic rate (in the row's precision) that the engine reaches. The
+peak must be one no engine can beat, so it is the larger of two estimates:
+
+* the peak kernels (:mod:`mobilenets.bench.kernels`): register-only multiply-add loops compiled
+  here with ``-march=native`` (AVX-512/AVX2 FMA for fp32; VNNI and AMX for int8; AVX512_BF16 and
+  AMX for bf16), on the bench's threads, each the best rate so far on this machine;
+* the best of several GEMM libraries on a ``size``² square matmul, on the same threads: torch
+  (``torch.mm``; ``torch._int_mm`` for int8), numpy's BLAS (fp32) and ONNX Runtime (``MatMul``
+  fp32, ``MatMulInteger`` u8 x s8 int8). Without a C compiler this is the peak, and says so.
+
+Measurements are kept per process, the best so far (a busy machine only lowers a measurement):
+:func:`hardware_peaks` measures the kernels again on ``refresh`` (0.2 s a kind), the GEMMs once
+per process unless asked.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import torch
 
+from mobilenets.bench.kernels import KIND_TEXT, SECONDS, kernel_peaks
 from mobilenets.errors import MobileNetsError
 from mobilenets.utils.scoped import torch_threads
 
 PRECISIONS = ("fp32", "bf16", "int8")
 
-# The best measurement so far in this process, per (precision, threads, size): a busy machine
-# only lowers a measurement, so the highest one is the closest to the peak.
+# The best measurement so far in this process: a busy machine only lowers a measurement, so the
+# highest one is the closest to the peak. torch's matmul by (precision, threads, size); the
+# kernels by (precision, threads) -> {kind: ops/s}; the GEMMs by (precision, threads, size).
 _PEAK_CACHE: dict[tuple[str, int, int], float] = {}
+_KERNELS: dict[tuple[str, int], dict[str, float]] = {}
+_GEMMS: dict[tuple[str, int, int], dict[str, float]] = {}
+_NOTES: dict[tuple[str, int, int], list[str]] = {}
+
+
+@dataclass(frozen=True)
+class Peak:
+    """A precision's peak (operations per second, 2 per multiply-add) and how it was measured:
+    every kernel's and every GEMM library's rate, and why any estimate is missing."""
+
+    precision: str
+    ops_per_s: float
+    source: str  # what measured the peak: a kernel kind or "torch", "numpy", "onnxruntime"
+    kernels: dict[str, float] = field(default_factory=dict)
+    gemms: dict[str, float] = field(default_factory=dict)
+    size: int = 0
+    threads: int = 0
+    notes: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """One line: the peak, what measured it, and the other estimates beside it."""
+        gops = lambda v: f"{v / 1e9:.0f}"  # noqa: E731
+        if self.source in self.kernels:
+            how = KIND_TEXT[self.source]
+        else:
+            how = f"{self.source} matmul {self.size}²"
+        others = [f"{KIND_TEXT[k]} {gops(v)}" for k, v in self.kernels.items() if k != self.source]
+        gemms = ", ".join(f"{lib} {gops(v)}" for lib, v in self.gemms.items())
+        if gemms:
+            others.append(f"GEMMs at {self.size}²: {gemms}")
+        text = f"{self.precision} {gops(self.ops_per_s)} GOP/s: {how}"
+        if others:
+            text += f" ({'; '.join(others)})"
+        if not self.kernels:
+            text += f"; no peak kernel: {'; '.join(self.notes) or 'none measured'}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"precision": self.precision, "gops": round(self.ops_per_s / 1e9, 1), "source": self.source,
+                "kernels_gops": {k: round(v / 1e9, 1) for k, v in self.kernels.items()},
+                "gemms_gops": {k: round(v / 1e9, 1) for k, v in self.gemms.items()}, "size": self.size,
+                "threads": self.threads, "notes": list(self.notes), "how": self.describe()}
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise MobileNetsError(f"unknown precision {precision!r}; choose fp32, bf16 or int8")
+
+
+def best_seconds(op: Callable[[], Any], repeats: int) -> float:
+    """The fastest of ``repeats`` timed calls of ``op``, after one untimed call."""
+    op()
+    best = math.inf
+    for _ in range(max(repeats, 1)):
+        t = time.perf_counter()
+        op()
+        best = min(best, time.perf_counter() - t)
+    return best
 
 
 def matmul_peak(precision: str, threads: int = 2, size: int = 4096, repeats: int = 3, refresh: bool = False) -> float:
@@ -27,8 +103,7 @@ def matmul_peak(precision: str, threads: int = 2, size: int = 4096, repeats: int
     ``torch._int_mm`` (int8 x int8 -> int32), on ``threads`` torch threads (the caller's count
     is restored after). The best of ``repeats`` runs, and of every earlier measurement in this
     process (``refresh`` measures again; a busy machine only lowers it)."""
-    if precision not in PRECISIONS:
-        raise MobileNetsError(f"unknown precision {precision!r}; choose fp32, bf16 or int8")
+    check_precision(precision)
     key = (precision, threads, size)
     if key in _PEAK_CACHE and not refresh:
         return _PEAK_CACHE[key]
@@ -43,11 +118,112 @@ def matmul_peak(precision: str, threads: int = 2, size: int = 4096, repeats: int
         b = torch.randn(size, size, generator=gen).to(dtype)
         op = torch.mm
     with torch_threads(threads), torch.inference_mode():
-        op(a, b)
-        best = math.inf
-        for _ in range(repeats):
-            t = time.perf_counter()
-            op(a, b)
-            best = min(best, time.perf_counter() - t)
+        best = best_seconds(lambda: op(a, b), repeats)
     _PEAK_CACHE[key] = max(2 * size ** 3 / best, _PEAK_CACHE.get(key, 0.0))
     return _PEAK_CACHE[key]
+
+
+def numpy_gemm(threads: int, size: int, repeats: int = 3) -> float:
+    """fp32 ``a @ b`` through numpy's BLAS, its thread pool limited to ``threads`` (by
+    threadpoolctl; the caller's limit is restored after)."""
+    from threadpoolctl import threadpool_limits  # ImportError: the caller says "not measured"
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        return 2 * size ** 3 / best_seconds(lambda: a @ b, repeats)
+
+
+def onnxruntime_gemm(precision: str, threads: int, size: int, repeats: int = 3) -> float:
+    """ONNX Runtime's CPU ``MatMul`` (fp32) or ``MatMulInteger`` (u8 x s8 -> int32, int8) of a
+    ``size``² input by a ``size``² constant, on ``threads`` intra-op threads."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    if precision == "int8":
+        a = rng.integers(0, 256, (size, size), dtype=np.uint8)
+        b = rng.integers(-128, 128, (size, size), dtype=np.int8)
+        node, types, opset = helper.make_node("MatMulInteger", ["A", "B"], ["C"]), (TensorProto.UINT8, TensorProto.INT32), 10
+    else:
+        a = rng.standard_normal((size, size), dtype=np.float32)
+        b = rng.standard_normal((size, size), dtype=np.float32)
+        node, types, opset = helper.make_node("MatMul", ["A", "B"], ["C"]), (TensorProto.FLOAT, TensorProto.FLOAT), 13
+    graph = helper.make_graph([node], "gemm", [helper.make_tensor_value_info("A", types[0], [size, size])],
+                              [helper.make_tensor_value_info("C", types[1], [size, size])],
+                              [numpy_helper.from_array(b, "B")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = min(model.ir_version, 8)  # an IR version every ONNX Runtime of ours reads
+    onnx.checker.check_model(model)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no spinning threads left to slow what runs next
+    sess = ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
+    return 2 * size ** 3 / best_seconds(lambda: sess.run(None, {"A": a}), repeats)
+
+
+def gemm_peaks(precision: str, threads: int, size: int, repeats: int = 3) -> tuple[dict[str, float], list[str]]:
+    """``({library: ops/s}, notes)``: each GEMM library's rate on a ``size``² matmul in
+    ``precision`` (numpy for fp32 only; no ONNX Runtime bf16), and why any is missing."""
+    check_precision(precision)
+    out = {"torch": matmul_peak(precision, threads, size, repeats, refresh=True)}
+    notes = []
+    others: dict[str, Callable[[], float]] = {}
+    if precision == "fp32":
+        others["numpy"] = lambda: numpy_gemm(threads, size, repeats)
+    if precision in ("fp32", "int8"):
+        others["onnxruntime"] = lambda: onnxruntime_gemm(precision, threads, size, repeats)
+    for lib, measure in others.items():
+        try:
+            out[lib] = measure()
+        except ImportError as exc:
+            notes.append(f"{lib} GEMM not measured: {exc.name or exc} is not installed")
+        except Exception as exc:  # noqa: BLE001 - a library's own errors: one estimate fewer, said in the notes
+            notes.append(f"{lib} GEMM failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    return out, notes
+
+
+def merge_best(store: dict, key: Any, measured: dict[str, float]) -> dict[str, float]:
+    best = store.setdefault(key, {})
+    for name, value in measured.items():
+        best[name] = max(value, best.get(name, 0.0))
+    return best
+
+
+def hardware_peaks(precisions: Iterable[str], threads: int = 2, size: int = 4096, refresh: bool = False,
+                   gemms: bool = True, seconds: float = SECONDS) -> dict[str, Peak]:
+    """The :class:`Peak` of each of ``precisions`` on ``threads`` threads: the larger of the
+    best peak kernel (``seconds`` each) and the best GEMM library (``size``² matmuls). Kept per
+    process, the best so far; ``refresh`` measures the kernels again (and the GEMMs too, with
+    ``gemms``)."""
+    wanted = list(dict.fromkeys(precisions))
+    for p in wanted:
+        check_precision(p)
+    todo = [p for p in wanted if refresh or (p, threads) not in _KERNELS]
+    if todo:
+        measured, notes = kernel_peaks(todo, threads, seconds)
+        for p in todo:
+            merge_best(_KERNELS, (p, threads), measured[p])
+            _NOTES[(p, threads, size)] = notes[p]
+    out = {}
+    for p in wanted:
+        key = (p, threads, size)
+        if key not in _GEMMS or (refresh and gemms):
+            found, notes = gemm_peaks(p, threads, size)
+            merge_best(_GEMMS, key, found)
+            _NOTES[key] = list(dict.fromkeys(_NOTES.get(key, []) + notes))
+        candidates = {**_KERNELS.get((p, threads), {}), **_GEMMS[key]}
+        source = max(candidates, key=candidates.get)
+        out[p] = Peak(p, candidates[source], source, dict(_KERNELS.get((p, threads), {})), dict(_GEMMS[key]),
+                      size, threads, tuple(_NOTES.get(key, [])))
+    return out
+
+
+def forget_peaks() -> None:
+    """Drop every measurement kept in this process (the next call measures afresh)."""
+    for store in (_PEAK_CACHE, _KERNELS, _GEMMS, _NOTES):
+        store.clear()
+

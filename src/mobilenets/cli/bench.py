@@ -1,7 +1,9 @@
 """``mobilenet bench`` and ``profile``: inference latency across engines, and where it goes.
 
 The model is named as in every command (``--model``, ``--alpha``, ``--resolution``, ...,
-``--checkpoint``). Third-party libraries' output (TensorFlow, ExecuTorch, the ONNX exporter) is
+``--checkpoint``): ``--checkpoint`` takes any checkpoint, run folder or converted model folder
+(its weights are timed), or an exported file (``.onnx``, ``.tflite``, ``.pte``, TorchScript),
+timed itself. Third-party libraries' output (TensorFlow, ExecuTorch, the ONNX exporter) is
 silenced unless ``--verbose``; progress bars go to stderr. Imports no torch until a command runs.
 """
 
@@ -13,6 +15,7 @@ from typing import Any
 
 from mobilenets.bench.catalog import ALL_MODELS_ENGINES, OURS, PEERS, PROFILE_ENGINES, QUICK_ENGINES
 from mobilenets.cli.common import (
+    CHECKPOINT_HELP,
     UsageError,
     add_batch_size_arg,
     add_json_arg,
@@ -26,6 +29,10 @@ from mobilenets.cli.common import (
 MODEL_FLAGS = ("model", "alpha", "resolution", "variant", "num_classes", "checkpoint")
 
 
+CALIBRATION_HELP = ("a folder of images (or 'digits') that calibrates the int8 exports (default: the data the "
+                    "checkpoint records, else the built-in digits, which is fine for latency, not for accuracy)")
+
+
 def engine_list(text: str) -> list[str]:
     """``--engines``: comma-separated names (checked by the library, which knows them all)."""
     return [t for t in (p.strip() for p in text.split(",")) if t]
@@ -34,11 +41,15 @@ def engine_list(text: str) -> list[str]:
 def register(sub: Any) -> None:
     p = sub.add_parser("bench", help="inference latency across engines (eager, compiled, ONNX Runtime, TFLite, "
                                      "ExecuTorch; --peers adds timm and Keras)")
-    add_model_args(p)
+    add_model_args(p, checkpoint=False)
+    p.add_argument("--checkpoint", metavar="PATH", help=f"{CHECKPOINT_HELP} (its weights are timed, instead of random "
+                                                        "ones), or an exported .onnx/.tflite/.pte/TorchScript file "
+                                                        "(timed itself)")
     p.add_argument("--engines", type=engine_list, metavar="LIST",
                    help=f"comma-separated engines (default: all of ours, {','.join(OURS)}; with --quick "
                         f"{','.join(QUICK_ENGINES)}; with --all-models {','.join(ALL_MODELS_ENGINES)})")
     p.add_argument("--peers", action="store_true", help=f"also run the peers {', '.join(PEERS)} (default: off)")
+    p.add_argument("--calibration", metavar="DIR", help=CALIBRATION_HELP)
     p.add_argument("--batch-size", type=positive_int,
                    help="the batch-N size; every engine also runs batch 1 (default 8; 4 with --quick)")
     p.add_argument("--rounds", type=positive_int, help="interleaved timing rounds (default 10; 2 with --quick)")
@@ -58,10 +69,13 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("profile", help="measured time per layer type beside the mult-add share")
-    add_model_args(p)
+    add_model_args(p, checkpoint=False)
+    p.add_argument("--checkpoint", metavar="PATH", help=f"{CHECKPOINT_HELP} (instead of random weights), or an "
+                                                        "exported .onnx file (profiled itself)")
     p.add_argument("--engines", type=engine_list, metavar="LIST",
                    help=f"comma-separated, from {','.join(PROFILE_ENGINES)} (default: all three)")
     add_batch_size_arg(p, 1, "images per forward pass")
+    p.add_argument("--calibration", metavar="DIR", help=CALIBRATION_HELP)
     p.add_argument("--runs", type=positive_int, default=20, help="timed forward passes per engine (default 20)")
     add_threads_arg(p, 2)
     add_json_arg(p)
@@ -70,14 +84,23 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_profile)
 
 
-def bench_model(args: argparse.Namespace) -> Any:
-    """What the model flags name: the checkpoint's model (the other flags must agree with it), or
-    the config of a new model (the library gives it BatchNorm statistics from random images)."""
-    from mobilenets.cli.common import model_config, model_from_args
+def model_and_checkpoint(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """What the library gets: ``(model, checkpoint)``. Without ``--checkpoint`` the config the
+    model flags name (the library gives it BatchNorm statistics from random images). With it:
+    an exported file and the fields the model flags give (what the file must be); else the
+    checkpoint's model (the other flags must agree with it, as in every command) and its path."""
+    from mobilenets.cli.common import model_config, model_from_args, model_overrides
 
-    if args.checkpoint:
-        return model_from_args(args)[0]
-    return model_config(args)
+    if not args.checkpoint:
+        return model_config(args), None
+    from mobilenets.bench.exported import exported_format
+
+    if exported_format(args.checkpoint):
+        from mobilenets.models.registry import expected_fields
+
+        named = expected_fields(args.model, **model_overrides(args)) if args.model or model_overrides(args) else None
+        return named, args.checkpoint
+    return model_from_args(args)[0], args.checkpoint
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
@@ -94,7 +117,6 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 def cmd_bench(args: argparse.Namespace) -> None:
     if args.plot and not args.all_models:
         raise UsageError("--plot needs --all-models")
-    engines = args.engines if args.engines is not None else (list(QUICK_ENGINES) if args.quick else None)
     s = settings_from_args(args)
     progress = not args.no_progress
     if args.all_models:
@@ -105,21 +127,27 @@ def cmd_bench(args: argparse.Namespace) -> None:
         from mobilenets.bench.report import all_models_text
         from mobilenets.bench.run import bench_all_models
 
-        rows = bench_all_models(engines=engines, settings=s, plot=args.plot, progress=progress, verbose=args.verbose)
+        engines = args.engines if args.engines is not None else (list(QUICK_ENGINES) if args.quick else None)
+        rows = bench_all_models(engines=engines, settings=s, plot=args.plot, calibration=args.calibration,
+                                progress=progress, verbose=args.verbose)
         print(json.dumps(rows, indent=2) if args.json else all_models_text(rows))
         if args.plot and not args.json:
             print(f"wrote {args.plot}")
         return
+    from mobilenets.bench.exported import exported_format
     from mobilenets.bench.report import bench_text
     from mobilenets.bench.run import bench, machine_info
 
-    rows = bench(bench_model(args), engines=engines, peers=args.peers, settings=s, progress=progress,
-                 verbose=args.verbose)
+    model, checkpoint = model_and_checkpoint(args)
+    quick = args.quick and not (checkpoint and exported_format(checkpoint))  # an exported file is its own engine
+    engines = args.engines if args.engines is not None else (list(QUICK_ENGINES) if quick else None)
+    rows = bench(model, checkpoint=checkpoint, engines=engines, peers=args.peers, settings=s,
+                 calibration=args.calibration, progress=progress, verbose=args.verbose)
     if args.json:
         print(json.dumps(rows, indent=2))
         return
     info = machine_info(s.threads)
-    print(f"{rows[0]['model']}: {info['cpu']}, {s.threads} threads, torch {info['torch']}, "
+    print(f"{rows[0]['model']} ({rows[0]['weights']}): {info['cpu']}, {s.threads} threads, torch {info['torch']}, "
           f"onnxruntime {info['onnxruntime']}, tensorflow {info['tensorflow']}; {s.rounds} interleaved rounds"
           + ("; --quick: a smoke run, not a measurement" if args.quick else ""))
     print(bench_text(rows))
@@ -129,6 +157,8 @@ def cmd_profile(args: argparse.Namespace) -> None:
     from mobilenets.bench.profiling import profile
     from mobilenets.bench.report import profile_text
 
-    rows = profile(bench_model(args), engines=args.engines, batch=args.batch_size, runs=args.runs,
-                   threads=args.threads, progress=not args.no_progress, verbose=args.verbose)
+    model, checkpoint = model_and_checkpoint(args)
+    rows = profile(model, checkpoint=checkpoint, engines=args.engines, batch=args.batch_size, runs=args.runs,
+                   threads=args.threads, calibration=args.calibration, progress=not args.no_progress,
+                   verbose=args.verbose)
     print(json.dumps(rows, indent=2) if args.json else profile_text(rows))
