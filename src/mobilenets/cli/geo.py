@@ -1,7 +1,260 @@
-"""``mobilenet geo ...``: commands of :mod:`mobilenets.tasks.geo` (being written)."""
+"""``mobilenet geo cells|standin|train|predict|eval``: geolocation as PlaNet does it (paper Table 11),
+a thin layer over :mod:`mobilenets.tasks.geo` (each subcommand is a plain function there)."""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import json
+import os
+import typing
+
+from mobilenets.cli.common import (
+    UsageError,
+    add_batch_size_arg,
+    add_device_arg,
+    add_json_arg,
+    add_model_args,
+    add_progress_arg,
+    nonnegative_int,
+    positive_int,
+)
+from mobilenets.cli.train import parse_bool
+from mobilenets.train.options import TrainOptions
+from mobilenets.train.recipes import FIELD_HELP, PRESETS, Recipe
+
+CHECKPOINT_HELP = "a geo train run folder (its best weights) or its weights file"
+
 
 def register(sub) -> None:
-    """No subcommands yet."""
+    p = sub.add_parser("geo", help="geolocation over adaptive S2 cells (PlaNet, paper Table 11)",
+                       description="Geolocation as PlaNet does it: partition the globe into S2 cells by photo count, "
+                                   "classify photos into cells, score by great-circle distance.")
+    geo = p.add_subparsers(dest="geo_command", required=True, metavar="COMMAND", parser_class=type(p))
+
+    c = geo.add_parser("cells", help="the adaptive S2 partition of a photo list (one row per cell, and a map PNG)")
+    c.add_argument("--photos", required=True, metavar="CSV", help="photo list: path,latitude,longitude")
+    c.add_argument("--max-per-cell", required=True, type=positive_int, metavar="T1",
+                   help="split a cell holding more photos than this (PlaNet: 10000)")
+    c.add_argument("--min-per-cell", required=True, type=positive_int, metavar="T2",
+                   help="drop a cell holding fewer photos than this (PlaNet: 50)")
+    c.add_argument("--min-level", type=nonnegative_int, default=2, metavar="L", help="starting S2 level (default 2)")
+    c.add_argument("--max-level", type=nonnegative_int, default=18, metavar="L",
+                   help="finest S2 level a cell is split to (default 18, ~30 m)")
+    c.add_argument("--output", required=True, metavar="CSV", help="the cells file to write")
+    c.add_argument("--map", metavar="PNG", help="the map of the cells (default: the output with .png)")
+    add_json_arg(c)
+    c.set_defaults(func=cmd_cells)
+
+    s = geo.add_parser("standin", help="write the built-in geotagged stand-in (photos from population density)")
+    s.add_argument("--output", required=True, metavar="DIR", help="folder for images/, train.csv and val.csv")
+    s.add_argument("--photos", type=positive_int, default=6000, help="photos in all (default 6000)")
+    s.add_argument("--places", type=positive_int, default=150,
+                   help="cities the photos are taken in, drawn by population (default 150)")
+    s.add_argument("--size", type=positive_int, default=64, help="image side in pixels (default 64)")
+    s.add_argument("--seed", type=int, default=0, help="default 0")
+    add_progress_arg(s)
+    add_json_arg(s)
+    s.set_defaults(func=cmd_standin)
+
+    _add_train(geo)
+
+    q = geo.add_parser("predict", help="latitude/longitude and the top-k cells of images")
+    q.add_argument("--checkpoint", required=True, metavar="PATH", help=CHECKPOINT_HELP)
+    q.add_argument("images", nargs="+", metavar="IMAGE")
+    q.add_argument("--top-k", type=positive_int, default=5, help="cells shown per image (default 5)")
+    q.add_argument("--centre", action="store_true", help="place a photo at its cell's centre (default: the mean "
+                                                         "position of the cell's training photos)")
+    q.add_argument("--output", metavar="CSV", help="also write path,latitude,longitude (what geo eval reads)")
+    add_device_arg(q)
+    add_json_arg(q)
+    q.set_defaults(func=cmd_predict)
+
+    e = geo.add_parser("eval", help="share of photos within 1/25/200/750/2500 km, median error, CDF PNG")
+    e.add_argument("--truth", metavar="CSV", help="true locations (path,latitude,longitude)")
+    e.add_argument("--predictions", metavar="CSV", help="predicted locations, same layout, matched on path")
+    e.add_argument("--checkpoint", metavar="PATH", help=f"instead: {CHECKPOINT_HELP}, run on --data")
+    e.add_argument("--data", metavar="CSV", help="with --checkpoint: the photos (default: the run's validation list)")
+    e.add_argument("--centre", action="store_true", help="with --checkpoint: predict cell centres, not photo means")
+    e.add_argument("--plot", metavar="PNG", help="the CDF plot (default: beside the predictions or the checkpoint)")
+    add_batch_size_arg(e, 256)
+    e.add_argument("--workers", type=nonnegative_int, default=0, help="DataLoader workers (default 0)")
+    add_device_arg(e)
+    add_progress_arg(e)
+    add_json_arg(e)
+    e.set_defaults(func=cmd_eval)
+
+
+# The recipe and running flags of `mobilenet train`, built the same way. These four helpers could move to
+# cli/train.py as its public API (its versions are private), so both commands share one definition.
+def recipe_flag_type(kind: typing.Any):
+    """The argparse type of a Recipe field, from its annotation."""
+    args = [a for a in typing.get_args(kind) if a is not type(None)] or [kind]
+    base, optional = args[0], type(None) in typing.get_args(kind)
+    if base is bool:
+        return parse_bool
+
+    def parse(text: str):
+        if optional and text.lower() == "none":
+            return None
+        try:
+            return base(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a{'n integer' if base is int else ' number'}: {text!r}") from None
+
+    return parse if base in (int, float) else (lambda text: None if optional and text.lower() == "none" else text)
+
+
+def add_recipe_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recipe", default="paper", choices=sorted(PRESETS), help="training preset (default paper)")
+    g = p.add_argument_group("recipe overrides (default: the preset's value; 'none' where a field may be empty)")
+    hints = typing.get_type_hints(Recipe)
+    for f in dataclasses.fields(Recipe):
+        if f.name != "name":
+            defaults = ", ".join(f"{name} {getattr(r, f.name)}" for name, r in PRESETS.items())
+            g.add_argument("--" + f.name.replace("_", "-"), type=recipe_flag_type(hints[f.name]),
+                           metavar="BOOL" if hints[f.name] is bool else None,
+                           help=f"{FIELD_HELP[f.name]} (default: {defaults})")
+
+
+def add_running_args(p: argparse.ArgumentParser) -> None:
+    o = p.add_argument_group("running")
+    d = TrainOptions()
+    o.add_argument("--output", metavar="DIR", help="run FOLDER (default: a new folder under runs/)")
+    o.add_argument("--resume", action="store_true", help="continue the run in --output from its newest checkpoint "
+                                                         "(with its own data, cells, recipe and model)")
+    o.add_argument("--workers", type=nonnegative_int, default=d.workers,
+                   help=f"DataLoader workers (default {d.workers}; results do not depend on it)")
+    o.add_argument("--seed", type=int, default=d.seed, help=f"default {d.seed}")
+    add_device_arg(o)
+    o.add_argument("--amp", action="store_true", help="bf16 autocast")
+    o.add_argument("--float64", action="store_true",
+                   help="train in float64 (slow; for numerical checks such as DDP equivalence)")
+    o.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    o.add_argument("--compile", action="store_true", help="torch.compile the model")
+    o.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm when distributed (torchrun)")
+    o.add_argument("--keep-last", type=positive_int, default=d.keep_last, help=f"step checkpoints kept (default {d.keep_last})")
+    o.add_argument("--checkpoint-every", type=nonnegative_int, default=0,
+                   help="also checkpoint every N steps (default 0: at epoch ends only)")
+    o.add_argument("--deterministic", action="store_true", help="deterministic algorithms (bit-exact resume)")
+    o.add_argument("--max-steps", type=nonnegative_int, default=0, help="stop after N steps in total (default 0: no limit)")
+    add_progress_arg(o)
+
+
+def recipe_overrides(args: argparse.Namespace) -> dict[str, typing.Any]:
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe)
+            if f.name != "name" and getattr(args, f.name, None) is not None}
+
+
+def train_options(args: argparse.Namespace) -> TrainOptions:
+    return TrainOptions(output=args.output, resume=args.resume, workers=args.workers, seed=args.seed,
+                        device=args.device, amp=args.amp, float64=args.float64, channels_last=args.channels_last, compile=args.compile,
+                        sync_bn=args.sync_bn, keep_last=args.keep_last, checkpoint_every=args.checkpoint_every,
+                        deterministic=args.deterministic, max_steps=args.max_steps, progress=not args.no_progress)
+
+
+def _add_train(geo) -> None:
+    p = geo.add_parser("train", help="train a MobileNet to classify photos into cells (the generic training loop)")
+    p.add_argument("--data", metavar="CSV", help="training photos: path,latitude,longitude")
+    p.add_argument("--val", metavar="CSV", help="validation photos, same layout")
+    p.add_argument("--cells", metavar="CSV", help="the cells (`mobilenet geo cells --output`)")
+    add_model_args(p, default="alpha 0.5 at 64 px", checkpoint=False, num_classes=False)
+    p.add_argument("--activation", choices=("relu", "relu6"), help="default relu (the paper's)")
+    p.add_argument("--dropout", type=float, help="dropout before the classifier (default 0.001)")
+    add_recipe_args(p)
+    add_running_args(p)
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_cells(args: argparse.Namespace) -> None:
+    from mobilenets.tasks.geo.cells import make_cells
+
+    summary = make_cells(args.photos, args.max_per_cell, args.min_per_cell, args.output, args.min_level,
+                         args.max_level, map_png=args.map, log=_stderr)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    print(f"{summary['cells']} cells (levels {summary['levels'][0]}-{summary['levels'][1]}, largest "
+          f"{summary['largest_cell']} photos) from {summary['photos']} photos in {summary['seconds']:.2f} s "
+          f"({summary['cpu_seconds']:.2f} s CPU); "
+          f"{summary['unassigned']} photos in dropped cells (fewer than {args.min_per_cell})")
+    print(f"wrote {summary['output']} and {summary['map']}")
+
+
+def cmd_standin(args: argparse.Namespace) -> None:
+    from mobilenets.tasks.geo.standin import write_standin
+
+    summary = write_standin(args.output, photos=args.photos, places=args.places, size=args.size, seed=args.seed,
+                            progress=not args.no_progress)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    print(f"wrote {summary['photos']} photos ({summary['train_photos']} train, {summary['val_photos']} val) taken in "
+          f"{summary['places']} cities: {summary['train']}, {summary['val']}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from mobilenets.tasks.geo.evaluate import THRESHOLDS_KM, table11_text
+    from mobilenets.tasks.geo.task import train
+
+    if not args.resume and not (args.data and args.val and args.cells):
+        raise UsageError("geo train needs --data, --val and --cells (or --resume with --output)")
+    model_overrides = {k: getattr(args, k) for k in ("activation", "dropout") if getattr(args, k) is not None}
+    summary = train(args.data, args.val, args.cells, args.model, alpha=args.alpha, resolution=args.resolution,
+                    variant=args.variant, recipe=args.recipe, recipe_overrides=recipe_overrides(args),
+                    model_overrides=model_overrides, options=train_options(args))
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    m = summary["metrics"]
+    print(f"trained {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.1f} s over "
+          f"{summary['cells']} cells, {summary['train_photos']} training photos")
+    if "median_km" in m:
+        last = {str(t): m[f"within_{t}km"] for t in THRESHOLDS_KM} | {"median_km": m["median_km"], "n": m["images"]}
+        print(table11_text({"MobileNet": last, "biggest cell": summary["baseline"]}, paper=False))
+    print(f"saved in {summary['output']}")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from mobilenets.tasks.geo.predict import predict, write_predictions
+
+    results = predict(args.checkpoint, args.images, args.top_k, centre=args.centre, device=args.device)
+    if args.output:
+        write_predictions(results, args.output)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    for r in results:
+        print(f"{r['image']}: {r['latitude']:.4f}, {r['longitude']:.4f}")
+        for t in r["top"]:
+            print(f"  {t['probability']:7.2%}  cell {t['cell']}  ({t['latitude']:.3f}, {t['longitude']:.3f})")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    if args.checkpoint and (args.truth or args.predictions):
+        raise UsageError("give either --truth and --predictions, or --checkpoint (with --data)")
+    if args.checkpoint:
+        from mobilenets.tasks.geo.predict import eval_checkpoint
+
+        result = eval_checkpoint(args.checkpoint, args.data, args.batch_size, args.workers, args.device,
+                                 centre=args.centre, plot=args.plot, progress=not args.no_progress, log=_stderr)
+        metrics = result["model"]
+    elif args.truth and args.predictions:
+        if args.data or args.centre:
+            raise UsageError("--data and --centre go with --checkpoint")
+        from mobilenets.tasks.geo.evaluate import eval_files
+
+        result = eval_files(args.truth, args.predictions, plot=args.plot, log=_stderr)
+        metrics = result["metrics"]
+    else:
+        raise UsageError("geo eval needs --truth and --predictions, or --checkpoint")
+    if args.json:
+        print(json.dumps(metrics))
+        return
+    print(result["table"])
+    print(f"CDF plot: {result['plot']}")
+
+
+def _stderr(line: str) -> None:
+    import sys
+
+    print(line, file=sys.stderr)
