@@ -1,7 +1,128 @@
-"""``mobilenet distill ...``: commands of :mod:`mobilenets.tasks.distill` (being written)."""
+"""``mobilenet distill``: train a MobileNet student from any teacher on a folder of unlabelled images
+(a thin layer over :func:`mobilenets.tasks.distill.run.distill`), and ``mobilenet faces crop``:
+a folder of photos to a folder of aligned face crops (:func:`mobilenets.tasks.distill.faces.crop_faces`)."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+
+from mobilenets.cli.common import (
+    UsageError,
+    add_json_arg,
+    add_model_args,
+    add_progress_arg,
+    positive_float,
+    positive_int,
+)
+from mobilenets.cli.geo import add_recipe_args, add_running_args, recipe_overrides, train_options
+
+TEACHER_HELP = ("a model folder/run/.safetensors of ours, a .onnx file, a .npz of precomputed outputs "
+                "(arrays 'paths' and 'outputs'), torchvision:ARCH:WEIGHTS, timm:ARCH:WEIGHTS, 'dlib' (face embedding) "
+                "or 'age-gender' (face attributes)")
+
 
 def register(sub) -> None:
-    """No subcommands yet."""
+    p = sub.add_parser("distill", help="train a MobileNet to mimic a teacher on unlabelled images (paper Section 4)",
+                       description="Distillation: a MobileNet student learns a teacher's outputs on any folder of "
+                                   "images (no labels): class scores (Hinton KD), attribute probabilities (BCE) or "
+                                   "an embedding (squared L2), through the generic training loop.")
+    p.add_argument("--teacher", metavar="SPEC", help=TEACHER_HELP)
+    p.add_argument("--data", metavar="DIR", help="folder of images, flat or nested (no labels needed)")
+    p.add_argument("--task", choices=("classify", "multilabel", "embedding"), default="classify",
+                   help="what the student learns (default classify)")
+    p.add_argument("--val-data", metavar="DIR", help="held-out images (default: every --val-every-th of --data)")
+    p.add_argument("--val-every", type=positive_int, default=10, help="hold out every N-th image (default 10)")
+    p.add_argument("--temperature", type=positive_float, default=4.0, help="classify: KD temperature T (default 4)")
+    p.add_argument("--normalize", action="store_true", help="embedding: L2-normalise both embeddings for the loss")
+    p.add_argument("--embedding-dim", type=positive_int,
+                   help="embedding: the student's size (default: the teacher's; else a projection is learnt)")
+    p.add_argument("--pairs", metavar="FILE", help="embedding: after training, a verification report of student and "
+                                                   "teacher on these pairs (LFW pairs.txt layout or a.jpg,b.jpg,same CSV)")
+    p.add_argument("--pairs-images", metavar="DIR", help="folder the pairs' image paths are relative to "
+                                                         "(default: the pairs file's folder)")
+    add_model_args(p, default="alpha 0.25 at 128 px", checkpoint=False, num_classes=False)
+    add_recipe_args(p)
+    p.set_defaults(recipe="distill")
+    add_running_args(p)
+    add_json_arg(p)
+    p.set_defaults(func=cmd_distill)
+
+    f = sub.add_parser("faces", help="face crops from photos (dlib's detector and 5-point alignment)")
+    faces = f.add_subparsers(dest="faces_command", required=True, metavar="COMMAND", parser_class=type(f))
+    c = faces.add_parser("crop", help="find and align the faces in a folder of photos; write one crop per face")
+    c.add_argument("input", metavar="DIR", help="folder of photos, flat or nested")
+    c.add_argument("--output", required=True, metavar="DIR", help="folder for the crops (<photo>_<k>.jpg)")
+    c.add_argument("--size", type=positive_int, default=150, help="crop side in pixels (default 150, dlib's chip)")
+    c.add_argument("--padding", type=float, default=0.25, help="margin around the face, as dlib's (default 0.25)")
+    c.add_argument("--upsample", type=int, default=1, help="detector upsampling passes (default 1; finds smaller faces)")
+    add_progress_arg(c)
+    add_json_arg(c)
+    c.set_defaults(func=cmd_faces_crop)
+
+
+def cmd_distill(args: argparse.Namespace) -> None:
+    from mobilenets.tasks.distill.run import distill
+
+    if not args.resume and not (args.teacher and args.data):
+        raise UsageError("distill needs --teacher and --data (or --resume with --output)")
+    if args.pairs and args.task != "embedding":
+        raise UsageError("--pairs goes with --task embedding")
+    summary = distill(args.teacher, args.data, args.task, args.model, alpha=args.alpha, resolution=args.resolution,
+                      variant=args.variant, val_data=args.val_data, val_every=args.val_every,
+                      temperature=args.temperature, normalize=args.normalize, embedding_dim=args.embedding_dim,
+                      recipe=args.recipe, recipe_overrides=recipe_overrides(args), options=train_options(args),
+                      log=_stderr if args.json else print)  # stdout holds only the JSON document
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    if args.pairs:
+        summary["verification"] = verify_run(summary["output"], args.pairs, args.pairs_images)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+        return
+    print(f"distilled {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.1f} s from "
+          f"{summary['teacher']['spec']} on {summary['train_images']} images ({summary['val_images']} held out)")
+    print("validation: " + ", ".join(f"{k} {v:.4g}" for k, v in summary["metrics"].items()))
+    if "verification" in summary:
+        v = summary["verification"]
+        print(v["table"])
+        print(f"same/different agreement with the teacher: {100 * v['agreement']:.2f}%  ROC: {v['roc_png']}")
+    print(f"saved in {summary['output']}")
+
+
+def verify_run(run: str, pairs: str, images: str | None) -> dict:
+    """The verification report of a finished embedding run beside its teacher's."""
+    from pathlib import Path
+
+    from mobilenets.tasks.distill.metrics import read_pairs
+    from mobilenets.tasks.distill.run import load_student, student_preprocessing, verification_reports
+    from mobilenets.tasks.distill.teachers import load_teacher
+
+    student, meta = load_student(run)
+    teacher = load_teacher(meta["teacher"]["spec"])
+    if teacher.uses_paths:
+        raise UsageError("--pairs needs a teacher that runs here (not precomputed outputs)")
+    crop = max(student.config.resolution, teacher.preprocessing.resolution)
+    return verification_reports(student, student_preprocessing(meta, student), teacher, read_pairs(pairs, images),
+                                crop, normalize=meta["distill"]["normalize"],
+                                teacher_threshold=getattr(teacher, "threshold", None),
+                                roc_png=Path(run) / "roc.png")
+
+
+def cmd_faces_crop(args: argparse.Namespace) -> None:
+    from mobilenets.tasks.distill.faces import crop_faces
+
+    summary = crop_faces(args.input, args.output, size=args.size, padding=args.padding, upsample=args.upsample,
+                         progress=not args.no_progress)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    print(f"{summary['faces']} face(s) from {summary['photos']} photo(s) written to {summary['output']}; "
+          f"{summary['photos_without_faces']} photo(s) without a face, {len(summary['unreadable'])} unreadable")
+
+
+def _stderr(line: str) -> None:
+    import sys
+
+    print(line, file=sys.stderr)

@@ -2,7 +2,7 @@
 JSON-serialisable :class:`Recipe` objects, plus the builders a training loop needs (optimizer with
 the right weight-decay groups, a per-iteration LR schedule, weight EMA).
 
-Two presets (:data:`PRESETS`):
+Three presets (:data:`PRESETS`):
 
 ``paper``
     What the MobileNet paper says it did ("RMSprop ... similar to Inception V3", less
@@ -13,6 +13,10 @@ Two presets (:data:`PRESETS`):
 ``modern``
     SGD + Nesterov, linear warm-up then cosine, label smoothing, RandAugment and weight EMA: the
     "bag of tricks" recipe that trains small CNNs well today (see the comments on the preset).
+
+``distill``
+    Distillation from a teacher (paper Section 4): no weight decay, no label smoothing, a fixed
+    number of epochs (see the comments on the preset).
 
 This module imports no torch (the command line reads the presets and field types before any
 training starts); the builders a training loop needs are in :mod:`mobilenets.train.optim`.
@@ -266,6 +270,35 @@ PRESETS: dict[str, Recipe] = {
         hflip=True,
         color_jitter=0.0,  # RandAugment already covers colour (timm disables jitter with RA)
         randaugment="rand-m9-mstd0.5",
+    ),
+    "distill": Recipe(
+        name="distill",
+        # Distillation (paper Section 4.4-4.5) "does not require regularization (weight decay and
+        # early-stopping)": the teacher gives fresh targets for every crop. Runs stop on epochs.
+        epochs=30,
+        batch_size=32,
+        # AdamW with cosine converges fast on the small unlabelled folders distillation is run
+        # on, without warm-up (so one-epoch runs are valid); the paper gives no optimizer for it.
+        optimizer="adamw",
+        lr=1e-3,
+        base_batch_size=32,
+        momentum=0.9,  # AdamW beta1
+        rmsprop_decay=0.9,  # unused by AdamW
+        eps=1e-8,
+        weight_decay=0.0,  # paper: no weight decay
+        schedule="cosine",
+        decay_rate=1.0,  # unused by the cosine schedule
+        decay_epochs=1.0,  # unused by the cosine schedule
+        warmup_epochs=0.0,
+        min_lr_ratio=1e-2,
+        label_smoothing=0.0,  # the teacher's soft targets replace labels: nothing to smooth
+        ema_decay=None,
+        # The student and the teacher see the same crop, so augmentation only widens the set of
+        # inputs the student matches the teacher on; crops keep at least a third of the image.
+        crop_min_area=0.35,
+        hflip=True,
+        color_jitter=0.1,
+        randaugment=None,
     ),
 }
 

@@ -1,0 +1,182 @@
+"""``mobilenet distill`` as functions: :func:`distill` trains a student through the generic loop;
+:func:`load_student`, :func:`outputs_of` and the ``*_report`` functions judge it beside its teacher
+(verification for embeddings, per-attribute AP for attributes, top-1 agreement for classes)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mobilenets.data.augment import Augment
+from mobilenets.data.preprocess import Preprocessing
+from mobilenets.errors import MobileNetsError
+from mobilenets.models.config import MobileNetConfig
+from mobilenets.tasks.distill.data import load_crops
+from mobilenets.tasks.distill.metrics import (
+    Pairs,
+    format_average_precision,
+    format_verification,
+    mean_average_precision,
+    pair_distances,
+    plot_roc,
+    verification_report,
+)
+from mobilenets.tasks.distill.task import DistillSettings, DistillTask, teacher_targets
+from mobilenets.tasks.distill.teachers import Teacher, load_teacher, normalize_crops
+from mobilenets.train.options import TrainOptions
+from mobilenets.train.recipes import Recipe, get_recipe
+
+# A small student by default: the paper's face experiments use alpha 0.25-1.0 at 128-160 px.
+DEFAULT_STUDENT = MobileNetConfig(alpha=0.25, resolution=128)
+
+
+def augment_of(recipe: Recipe) -> Augment:
+    """The crop augmentation a recipe asks for (student mean/std: the TF MobileNets' [-1, 1])."""
+    return Augment(crop_min_area=recipe.crop_min_area, hflip=recipe.hflip, color_jitter=recipe.color_jitter)
+
+
+def distill(teacher: str | Teacher, data: str, task: str = "classify", model: str | MobileNetConfig | None = None, *,
+            alpha: float | None = None, resolution: int | None = None, variant: str | None = None,
+            val_data: str | None = None, val_every: int = 10, temperature: float = 4.0, normalize: bool = False,
+            embedding_dim: int | None = None, recipe: str | Recipe = "distill",
+            recipe_overrides: dict[str, Any] | None = None, options: TrainOptions | None = None,
+            log: Any = print) -> dict[str, Any]:
+    """Train a MobileNet student to mimic ``teacher`` (a :class:`Teacher` or a spec string, see
+    :func:`~mobilenets.tasks.distill.teachers.load_teacher`) on the images of ``data`` (any folder,
+    no labels), through :func:`mobilenets.train.loop.fit`; returns fit's summary. With
+    ``options.resume`` the run in ``options.output`` continues with its own settings."""
+    from mobilenets.models.registry import resolve_config
+    from mobilenets.train.loop import fit, read_run_config
+
+    opts = options or TrainOptions()
+    if opts.resume:
+        if not opts.output:
+            raise MobileNetsError("resume=True needs the run's output folder")
+        saved = read_run_config(opts.output)
+        if saved.get("task") != "distill":
+            raise MobileNetsError(f"{opts.output} is not a distillation run")
+        teacher = saved["teacher"]["spec"]
+        data, val_data = saved["data"], saved["val_data"]
+        settings = DistillSettings(**saved["distill"])
+        rec = Recipe.from_dict(saved["recipe"])
+        cfg = MobileNetConfig.from_dict(saved["model"])
+        augment = Augment(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["augment"].items()})
+        log(f"resuming {opts.output} with its own teacher, data, model and recipe")
+    else:
+        rec = recipe if isinstance(recipe, Recipe) else get_recipe(recipe)
+        if recipe_overrides:
+            rec = rec.replace(**recipe_overrides)
+        settings = DistillSettings(mode=task, temperature=float(temperature), normalize=bool(normalize),
+                                   embedding_dim=embedding_dim, val_every=int(val_every))
+        cfg = resolve_config(model, alpha=alpha, resolution=resolution, variant=variant, default=DEFAULT_STUDENT)
+        augment = augment_of(rec)
+    t = teacher if isinstance(teacher, Teacher) else load_teacher(teacher)
+    dtask = DistillTask(t, cfg, data, settings, augment, val_data=val_data)
+    if len(dtask.train_paths) < rec.batch_size:
+        rec = rec.replace(batch_size=len(dtask.train_paths))
+        log(f"batch size lowered to {rec.batch_size}: the training set has {len(dtask.train_paths)} images")
+    summary = fit(dtask, rec, opts, log=log)
+    return {**summary, "teacher": t.describe(), "task": settings.mode, "train_images": len(dtask.train_paths),
+            "val_images": len(dtask.val_paths)}
+
+
+def load_student(path: str | os.PathLike) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """``(student, run metadata)`` of a distillation run folder or weights file, in eval mode; a
+    projected embedding student comes back without its projection (its output is the embedding)."""
+    from mobilenets.models.mobilenet import MobileNet
+    from mobilenets.weights.checkpoint import read_safetensors, resolve_checkpoint
+
+    file = resolve_checkpoint(path)
+    state, header = read_safetensors(file)
+    if "mobilenet_config" not in header:
+        raise MobileNetsError(f"{file} is not a mobilenets weights file (no mobilenet_config)")
+    cfg = MobileNetConfig.from_json(header["mobilenet_config"])
+    meta = json.loads(header.get("run", "{}"))
+    if any(k.startswith("student.") for k in state):
+        state = {k.removeprefix("student."): v for k, v in state.items() if k.startswith("student.")}
+    model = MobileNet(cfg)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise MobileNetsError(f"{file}: weights do not fit its config: {str(exc).splitlines()[0]}") from None
+    return model.eval(), meta
+
+
+def student_preprocessing(meta: dict[str, Any], model: torch.nn.Module) -> Preprocessing:
+    """The student's preprocessing, as its run recorded it."""
+    return Preprocessing.from_dict(meta.get("preprocessing") or {}, resolution=model.config.resolution)
+
+
+@torch.no_grad()
+def outputs_of(net: Any, crops: torch.Tensor, pre: Preprocessing | None = None, batch_size: int = 64) -> np.ndarray:
+    """``[N, D]`` outputs of a student (``pre``: its preprocessing) or of a :class:`Teacher`
+    on ``uint8`` crops, in batches."""
+    out = []
+    for i in range(0, len(crops), batch_size):
+        chunk = crops[i:i + batch_size]
+        if isinstance(net, Teacher):
+            out.append(net(chunk).numpy())
+        else:
+            out.append(net(normalize_crops(chunk, pre)).float().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def verification_reports(student: torch.nn.Module, pre: Preprocessing, teacher: Teacher, pairs: Pairs,
+                         crop_size: int, *, normalize: bool = False, teacher_threshold: float | None = None,
+                         roc_png: str | Path | None = None) -> dict[str, Any]:
+    """The verification report of the student beside the teacher's on ``pairs`` (with the ROC PNG),
+    and the share of pairs on which the student's decision at its own best threshold equals the
+    teacher's at ``teacher_threshold`` (default: the teacher's best threshold on these pairs)."""
+    files = sorted(set(pairs.a) | set(pairs.b))
+    crops = load_crops("/", [os.path.abspath(f) for f in files], crop_size)
+    index = {f: i for i, f in enumerate(files)}
+    ia, ib = [index[f] for f in pairs.a], [index[f] for f in pairs.b]
+    embs = {"teacher": outputs_of(teacher, crops), "student": outputs_of(student, crops, pre)}
+    if normalize:
+        embs = {k: v / np.linalg.norm(v, axis=1, keepdims=True) for k, v in embs.items()}
+    dists = {k: pair_distances(v[ia], v[ib]) for k, v in embs.items()}
+    reports = {k: verification_report(None, None, pairs.same, distances=d, fold_ids=pairs.fold)
+               for k, d in dists.items()}
+    t_thr = teacher_threshold if teacher_threshold is not None else reports["teacher"].threshold
+    teacher_same = dists["teacher"] <= t_thr
+    s_thr = reports["student"].threshold
+    result = {"reports": {k: r.to_dict() for k, r in reports.items()}, "table": format_verification(reports),
+              "teacher_threshold": t_thr, "student_threshold": s_thr,
+              "agreement": float(np.mean((dists["student"] <= s_thr) == teacher_same)),
+              "teacher_accuracy_at_threshold": float(np.mean(teacher_same == pairs.same))}
+    if roc_png is not None:
+        result["roc_png"] = str(plot_roc(reports, roc_png))
+    return result
+
+
+def attribute_report(student: torch.nn.Module, pre: Preprocessing, teacher: Teacher, crops: torch.Tensor,
+                     names: Sequence[str] | None = None) -> dict[str, Any]:
+    """Mean AP of the student's sigmoid outputs against the teacher's thresholded (>= 0.5)
+    probabilities, per attribute, with the teacher's own positives counted."""
+    t = teacher_targets(torch.from_numpy(outputs_of(teacher, crops)), teacher.kind, "multilabel", teacher.spec).numpy()
+    s = outputs_of(student, crops, pre)
+    names = list(names or teacher.names or [str(i) for i in range(t.shape[1])])
+    result = mean_average_precision((t >= 0.5).astype(int), s, names)
+    result["positives"] = dict(zip(names, (t >= 0.5).sum(0).astype(int).tolist()))
+    result["table"] = format_average_precision(result)
+    return result
+
+
+def top1_agreement(student: torch.nn.Module, pre: Preprocessing, teacher: Teacher, crops: torch.Tensor) -> dict[str, Any]:
+    """How often the student's top-1 class is the teacher's, and the chance level (the share of
+    the teacher's most frequent class)."""
+    t = outputs_of(teacher, crops).argmax(1)
+    s = outputs_of(student, crops, pre).argmax(1)
+    counts = np.bincount(t)
+    return {"images": int(len(t)), "top1_agreement": float(np.mean(t == s)),
+            "majority_class_share": float(counts.max() / len(t)), "teacher_classes_seen": int((counts > 0).sum())}
+
+
+__all__ = ["DEFAULT_STUDENT", "attribute_report", "augment_of", "distill", "load_student", "outputs_of",
+           "student_preprocessing", "top1_agreement", "verification_reports"]
