@@ -14,6 +14,8 @@ def register(sub) -> None:
     p.add_argument("--measure", action="store_true",
                    help="count a real forward pass instead of the formulas (always so for torchvision:NAME)")
     p.add_argument("--single-layer", action="store_true", help="print paper Table 3 (one 14x14x512 layer) instead")
+    p.add_argument("--detector", choices=("ssd", "ssdlite", "faster-rcnn"),
+                   help="count a detector on the model instead (per part; default 90 classes, 300 px; paper Table 13)")
     add_json_arg(p)
     p.set_defaults(func=cmd_cost)
 
@@ -37,6 +39,9 @@ def cmd_cost(args: argparse.Namespace) -> None:
     if args.single_layer:
         print(json.dumps(single_layer_rows(), indent=2) if args.json else single_layer_text())
         return
+    if args.detector:
+        cmd_detector_cost(args)
+        return
     if args.checkpoint:
         from mobilenets.cli.common import model_from_args
 
@@ -49,6 +54,39 @@ def cmd_cost(args: argparse.Namespace) -> None:
                             variant=args.variant or "separable",
                             num_classes=1000 if args.num_classes is None else args.num_classes, measure=args.measure)
     print(json.dumps(report.to_dict(), indent=2) if args.json else cost_text(report, figures(report.model)))
+
+
+def cmd_detector_cost(args: argparse.Namespace) -> None:
+    """``mobilenet cost --detector ...``: a detector's cost per part (backbone, extras, heads, RPN,
+    second stage at 300 proposals), beside paper Table 13 where it lists the setting."""
+    from mobilenets.cost.detection import detector_cost, detector_cost_text
+    from mobilenets.errors import MobileNetsError
+    from mobilenets.models.config import MobileNetConfig
+    from mobilenets.paper.printed import TABLE13
+    from mobilenets.tasks.detect.config import make_config
+
+    if args.checkpoint or args.measure:
+        raise MobileNetsError("--detector counts a detector built from --model/--alpha/--resolution/--variant "
+                              "(no --checkpoint, no --measure)")
+    base = MobileNetConfig()
+    if args.model or args.alpha or args.variant:
+        from mobilenets.models.registry import resolve_config
+
+        base = resolve_config(args.model, alpha=args.alpha, variant=args.variant, default=base)
+    num_classes = 90 if args.num_classes is None else args.num_classes
+    detector = args.detector.replace("-", "_")
+    cfg = make_config(detector, backbone=base, resolution=args.resolution or 300, num_classes=num_classes)
+    cost = detector_cost(cfg)
+    if args.json:
+        print(json.dumps(cost.to_dict(), indent=2))
+        return
+    printed = TABLE13.get((detector, cfg.resolution)) if base.alpha == 1 and num_classes == 90 else None
+    print(detector_cost_text(cost, printed))
+    if printed and detector == "faster_rcnn":
+        unpooled = detector_cost(cfg.replace(crop_pool=False))
+        print(f"(the printed mult-adds are blocks 12-13 at 7x7 on each proposal: without the 2x2 max-pool of "
+              f"TF's config, {unpooled.mult_adds / 1e9:.2f} billion; parameters with BatchNorm and biases: "
+              f"{cost.params_total / 1e6:.2f} million)")
 
 
 def cmd_models(args: argparse.Namespace) -> None:

@@ -1,7 +1,233 @@
-"""``mobilenet detect ...``: commands of :mod:`mobilenets.tasks.detect` (being written)."""
+"""``mobilenet detect train|eval|predict|export|anchors``: the commands of :mod:`mobilenets.tasks.detect`.
+
+Each handler is a thin layer over a library function (:func:`~mobilenets.tasks.detect.run.train`,
+:func:`~mobilenets.tasks.detect.run.eval_checkpoint`, :func:`~mobilenets.tasks.detect.evaluate.
+evaluate_files`, :func:`~mobilenets.tasks.detect.predict.predict`,
+:func:`~mobilenets.tasks.detect.anchors.anchors_table`).
+Nothing heavy is imported before a command runs.
+"""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import json
+import typing
+
+from mobilenets.cli.common import (
+    add_batch_size_arg,
+    add_device_arg,
+    add_json_arg,
+    add_model_args,
+    add_progress_arg,
+    nonnegative_int,
+    positive_int,
+)
+
+DETECTOR_CHOICES = ("ssd", "ssdlite", "faster-rcnn")
+CHECKPOINT_HELP = "a detection run folder (its best weights) or a weights file of one"
+
+
+def _detector(name: str) -> str:
+    return name.replace("-", "_")
+
 
 def register(sub) -> None:
-    """No subcommands yet."""
+    group = sub.add_parser("detect", help="object detection: SSD, SSDLite, Faster R-CNN on the MobileNet (Table 13)",
+                           description="Object detection on the MobileNet backbone: SSD300/SSDLite as the TF Object "
+                                       "Detection API's ssd_mobilenet_v1, Faster R-CNN as its faster_rcnn_mobilenet_v1.")
+    sub = group.add_subparsers(dest="detect_command", required=True, metavar="COMMAND", parser_class=type(group))
+    _add_train(sub)
+    p = sub.add_parser("eval", help="COCO's 12 numbers of a detector (--checkpoint) or of a results file")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--checkpoint", metavar="RUN", help=CHECKPOINT_HELP)
+    g.add_argument("--annotations", metavar="ANN.json", help="COCO instances file to score --results against")
+    p.add_argument("--results", metavar="RES.json", help="COCO results file (with --annotations)")
+    p.add_argument("--data", metavar="DIR", help="COCO/VOC folder (default: the data the run was trained on)")
+    p.add_argument("--split", default="val", choices=("train", "val"), help="split to score (default val)")
+    p.add_argument("--output", metavar="DIR", help="where detections.json and pr.png go (default: the run folder)")
+    p.add_argument("--plot", metavar="PNG", help="with --results: also draw the precision-recall curves")
+    p.add_argument("--backend", default="auto", choices=("auto", "faster_coco_eval", "pycocotools"),
+                   help="COCO evaluation library (default auto: faster-coco-eval, else pycocotools)")
+    add_batch_size_arg(p, 16)
+    add_device_arg(p)
+    add_progress_arg(p)
+    add_json_arg(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="boxes for images (JSON), optionally drawn with --draw")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--checkpoint", required=True, metavar="RUN", help=CHECKPOINT_HELP)
+    p.add_argument("--score", type=float, default=0.3, help="lowest score shown (default 0.3)")
+    p.add_argument("--draw", metavar="OUT.png", help="draw the labelled boxes (several images: OUT-<i>.png)")
+    add_device_arg(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export a detector to ONNX (box decoding and NMS inside)")
+    p.add_argument("--checkpoint", required=True, metavar="RUN", help=CHECKPOINT_HELP)
+    p.add_argument("--output", required=True, metavar="DIR", help="folder for the exported files")
+    p.add_argument("--int8", action="store_true", help="also an int8 (static, per-channel) ONNX model")
+    p.add_argument("--calibration", type=positive_int, default=64, help="images for int8 calibration (default 64)")
+    add_json_arg(p)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("anchors", help="every anchor as normalised [cy, cx, h, w] (TF OD API order)")
+    p.add_argument("--detector", default="ssd", choices=DETECTOR_CHOICES, help="default ssd")
+    p.add_argument("--resolution", type=positive_int, default=300, help="input size (default 300)")
+    add_json_arg(p)
+    p.set_defaults(func=cmd_anchors)
+
+
+def _recipe_type(kind: typing.Any):
+    """The argparse type of a Recipe field (``int``, ``float``, ``str``, ``bool``, or ``X | None``)."""
+    args = [a for a in typing.get_args(kind) if a is not type(None)] or [kind]
+    base, optional = args[0], type(None) in typing.get_args(kind)
+
+    def parse(text: str):
+        if optional and text.lower() == "none":
+            return None
+        if base is bool:
+            if text.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                return text.lower() in ("1", "true", "yes", "on")
+            raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
+        try:
+            return base(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a valid {base.__name__}: {text!r}") from None
+
+    return parse
+
+
+def _add_train(sub) -> None:
+    from mobilenets.train.options import TrainOptions
+    from mobilenets.train.recipes import FIELD_HELP, Recipe
+
+    p = sub.add_parser("train", help="train SSD/SSDLite/Faster R-CNN (default: SSD on the built-in stand-in data)")
+    p.add_argument("--data", metavar="DIR", help="COCO folder (annotations/instances_{train,val}*.json) or VOC "
+                                                 "folder; default: the built-in stand-in (shapes on photos)")
+    p.add_argument("--detector", choices=DETECTOR_CHOICES, help="default ssd")
+    add_model_args(p, default="alpha 0.25, 160 px on the stand-in; alpha 1.0, 300 px otherwise",
+                   checkpoint=False, num_classes=False)
+    p.add_argument("--backbone", metavar="PATH", help="classification checkpoint the MobileNet starts from")
+    p.add_argument("--classification", choices=("softmax", "sigmoid"),
+                   help="SSD loss/scores: softmax (torchvision, default) or per-class sigmoid (TF)")
+    p.add_argument("--head-kernel", type=int, choices=(1, 3), help="SSD box predictor kernel (default 1, TF's)")
+    p.add_argument("--zoom-out", type=_recipe_type(bool), metavar="BOOL",
+                   help="random zoom-out augmentation (default: on with the modern recipe, off on the stand-in)")
+    p.add_argument("--recipe", default="modern", choices=("modern", "tf_ssd"), help="training preset (default modern)")
+    g = p.add_argument_group("recipe overrides (default: the preset's)")
+    hints = typing.get_type_hints(Recipe)
+    for f in dataclasses.fields(Recipe):
+        if f.name not in ("name", "label_smoothing", "randaugment"):
+            g.add_argument("--" + f.name.replace("_", "-"), type=_recipe_type(hints[f.name]), help=FIELD_HELP[f.name])
+    o = p.add_argument_group("running")
+    d = TrainOptions()
+    o.add_argument("--output", metavar="DIR", help="run folder (default: a new folder under runs/)")
+    o.add_argument("--resume", action="store_true", help="continue the run in --output from its newest checkpoint")
+    o.add_argument("--workers", type=nonnegative_int, default=0, help="DataLoader workers (default 0)")
+    o.add_argument("--seed", type=int, default=0, help="default 0")
+    add_device_arg(o)
+    o.add_argument("--amp", action="store_true", help="bf16 autocast")
+    o.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    o.add_argument("--keep-last", type=positive_int, default=d.keep_last, help=f"default {d.keep_last}")
+    o.add_argument("--checkpoint-every", type=nonnegative_int, default=0, help="also checkpoint every N steps")
+    o.add_argument("--max-steps", type=nonnegative_int, default=0, help="stop after N steps (default 0: no limit)")
+    o.add_argument("--eval-batch-size", type=positive_int, default=16, help="validation batch (default 16)")
+    add_progress_arg(o)
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from mobilenets.tasks.detect.run import train
+    from mobilenets.train.options import TrainOptions
+    from mobilenets.train.recipes import Recipe
+
+    recipe = {f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe)
+              if getattr(args, f.name, None) is not None and f.name != "name"}
+    detector = {k: getattr(args, k) for k in ("classification", "head_kernel") if getattr(args, k) is not None}
+    alpha, resolution, variant = args.alpha, args.resolution, args.variant
+    if args.model:
+        from mobilenets.models.registry import resolve_config
+
+        named = resolve_config(args.model, alpha=alpha, resolution=resolution, variant=variant)
+        alpha, variant, resolution = named.alpha, named.variant, resolution or named.resolution
+    opts = TrainOptions(output=args.output, resume=args.resume, workers=args.workers, seed=args.seed,
+                        device=args.device, amp=args.amp, channels_last=args.channels_last, keep_last=args.keep_last,
+                        checkpoint_every=args.checkpoint_every, max_steps=args.max_steps,
+                        progress=not args.no_progress, eval_batch_size=args.eval_batch_size)
+    summary = train(args.data, _detector(args.detector) if args.detector else None, alpha=alpha,
+                    resolution=resolution, variant=variant, backbone=args.backbone, recipe=args.recipe,
+                    recipe_overrides=recipe, detector_overrides=detector, zoom_out=args.zoom_out, options=opts)
+    m = summary["metrics"]
+    line = "  ".join(f"{k} {m[k]:.3f}" for k in ("AP", "AP50", "AP75", "AR100") if k in m)
+    print(f"trained {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.1f} s; "
+          f"val {line or '(no validation data)'}; best AP {summary['best'] if summary['best'] is not None else 'n/a'}")
+    print(f"run folder: {summary['output']}" + (f"; curves: {summary['curves']}" if "curves" in summary else ""))
+
+
+def _print_metrics(result: dict, as_json: bool) -> None:
+    stats = result["stats"]
+    if as_json:
+        print(json.dumps(stats, indent=2))
+        return
+    print("  ".join(f"{k} {v:.4f}" for k, v in stats.items()))
+    if result.get("per_class"):
+        print("per-class AP: " + ", ".join(f"{k} {v:.4f}" for k, v in result["per_class"].items()))
+    for key in ("results", "plot"):
+        if result.get(key):
+            print(f"{key}: {result[key]}")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from mobilenets.errors import MobileNetsError
+
+    if args.annotations:
+        if not args.results:
+            raise MobileNetsError("--annotations needs --results (a COCO results file to score)")
+        from mobilenets.tasks.detect.evaluate import evaluate_files
+
+        _print_metrics(evaluate_files(args.annotations, args.results, backend=args.backend, plot=args.plot), args.json)
+        return
+    if args.results:
+        raise MobileNetsError("--results goes with --annotations; with --checkpoint the detections are computed")
+    from mobilenets.tasks.detect.run import eval_checkpoint
+
+    result = eval_checkpoint(args.checkpoint, args.data, split=args.split, output=args.output,
+                             batch_size=args.batch_size, device=args.device, backend=args.backend,
+                             progress=not args.no_progress)
+    _print_metrics(result, args.json)
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from mobilenets.tasks.detect.predict import predict
+
+    print(json.dumps(predict(args.checkpoint, args.images, score=args.score, draw_to=args.draw, device=args.device),
+                     indent=2))
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from mobilenets.tasks.detect.export import export_detector
+
+    result = export_detector(args.checkpoint, args.output, int8=args.int8, calibration=args.calibration)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    for item in result["files"]:
+        print(f"{item['path']}: {item['check']}")
+
+
+def cmd_anchors(args: argparse.Namespace) -> None:
+    from mobilenets.tasks.detect.anchors import anchors_table
+
+    table = anchors_table(_detector(args.detector), args.resolution)
+    if args.json:
+        print(json.dumps(table))
+        return
+    print(f"{table['detector']} at {table['resolution']} px: {table['count']} anchors (normalised [cy, cx, h, w], "
+          f"map -> row -> column -> box)")
+    for k, m in enumerate(table["maps"]):
+        print(f"  map {k}: {m['rows']}x{m['cols']} x {m['per_location']} = {m['rows'] * m['cols'] * m['per_location']}"
+              + (f"  (scale, aspect): {', '.join(f'({s:.4g}, {a:.4g})' for s, a in m['boxes'])}" if "boxes" in m else ""))
+
+
+__all__ = ["cmd_anchors", "cmd_eval", "cmd_export", "cmd_predict", "cmd_train", "register"]

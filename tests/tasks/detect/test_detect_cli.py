@@ -1,0 +1,96 @@
+"""`mobilenet detect ...` end to end on a tiny stand-in: train, eval, predict, export, anchors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mobilenets.cli.main import main
+from mobilenets.tasks.detect.anchors import anchors_table, ssd_anchors, ssd_feature_map_sizes
+from mobilenets.tasks.detect.standin import write_standin
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A 2-epoch SSD run on 8 images, with one bad annotation in the training set."""
+    root = tmp_path_factory.mktemp("cli")
+    data = write_standin(root / "data", seed=2, train=8, val=4, size=64)
+    doc = json.loads((data / "annotations" / "instances_train.json").read_text())
+    doc["annotations"].append({"id": 999, "image_id": 1, "category_id": 1, "bbox": [60, 60, 30, 30]})
+    (data / "annotations" / "instances_train.json").write_text(json.dumps(doc))
+    code = main(["detect", "train", "--data", str(data), "--alpha", "0.25", "--resolution", "64", "--epochs", "2",
+                 "--batch-size", "4", "--warmup-epochs", "0", "--output", str(root / "run"), "--no-progress",
+                 "--eval-batch-size", "4"])
+    assert code == 0
+    return root / "run"
+
+
+def test_anchors_json_is_every_anchor_in_tf_order(capsys):
+    assert main(["detect", "anchors", "--detector", "ssd", "--resolution", "300", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["count"] == 1917 == len(doc["anchors"]) and doc["format"] == "normalised [cy, cx, h, w]"
+    assert np.allclose(doc["anchors"], ssd_anchors(ssd_feature_map_sizes(300)).numpy(), atol=1e-6)
+    grid = anchors_table("faster_rcnn", 300)
+    assert grid["count"] == 19 * 19 * 12
+    # TF's grid anchors: the first location at (0, 0), ratio 0.5 (w/h) outer, scale 0.25 x 256 inner
+    assert grid["anchors"][0] == pytest.approx([0, 0, 64 / 0.5 ** 0.5 / 300, 64 * 0.5 ** 0.5 / 300], abs=1e-6)
+    assert grid["anchors"][11] == pytest.approx([0, 0, 512 / 2 ** 0.5 / 300, 512 * 2 ** 0.5 / 300], abs=1e-6)
+    assert grid["anchors"][12][:2] == pytest.approx([0, 16 / 300], abs=1e-6)  # the next column
+    assert main(["detect", "anchors", "--resolution", "8"]) == 2
+
+
+def test_run_folder(run, capsys):
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and all("val_AP50" in r and "val_AR100" in r for r in rows)
+    assert "box outside the image" in (run / "bad_annotations.txt").read_text()
+    assert (run / "curves.png").stat().st_size > 5000
+    config = json.loads((run / "config.json").read_text())
+    assert config["task"] == "detection" and config["classes"] == ["circle", "square", "triangle", "cross"]
+    assert config["model"]["backbone"]["alpha"] == 0.25 and config["model"]["resolution"] == 64
+
+
+def test_eval_reloads_and_agrees_with_the_loop(run, capsys):
+    from mobilenets.tasks.detect.run import eval_checkpoint
+
+    lines = []
+    result = eval_checkpoint(str(run / "last.safetensors"), output=str(run / "eval"), log=lines.append)
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    # the loop scored boxes mapped back to the original size against the targets: the same numbers
+    # up to the gt areas it does not have (box areas, not mask areas) and float rounding
+    assert result["stats"]["AR100"] == pytest.approx(last["val_AR100"], abs=0.05)
+    assert result["images"] == 4 and (run / "eval" / "detections.json").is_file()
+    assert main(["detect", "eval", "--checkpoint", str(run), "--json", "--no-progress"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert list(stats)[:3] == ["AP", "AP50", "AP75"] and len(stats) == 12
+    assert (run / "pr.png").stat().st_size > 5000
+
+
+def test_predict_draws_labelled_boxes(run, tmp_path, capsys):
+    from PIL import Image
+
+    photo = tmp_path / "photo.png"
+    Image.open(next((run.parent / "data" / "val").glob("*.jpg"))).resize((96, 80)).save(photo)
+    assert main(["detect", "predict", str(photo), "--checkpoint", str(run), "--score", "0", "--draw",
+                 str(tmp_path / "drawn.png")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out[0]["width"] == 96 and 0 < len(out[0]["detections"]) <= 100
+    for d in out[0]["detections"]:
+        assert 0 <= d["score"] <= 1 and d["label"] in ("circle", "square", "triangle", "cross")
+        assert 0 <= d["box"][0] <= d["box"][2] <= 96 and 0 <= d["box"][1] <= d["box"][3] <= 80
+    assert Image.open(tmp_path / "drawn.png").size == (96, 80)
+    assert main(["detect", "predict", str(tmp_path / "missing.jpg"), "--checkpoint", str(run)]) == 2
+
+
+@pytest.mark.slow
+def test_export_onnx_fp32_and_int8(run, tmp_path, capsys):
+    assert main(["detect", "export", "--checkpoint", str(run), "--output", str(tmp_path / "exp"), "--int8",
+                 "--calibration", "4", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    fp32, int8 = result["files"]
+    assert fp32["ok"], fp32["check"]
+    assert fp32["compare"]["max_box_difference"] <= 1e-3 and fp32["compare"]["same_detections"] == 4
+    assert int8["int8"] and "AP50" in int8["stats"]
+    side = json.loads((tmp_path / "exp" / "model.json").read_text())
+    assert side["classes"] == ["circle", "square", "triangle", "cross"] and (tmp_path / "exp" / "model-int8.onnx").is_file()
