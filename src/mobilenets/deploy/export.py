@@ -279,7 +279,7 @@ def export_model(model_or_checkpoint: Any, output: str | os.PathLike, format: st
         report = {
             "output": str(out), "sidecar": str(sidecar), "format": format, "precision": "int8" if int8 else "fp32",
             "source": source.description, "model": model.config.to_dict(), "classes": source.classes,
-            "trained_on": (source.data or "digits") if source.trained else None,
+            "trained_on": source.data if source.trained else None,  # None: not recorded (converted models)
             "preprocessing": describe_preprocessing(source.preprocessing, format),
             "dynamic_batch": True, "batchnorm_folded": True, "fold_max_abs_diff": fold_diff,
             "batch_note": ("memory is planned for a bounded batch; mobilenets.deploy.runtime runs larger batches "
