@@ -37,8 +37,10 @@ from mobilenets.utils.scoped import matplotlib_backend
 STANDIN_DEFAULTS = {"detector": "ssd", "alpha": 0.25, "resolution": 160, "zoom_out": False}
 STANDIN_RECIPE = {"epochs": 30, "batch_size": 32}
 # Faster R-CNN's anchors (0.25-2 x 256 px) are sized for COCO at 600 px; the stand-in's objects at
-# 160 px are 13-80 px, so there the base is 64 px (anchors of 16-128 px).
+# 160 px are 13-80 px, so there the base is 64 px (anchors of 16-128 px). Its two stages train
+# with half the modern preset's lr (AdamW 2e-3 is at the edge for the RPN from scratch), 20 epochs.
 STANDIN_FASTER_RCNN = {"anchor_base": 64}
+STANDIN_FASTER_RCNN_RECIPE = {"epochs": 20, "lr": 1e-3}
 BAD_ANNOTATIONS = "bad_annotations.txt"
 
 
@@ -80,8 +82,10 @@ def train(data: str | None = None, detector: str | None = None, *, alpha: float 
         defaults = STANDIN_DEFAULTS if standin else {"detector": "ssd", "alpha": 1.0, "resolution": None}
         overrides = dict(recipe_overrides or {})
         base = detect_recipe(recipe)
+        kind = detector or defaults["detector"]
         if standin:
-            base = base.replace(**{k: v for k, v in STANDIN_RECIPE.items() if k not in overrides})
+            preset = {**STANDIN_RECIPE, **(STANDIN_FASTER_RCNN_RECIPE if kind == "faster_rcnn" else {})}
+            base = base.replace(**{k: v for k, v in preset.items() if k not in overrides})
         rec = base.replace(**overrides) if overrides else base
         augment = DetectAugment.from_recipe(rec, zoom_out if zoom_out is not None or not standin
                                             else STANDIN_DEFAULTS["zoom_out"])
@@ -97,7 +101,6 @@ def train(data: str | None = None, detector: str | None = None, *, alpha: float 
 
         base_cfg = start or MobileNetConfig(alpha=alpha if alpha is not None else defaults["alpha"],
                                             **({"variant": variant} if variant else {}))
-        kind = detector or defaults["detector"]
         fields = {**(STANDIN_FASTER_RCNN if standin and kind == "faster_rcnn" else {}), **(detector_overrides or {})}
         cfg = make_config(kind, backbone=base_cfg, resolution=resolution or defaults["resolution"],
                           num_classes=len(splits["train"].category_ids), **fields)
@@ -216,5 +219,5 @@ def eval_checkpoint(checkpoint: str, data: str | None = None, *, split: str = "v
             "plot": str(plot), **metrics}
 
 
-__all__ = ["STANDIN_DEFAULTS", "STANDIN_FASTER_RCNN", "STANDIN_RECIPE", "detect_split", "eval_checkpoint", "load_data", "load_detector",
+__all__ = ["STANDIN_DEFAULTS", "STANDIN_FASTER_RCNN", "STANDIN_FASTER_RCNN_RECIPE", "STANDIN_RECIPE", "detect_split", "eval_checkpoint", "load_data", "load_detector",
            "plot_curves", "train"]

@@ -29,7 +29,7 @@ from torchvision.models.detection.ssdlite import SSDLiteHead
 from torchvision.ops import boxes as box_ops
 
 from mobilenets.models.features import feature_extractor
-from mobilenets.models.layers import ConvBNAct
+from mobilenets.models.layers import Float32ConvBNAct
 from mobilenets.models.mobilenet import MobileNet
 from mobilenets.tasks.detect.anchors import SSDAnchorGenerator
 from mobilenets.tasks.detect.config import DetectorConfig
@@ -57,16 +57,19 @@ class SSDBackbone(nn.Module):
     def __init__(self, model: MobileNet, config: DetectorConfig) -> None:
         super().__init__()
         self.features = feature_extractor(model, SSD_TAPS)
-        # TF uses ReLU6 (and the backbone's BN settings and padding) in the extra layers
+        # TF uses ReLU6 (and the backbone's BN settings and padding) in the extra layers. They run
+        # in float32 under CPU bf16 autocast: oneDNN's bf16 backward of these small convs (on 3x3 to
+        # 1x1 maps) gave non-finite weight gradients within 3 steps (measured at 160 and 96 px), and
+        # they hold ~5 % of SSD's mult-adds.
         cfg = model.config.replace(activation="relu6")
         channels = list(self.features.out_channels)
         self.extras = nn.ModuleList()
         for mid, out in extra_depths(config):
-            layers = [ConvBNAct(channels[-1], mid, 1, 1, False, cfg)]
+            layers = [Float32ConvBNAct(channels[-1], mid, 1, 1, False, cfg)]
             if config.detector == "ssdlite":
-                layers += [ConvBNAct(mid, mid, 3, 2, True, cfg), ConvBNAct(mid, out, 1, 1, False, cfg)]
+                layers += [Float32ConvBNAct(mid, mid, 3, 2, True, cfg), Float32ConvBNAct(mid, out, 1, 1, False, cfg)]
             else:
-                layers.append(ConvBNAct(mid, out, 3, 2, False, cfg))
+                layers.append(Float32ConvBNAct(mid, out, 3, 2, False, cfg))
             self.extras.append(nn.Sequential(*layers))
             channels.append(out)
         self.out_channels = channels
