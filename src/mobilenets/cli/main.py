@@ -18,7 +18,7 @@ from mobilenets.cli.common import Parser, UsageError
 
 # Command groups, in the order of the help text (the workflow: build, cost, train, weights, ship,
 # then the downstream systems).
-GROUPS = ("cost", "train", "weights", "deploy", "bench", "detect", "geo", "distill", "demo")
+GROUPS = ("cost", "train", "weights", "deploy", "bench", "detect", "geo", "distill", "studies", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
