@@ -16,8 +16,11 @@ Methods (each written by the library's own format writers and run by ``load_runn
 
 Every int8 file keeps the classifier float. Prints one table (machine, settings, agreement overall
 and where the float model's top-1 probability is > 0.5, time) and, with ``--json``, writes it.
+``--latency-rounds N`` also times every file at batch 1, all interleaved in one run (the bench
+package's timing), and prints each one's median, p10-p90 spread and ratio to ``ptq`` in its format:
+the remedies change weights, biases and ranges, not the graph, so the ratio should be ~1.
 
-    python benchmarks/int8_real.py --methods ptq,ptq-bc,qat --qat-epochs 1
+    python benchmarks/int8_real.py --methods ptq,ptq-bc,qat --qat-epochs 1 --latency-rounds 12
 """
 
 from __future__ import annotations
@@ -73,6 +76,22 @@ def agreement(ref: np.ndarray, out: np.ndarray) -> tuple[float, float, int]:
     return float(same.mean()), float(same[confident].mean()), int(confident.sum())
 
 
+def time_files(files: dict, x: np.ndarray, args) -> dict:
+    """Batch-1 latency of every written file, interleaved (:func:`mobilenets.bench.timing.time_interleaved`)."""
+    from mobilenets.bench.timing import BenchSettings, time_interleaved
+
+    runners = {key: load_runner(path, threads=args.threads) for key, path in files.items()}
+    runs = {f"{m}/{f}": (lambda r=r: r(x)) for (m, f), r in runners.items()}
+    stats = time_interleaved(runs, BenchSettings(threads=args.threads, rounds=args.latency_rounds), progress=True)
+    out = {}
+    for (m, f) in files:
+        st = stats[f"{m}/{f}"]
+        base = stats.get(f"ptq/{f}", st)
+        out[(m, f)] = {"median_ms": round(st["median_ms"], 3), "p10_ms": round(st["p10_ms"], 3),
+                       "p90_ms": round(st["p90_ms"], 3), "ratio_to_ptq": round(st["median_ms"] / base["median_ms"], 3)}
+    return out
+
+
 def main() -> None:
     p = ScriptParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
@@ -82,6 +101,7 @@ def main() -> None:
     p.add_argument("--calibration-size", type=positive_int, default=256)
     p.add_argument("--check-crops", type=positive_int, default=480)
     p.add_argument("--threads", type=positive_int, default=2)
+    p.add_argument("--latency-rounds", type=int, default=0, help="interleaved batch-1 timing rounds (0: no timing)")
     p.add_argument("--json", metavar="FILE")
     args = p.parse_args()
     methods = [m for m in args.methods.split(",") if m]
@@ -102,7 +122,7 @@ def main() -> None:
         net = inference_network(model)
         with torch.no_grad():
             ref = np.concatenate([model(torch.from_numpy(check[i:i + 64])).numpy() for i in range(0, len(check), 64)])
-        rows = []
+        rows, files = [], {}
         for method in methods:
             t = time.time()
             quantized, extra = None, {}
@@ -118,20 +138,30 @@ def main() -> None:
                     write(fmt, start, path, res, calib, quantized=quantized)
                     out = load_runner(path, threads=args.threads)(check)
                 overall, conf, n_conf = agreement(ref, out)
+                files[(method, fmt)] = path
                 rows.append({"method": method, "format": fmt, "agreement": overall, "agreement_confident": conf,
                              "confident_images": n_conf, "prepare_s": round(prep_s, 1),
                              "write_and_check_s": round(time.time() - t, 1), **({"qat": extra} if extra else {})})
                 print(f"{method:7s} {fmt:10s} agreement {100 * overall:6.2f}%  confident {100 * conf:6.2f}% "
                       f"(of {n_conf})  prepare {prep_s:6.1f}s", flush=True)
+        latency = time_files(files, check[:1], args) if args.latency_rounds > 0 else {}
+    for r in rows:
+        r.update(latency.get((r["method"], r["format"]), {}))
     info = machine_info(args.threads)
     print(f"\nmachine: {info['cpu']}, {info['cores']} cores, {args.threads} threads; torch {torch.__version__}")
     print(f"settings: real MobileNetV1 1.0-224 (nudity 0.2.3); {args.finetune_crops} fine-tuning crops of "
           f"{len(train_photos)} photos (calibration: the first {args.calibration_size}); {args.check_crops} check "
           f"crops of {len(held_photos)} other photos; QAT {args.qat_epochs} epoch(s)")
-    print(f"{'method':8s} {'format':11s} {'agree':>8s} {'confident':>10s} {'prepare s':>10s}")
+    if latency:
+        print(f"latency: batch 1, {args.latency_rounds} interleaved rounds, median (p10-p90) ms, ratio to ptq "
+              f"of the same format; load average at start {os.getloadavg()[0]:.1f}")
+    print(f"{'method':8s} {'format':11s} {'agree':>8s} {'confident':>10s} {'prepare s':>10s}"
+          + (f" {'latency ms':>22s} {'vs ptq':>7s}" if latency else ""))
     for r in rows:
+        timing = (f" {r['median_ms']:7.2f} ({r['p10_ms']:.2f}-{r['p90_ms']:.2f})  {r['ratio_to_ptq']:6.3f}x"
+                  if "median_ms" in r else "")
         print(f"{r['method']:8s} {r['format']:11s} {100 * r['agreement']:7.2f}% {100 * r['agreement_confident']:9.2f}% "
-              f"{r['prepare_s']:10.1f}")
+              f"{r['prepare_s']:10.1f}{timing}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"machine": info, "settings": vars(args), "rows": rows}, fh, indent=2)

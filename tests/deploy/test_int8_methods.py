@@ -76,7 +76,8 @@ def test_qat_finetune_is_label_free_and_gives_both_forms(small_net):
 def test_int8_quantizer_leaves_the_classifier_float(small_net):
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from mobilenets.deploy.qat import exported, int8_quantizer
+    from mobilenets.deploy.qat import exported
+    from mobilenets.deploy.quantizer import int8_quantizer
 
     for float_head in (True, False):
         prepared = prepare_pt2e(exported(small_net, 32), int8_quantizer(float_head=float_head))
@@ -86,6 +87,78 @@ def test_int8_quantizer_leaves_the_classifier_float(small_net):
         # A quantized linear's output goes to a quantize node; a float one's straight to the output.
         users = [str(u.target) for u in linear.users]
         assert any("quantize_per_tensor" in u for u in users) == (not float_head), users
+
+
+@pytest.mark.parametrize("qat", [False, True])
+def test_int8_ranges_before_relu6_are_the_clamps(randomized_bn, qat):
+    """XNNPACKQuantizer observes a conv's output before its ReLU6; ours observes the clamped values,
+    so no activation range after a conv + ReLU6 leaves [0, 6] even where pre-activations do."""
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e, prepare_qat_pt2e
+
+    from mobilenets.deploy.qat import exported
+    from mobilenets.deploy.quantizer import int8_quantizer
+
+    model = create_model("mobilenet_v1_0.25_128", resolution=32, num_classes=10, activation="relu6")
+    small_net = inference_network(randomized_bn(model, seed=3))
+    graph = exported(small_net, 32)
+    relu6 = [n for n in graph.graph.nodes if n.op == "call_function" and "hardtanh" in str(n.target)]
+    assert relu6, "the test model has no ReLU6"
+    x = torch.from_numpy(_images(8)) * 4  # large inputs: pre-activations far outside [0, 6]
+    with torch.no_grad():
+        pre = [small_net.features[: i](x) for i in range(1, len(small_net.features) + 1)]
+    assert max(float(t.max()) for t in pre) > 6 and min(float(t.min()) for t in pre) < 0
+    quantizer = int8_quantizer(qat=qat)
+    prepared = (prepare_qat_pt2e if qat else prepare_pt2e)(graph, quantizer)
+    assert quantizer.clamped == len(relu6)
+    prepared(x)
+    observers = [m for m in prepared.modules() if hasattr(m, "min_val") and m.min_val.numel() == 1]
+    clamped = [m for m in prepared.modules() if type(m).__name__.startswith("Clamped")]
+    assert len(clamped) == len(relu6)
+    for m in clamped:
+        assert 0.0 <= float(m.min_val) and float(m.max_val) <= 6.0, (float(m.min_val), float(m.max_val))
+    assert any(float(m.max_val) > 6 or float(m.min_val) < 0 for m in observers if m not in clamped) or qat
+
+
+def _held_out_crops(model, folder, count: int) -> np.ndarray:
+    """``count`` crops of the photos no calibration sees, preprocessed as the model expects."""
+    from PIL import Image
+
+    from mobilenets.data.augment import Augment
+    from mobilenets.data.photos import split_photos, write_crops
+    from mobilenets.data.preprocess import Preprocessing
+    from mobilenets.data.transforms import eval_transform
+
+    pre = Preprocessing.from_dict(model.pretrained_cfg).at(model.config.resolution)
+    tf = eval_transform(pre.resolution, Augment(mean=pre.mean, std=pre.std, eval_crop=pre.crop_pct,
+                                                interpolation=pre.interpolation))
+    paths = write_crops(folder, count, photos=split_photos()[1], seed=3)
+    return torch.stack([tf(Image.open(p).convert("RGB")) for p in paths]).numpy()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suffix", [".onnx", ".tflite", ".pte"])
+def test_real_mobilenet_int8_with_bias_correction(real_mobilenet, tmp_path, suffix):
+    """Acceptance of the real-weights issue: post-training int8 with bias correction, calibrated on
+    crops of 13 photos, agrees with the float model on >= 90 % of 400 crops of 7 other photos, and
+    on >= 97 % of those the float model is confident about (top-1 probability > 0.5)."""
+    from mobilenets.data.photos import split_photos, write_crops
+    from mobilenets.deploy.export import export_model
+    from mobilenets.deploy.runtime import load_runner
+    from mobilenets.weights.checkpoint import load_model
+
+    write_crops(tmp_path / "photos", 320, photos=split_photos()[0], seed=1)
+    out = tmp_path / f"real-int8{suffix}"
+    export_model(str(real_mobilenet), out, int8=True, calibration=tmp_path / "photos", bias_correction=True)
+    model = load_model(real_mobilenet).eval()
+    check = _held_out_crops(model, tmp_path / "check", 400)
+    with torch.no_grad():
+        ref = torch.cat([model(torch.from_numpy(check[i:i + 50])) for i in range(0, len(check), 50)])
+    out8 = torch.from_numpy(load_runner(str(out), threads=2)(check))
+    same = ref.argmax(1) == out8.argmax(1)
+    confident = ref.softmax(1).amax(1) > 0.5
+    assert confident.sum() > 100
+    assert same.float().mean() >= 0.90 and same[confident].float().mean() >= 0.97, (
+        float(same.float().mean()), float(same[confident].float().mean()))
 
 
 @pytest.mark.slow

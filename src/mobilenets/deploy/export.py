@@ -9,8 +9,10 @@ What :func:`export_model` does, in order:
    explicit for the model's input size (``tf_same`` becomes a constant ``ZeroPad2d`` where it is
    asymmetric, so no shape arithmetic is left in the graph), dropout removed.
 3. **Int8** (``int8=True``): post-training static quantization with per-channel (per output
-   channel) symmetric int8 weights and per-tensor uint8/int8 activations, calibrated on a folder
-   of images or on the built-in digits training split (:mod:`mobilenets.deploy.calibration`).
+   channel) symmetric int8 weights and per-tensor uint8/int8 activations, calibrated by default on
+   the data the model's run recorded (else on a folder of images, or ``"digits"`` for the built-in
+   digits; a model with no known data and no calibration is refused; see
+   :mod:`mobilenets.deploy.calibration`).
    ``qat_epochs > 0`` first fine-tunes the folded network for that many epochs with int8
    simulated by PT2E, distilling from the float model itself, so no labels are needed
    (:func:`mobilenets.deploy.qat.qat_finetune`); ExecuTorch lowers that int8 graph, ONNX and TFLite quantize the
@@ -207,8 +209,9 @@ def export_model(model_or_checkpoint: Any, output: str | os.PathLike, format: st
     MobileNetConfig; see :func:`~mobilenets.deploy.sources.resolve_source`, which also explains
     ``expect_model``) to ``output`` in ``format`` (one of :data:`~mobilenets.deploy.formats.FORMATS`).
 
-    ``calibration``: a folder of images for ``int8`` (default: the built-in digits), of which
-    ``calibration_size`` calibrate; ``bias_correction``: correct the conv biases for the mean shift
+    ``format``: the output's suffix names it when omitted (a contradiction is refused);
+    ``calibration``: for ``int8``, a folder of images or ``"digits"`` (default: the data the model
+    was trained on, as its run recorded it), of which ``calibration_size`` calibrate; ``bias_correction``: correct the conv biases for the mean shift
     of int8 weight rounding first (:func:`mobilenets.deploy.ptq.bias_correction`); ``threads``: CPU threads of the runtime that checks the file;
     ``verbose``: let the converters print; ``log``: called with progress lines.
 

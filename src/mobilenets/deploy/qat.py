@@ -7,8 +7,8 @@ fine-tuned with the quantization simulated in the forward pass, on PyTorch's own
 
 - ``torch.export`` of the folded :class:`~mobilenets.deploy.fold.InferenceNet`, then PT2E's
   ``prepare_qat_pt2e`` with ExecuTorch's ``XNNPACKQuantizer`` (int8 symmetric per-channel
-  weights, int8 per-tensor activations with moving-average ranges; the classifier left in float,
-  see :func:`int8_quantizer`), so the fake quantization is the deployed one, not a copy of it;
+  weights, int8 per-tensor activations with moving-average ranges, ReLU6-aware; the classifier left
+  in float; see :mod:`mobilenets.deploy.quantizer`), so the fake quantization is the deployed one;
 - **self-distillation**: the loss is the KL divergence from the float network's own softmax
   (temperature ``temperature``) on the same augmented batch, so any folder of photos will do,
   flat or nested, without labels; where labels exist they are not needed either;
@@ -40,33 +40,6 @@ QAT_BATCH = 32
 QAT_TEMPERATURE = 1.0
 CROP_SCALE = (0.25, 1.0)  # augmentation of the fine-tuning images: random crop of this area, resized back
 EXPORT_MAX_BATCH = 1024
-
-
-def int8_quantizer(qat: bool = False, float_head: bool = True) -> Any:
-    """ExecuTorch's XNNPACK quantizer as every int8 path here uses it: int8 symmetric weights per
-    output channel, int8 asymmetric activations per tensor, static ranges. ``float_head``: leave
-    the classifier (``classifier``, 1 M of 569 M mult-adds at 1.0-224) in float, so the logits
-    are not rounded to 8 bits: on the real ImageNet model that rounding alone flips the top-1 of
-    ~4 % of real-photo crops, whose top two logits lie closer than one int8 step."""
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
-
-    quantizer = XNNPACKQuantizer()
-    # ExecuTorch's own config (HistogramObserver activation ranges). Measured on the real ImageNet
-    # model after bias correction: 70.8 % top-1 agreement, against 91 % for ONNX Runtime and TFLite
-    # on the same weights; min/max ranges and a finer smallest step did not close the gap (71.7 %).
-    quantizer.set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False, is_qat=qat))
-    if float_head:  # the quantizer has no "leave this module float" setting; a node filter does it
-        quantizer.set_filter_function(outside_classifier)
-    return quantizer
-
-
-def outside_classifier(node: torch.fx.Node) -> bool:
-    """Whether a graph node comes from outside the network's ``classifier`` module."""
-    stack = node.meta.get("nn_module_stack") or {}
-    return not any(str(path).split(".")[0] == "classifier" for path, _type in stack.values())
 
 
 def exported(net: torch.nn.Module, resolution: int) -> torch.fx.GraphModule:
@@ -127,6 +100,8 @@ def qat_finetune(net: InferenceNet, images: np.ndarray, epochs: int, *, resoluti
     cropped and mirrored images (the teacher sees the same crops). ``net`` is not changed."""
     from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
+
+    from mobilenets.deploy.quantizer import int8_quantizer
 
     if epochs < 1 or len(images) < 1:
         raise MobileNetsError(f"quantization-aware fine-tuning needs epochs >= 1 and images, got {epochs} "

@@ -1,8 +1,8 @@
 """ExecuTorch export: ``torch.export`` lowered to the XNNPACK delegate.
 
 Int8 goes through the PT2E flow with the ``XNNPACKQuantizer`` as
-:func:`mobilenets.deploy.qat.int8_quantizer` sets it up (symmetric per-channel int8 weights,
-asymmetric int8 activations, static, the classifier in float): calibrated here on ``calibration``
+:func:`mobilenets.deploy.quantizer.int8_quantizer` sets it up (symmetric per-channel int8 weights,
+asymmetric int8 activations with ReLU6-aware ranges, static, the classifier in float): calibrated here on ``calibration``
 (post-training), or given already converted by quantization-aware fine-tuning (``quantized``). ExecuTorch plans memory for a bounded batch (the
 planner gave 15 in our runs, below the declared bound); the runner
 (:mod:`mobilenets.deploy.runtime`) reads the planned bound from the program and splits larger
@@ -46,7 +46,7 @@ def write(net: InferenceNet, path: str, resolution: int, calibration: np.ndarray
                 prepare_pt2e,
             )
 
-            from mobilenets.deploy.qat import int8_quantizer
+            from mobilenets.deploy.quantizer import int8_quantizer
 
             graph = torch.export.export(net, (x,), dynamic_shapes=dynamic).module()
             prepared = prepare_pt2e(graph, int8_quantizer())

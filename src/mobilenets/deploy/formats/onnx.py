@@ -3,7 +3,7 @@
 Int8: ONNX Runtime's ``quantize_static`` in QDQ format (uint8 activations, int8 symmetric
 per-channel weights, min/max calibration) after ``quant_pre_process``, as the ORT quantization
 docs recommend; the classifier (the last Gemm/MatMul) stays float, as in every int8 format here
-(see :func:`mobilenets.deploy.qat.int8_quantizer`).
+(see :func:`mobilenets.deploy.quantizer.int8_quantizer`).
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ def write(net: InferenceNet, path: str, resolution: int, calibration: np.ndarray
         converter.representative_dataset = representative
         if isinstance(net.classifier, nn.Linear):
             # Every op int8 but the classifier, kept float so that the logits are not rounded to 8
-            # bits (see mobilenets.deploy.qat.int8_quantizer): the converter's public selective
+            # bits (see mobilenets.deploy.quantizer.int8_quantizer): the converter's public selective
             # quantization is the quantization debugger's deny-list.
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
             options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=["FULLY_CONNECTED"])

@@ -142,7 +142,7 @@ def from_keras(source: Any) -> MobileNet:
     return set_imagenet_info(net, info, tf_preprocessing(resolution))
 
 
-def _keras_refusal(model: MobileNet) -> str | None:
+def keras_refusal(model: MobileNet) -> str | None:
     """Why ``model`` does not map to ``keras.applications.MobileNet``, or None if it does."""
     cfg = model.config
     if cfg.variant != "separable":
@@ -166,7 +166,7 @@ def to_keras(model: MobileNet, path: str | os.PathLike | None = None, classifier
     """A ``keras.applications.MobileNet`` carrying ``model``'s weights (outputs are our logits unless
     ``classifier_activation`` is given), saved to ``path`` (.keras or .h5) if given. BN epsilon
     differences are folded into the running variance: ``var' + eps_keras == var + eps_ours``."""
-    refusal = _keras_refusal(model)
+    refusal = keras_refusal(model)
     if refusal:
         raise MobileNetsError(refusal)
     if path is not None and Path(path).suffix not in KERAS_SUFFIXES:
