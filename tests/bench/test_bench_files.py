@@ -183,6 +183,19 @@ def test_int8_exports_calibrate_on_the_recorded_data_else_on_digits_and_say_so(t
         assert note.startswith("calibrated on the built-in digits (the model records no training data")
 
 
+def test_bias_correction_reaches_the_int8_exports_only(tmp_path, randomized_bn, monkeypatch):
+    import mobilenets.deploy.export as export_module
+    from mobilenets.bench.engines import BenchContext
+
+    seen = []
+    monkeypatch.setattr(export_module, "export_model", lambda *a, **kw: seen.append((a[2], kw)))
+    ctx = BenchContext(randomized_bn(create_model(SMALL)), quick(), str(tmp_path), calibration="digits",
+                       bias_correction=True)
+    ctx.export("onnx", True)
+    ctx.export("onnx", False)
+    assert [(fmt, kw["int8"], kw["bias_correction"]) for fmt, kw in seen] == [("onnx", True, True), ("onnx", False, False)]
+
+
 @pytest.mark.slow
 def test_the_real_imagenet_mobilenet(real_mobilenet):
     """The ImageNet MobileNetV1 1.0-224 that the nudity package ships as a frozen graph, converted

@@ -54,11 +54,12 @@ class BenchContext:
 
     def __init__(self, model: MobileNet | None, settings: BenchSettings, workdir: str, verbose: bool = False,
                  exported: Any = None, checkpoint: str | os.PathLike | None = None,
-                 calibration: str | os.PathLike | None = None) -> None:
+                 calibration: str | os.PathLike | None = None, bias_correction: bool = False) -> None:
         self.model = model
         self.exported = exported
         self.checkpoint = checkpoint  # where ``model`` was loaded from, if it was: its recorded data calibrates
         self.calibration = calibration
+        self.bias_correction = bias_correction  # of the int8 exports (mobilenets.deploy.ptq)
         self.verbose = verbose
         self.cfg: MobileNetConfig = model.config if model is not None else exported.config
         self.settings = settings
@@ -104,7 +105,8 @@ class BenchContext:
                 own_data = int8 and calibration is None and self.checkpoint is not None
                 source = os.fspath(self.checkpoint) if own_data else self.model
                 export_model(source, path, fmt, int8=int8, calibration=calibration, threads=self.settings.threads,
-                             calibration_size=self.settings.calibration_size, verbose=self.verbose)
+                             calibration_size=self.settings.calibration_size, verbose=self.verbose,
+                             bias_correction=int8 and self.bias_correction)
             except (ImportError, ValueError, RuntimeError, OSError) as exc:
                 raise EngineUnavailable(f"export to {fmt}{' int8' if int8 else ''} failed: "
                                         f"{first_line(exc)}") from None

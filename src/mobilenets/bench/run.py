@@ -72,7 +72,8 @@ def file_engines(f: ExportedFile, engines: Iterable[str] | None, peers: bool) ->
 def bench(model: str | MobileNetConfig | MobileNet | Mapping[str, Any] | None = None, *,
           engines: Iterable[str] | None = None, peers: bool = False, settings: BenchSettings | None = None,
           checkpoint: str | os.PathLike | None = None, calibration: str | os.PathLike | None = None,
-          progress: bool = True, check: bool = True, verbose: bool = False) -> list[dict[str, Any]]:
+          bias_correction: bool = False, progress: bool = True, check: bool = True,
+          verbose: bool = False) -> list[dict[str, Any]]:
     """Time ``model`` (a registry name or config, default ``mobilenet_v1_1.0_224``; a
     MobileNet; or with ``checkpoint`` what that checkpoint must be: a name, config or mapping of
     config fields) in every engine of ``engines`` (default: all of ours; ``peers`` adds timm's and
@@ -82,7 +83,8 @@ def bench(model: str | MobileNetConfig | MobileNet | Mapping[str, Any] | None = 
     one row per (engine, batch); see the module doc. ``calibration`` (a folder of images, or
     "digits") calibrates the int8 exports; default the data the checkpoint records, else the
     built-in digits (the int8 rows say so: it is their latency, not their accuracy, that is
-    measured here). ``check`` compares the fast paths' logits with eager's (a wrong fast path is
+    measured here); ``bias_correction`` corrects their biases first, as ``export`` does (same
+    graph, so the same latency expected; a benchmark can show it). ``check`` compares the fast paths' logits with eager's (a wrong fast path is
     not timed); ``verbose`` lets third-party libraries print (TensorFlow, ExecuTorch, ...)."""
     s = (settings or BenchSettings()).validate()
     exported = open_exported(checkpoint, model) if checkpoint is not None and exported_format(checkpoint) else None
@@ -102,7 +104,7 @@ def bench(model: str | MobileNetConfig | MobileNet | Mapping[str, Any] | None = 
     compiled = fresh_dynamo() if any(n in COMPILED for n in names) else contextlib.nullcontext()
     with torch_threads(s.threads), compiled, tempfile.TemporaryDirectory(prefix="mobilenet-bench-") as workdir:
         ctx = BenchContext(net, s, workdir, verbose, exported=exported, checkpoint=checkpoint if net is not None else None,
-                           calibration=calibration)
+                           calibration=calibration, bias_correction=bias_correction)
         rows, runs, call_seconds = build_engines(ctx, names, batches, progress, verbose)
         for row in rows.values():
             row["weights"] = weights if not row["peer"] else "random (the peer's own model)"

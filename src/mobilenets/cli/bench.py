@@ -50,6 +50,8 @@ def register(sub: Any) -> None:
                         f"{','.join(QUICK_ENGINES)}; with --all-models {','.join(ALL_MODELS_ENGINES)})")
     p.add_argument("--peers", action="store_true", help=f"also run the peers {', '.join(PEERS)} (default: off)")
     p.add_argument("--calibration", metavar="DIR", help=CALIBRATION_HELP)
+    p.add_argument("--bias-correction", action="store_true",
+                   help="correct the int8 exports' biases first, as export --bias-correction does (default: off)")
     p.add_argument("--batch-size", type=positive_int,
                    help="the batch-N size; every engine also runs batch 1 (default 8; 4 with --quick)")
     p.add_argument("--rounds", type=positive_int, help="interleaved timing rounds (default 10; 2 with --quick)")
@@ -142,7 +144,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
     quick = args.quick and not (checkpoint and exported_format(checkpoint))  # an exported file is its own engine
     engines = args.engines if args.engines is not None else (list(QUICK_ENGINES) if quick else None)
     rows = bench(model, checkpoint=checkpoint, engines=engines, peers=args.peers, settings=s,
-                 calibration=args.calibration, progress=progress, verbose=args.verbose)
+                 calibration=args.calibration, bias_correction=args.bias_correction, progress=progress,
+                 verbose=args.verbose)
     if args.json:
         print(json.dumps(rows, indent=2))
         return
