@@ -150,6 +150,8 @@ def train(
     convert_to: str | None = None,
     log: Any = print,
     warn: Any = None,
+    task_class: type[ClassificationTask] = ClassificationTask,
+    task_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train a MobileNet classifier on ``data`` (an ImageNet-style folder with ``train/`` and
     ``val/``; None: the built-in digits); returns a summary (final metrics, run folder, cost).
@@ -160,7 +162,9 @@ def train(
     architecture and preprocessing are theirs (``resolution``, ``dropout`` may change; an
     architecture field that differs is refused), the classifier is new where the classes differ.
     ``convert_to`` ("keras" or "timm"): the run is meant to be converted there; ``warn`` (default:
-    one line on stderr) is told if its model cannot be."""
+    one line on stderr) is told if its model cannot be. ``task_class`` (a ClassificationTask
+    subclass, built with ``task_options`` as extra keywords) changes how the run trains, e.g.
+    fine-tuning's frozen body or lower body learning rate (:mod:`mobilenets.studies.finetune`)."""
     opts = options or TrainOptions()
     warn = warn or _stderr_line
     if convert_to is not None and convert_to not in CONVERT_TARGETS:
@@ -207,8 +211,8 @@ def train(
         weights, what = _init_weights(init_model, init_classes, bundle.classes)
         log(f"init from {os.fspath(init)}: {what}")
         extra = {"init": {"path": os.path.abspath(init), "classifier": what}}
-    task = ClassificationTask(cfg, bundle, data=data, augment=augment, label_smoothing=rec.label_smoothing,
-                              init_weights=weights)
+    task = task_class(cfg, bundle, data=data, augment=augment, label_smoothing=rec.label_smoothing,
+                      init_weights=weights, **(task_options or {}))
     if convert_to is not None:
         problem = conversion_problem(task.config, convert_to)
         if problem:

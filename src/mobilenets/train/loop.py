@@ -191,7 +191,7 @@ def _fit(task: Task, rec: Recipe, opts: TrainOptions, ctx: StepContext, extra: d
     net = prepare_model(task.build_model(), ctx)
     if ddp.world > 1 and opts.sync_bn:
         net = convert_sync_batchnorm(net, device)
-    optimizer = build_optimizer(net, rec)
+    optimizer = build_optimizer(net, rec, task.lr_scale)
     sampler = ResumableSampler(len(train_set), rec.batch_size, opts.seed, ddp.rank, ddp.world)
     steps_per_epoch = sampler.steps_per_epoch()
     if steps_per_epoch == 0:

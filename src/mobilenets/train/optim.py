@@ -48,14 +48,20 @@ def _is_depthwise(conv: nn.Module) -> bool:
     return conv.groups > 1 and conv.groups == conv.in_channels
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+def param_groups(model: nn.Module, weight_decay: float, lr_scale=None) -> list[dict]:
     """Two optimizer parameter groups: ``weight_decay`` on the weights of non-depthwise convs and
     of ``nn.Linear`` layers; 0 on depthwise conv weights (``groups == in_channels > 1``), on
     every norm layer's parameters, on biases and on anything else. Frozen parameters
     (``requires_grad=False``) are left out; shared parameters appear once. Each group carries a
-    ``"group"`` key ("decay" / "no_decay") for logging; empty groups are omitted."""
+    ``"group"`` key ("decay" / "no_decay") for logging; empty groups are omitted.
+
+    ``lr_scale`` (a function of the parameter's name in ``model``, e.g. ``"classifier.weight"``,
+    returning a factor; default: 1 for all) splits each group by factor: groups whose factor is
+    not 1 carry ``"lr_scale"`` and are named ``"decay@0.1"`` etc. (fine-tuning's lower
+    learning rate for the pretrained body than for the new head)."""
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
+    names = {id(p): n for n, p in model.named_parameters()}
     seen: set[int] = set()
     for module in model.modules():
         for pname, p in module.named_parameters(recurse=False):
@@ -67,11 +73,17 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
                 isinstance(module, nn.Linear) or (is_conv and not _is_depthwise(module))
             )
             (decay if wants_decay else no_decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": float(weight_decay), "group": "decay"},
-        {"params": no_decay, "weight_decay": 0.0, "group": "no_decay"},
-    ]
-    return [g for g in groups if g["params"]]
+    groups = []
+    for params, wd, label in ((decay, float(weight_decay), "decay"), (no_decay, 0.0, "no_decay")):
+        by_scale: dict[float, list[nn.Parameter]] = {}
+        for p in params:
+            by_scale.setdefault(1.0 if lr_scale is None else float(lr_scale(names[id(p)])), []).append(p)
+        for scale, ps in by_scale.items():
+            group = {"params": ps, "weight_decay": wd, "group": label}
+            if scale != 1.0:
+                group.update(group=f"{label}@{scale:g}", lr_scale=scale)
+            groups.append(group)
+    return groups
 
 
 def scaled_lr(recipe: Recipe) -> float:
@@ -79,10 +91,14 @@ def scaled_lr(recipe: Recipe) -> float:
     return recipe.lr * (recipe.batch_size / recipe.base_batch_size)  # exact when the ratio is 1
 
 
-def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    """The recipe's optimizer over :func:`param_groups`, at :func:`scaled_lr`."""
-    groups = param_groups(model, recipe.weight_decay)
+def build_optimizer(model: nn.Module, recipe: Recipe, lr_scale=None) -> torch.optim.Optimizer:
+    """The recipe's optimizer over :func:`param_groups`, at :func:`scaled_lr` (times a group's
+    ``lr_scale``, see :func:`param_groups`)."""
+    groups = param_groups(model, recipe.weight_decay, lr_scale)
     lr = scaled_lr(recipe)
+    for g in groups:
+        if "lr_scale" in g:  # the schedule multiplies each group's own initial lr
+            g["lr"] = lr * g["lr_scale"]
     if recipe.optimizer == "rmsprop_tf":
         from timm.optim import RMSpropTF
 

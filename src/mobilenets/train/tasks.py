@@ -77,6 +77,11 @@ class Task(ABC):
         """Task metadata recorded in the run's ``config.json`` (and in its weights files)."""
         return {}
 
+    def lr_scale(self, name: str) -> float:
+        """The factor on the recipe's learning rate for the model parameter ``name`` (1: all
+        alike; fine-tuning gives the pretrained body less than the new head)."""
+        return 1.0
+
     def model_config(self, model: nn.Module):
         """The config saved with the weights (``MobileNetConfig`` for our backbones), or None."""
         return getattr(model, "config", None)
