@@ -18,8 +18,9 @@ from mobilenets.cli.common import (
 )
 from mobilenets.cli.geo import add_recipe_args, add_running_args, recipe_overrides, train_options
 
-TEACHER_HELP = ("a model folder/run/.safetensors of ours, a .onnx file, a .npz of precomputed outputs "
-                "(arrays 'paths' and 'outputs'), torchvision:ARCH:WEIGHTS, timm:ARCH:WEIGHTS, 'dlib' (face embedding) "
+TEACHER_HELP = ("a model folder/run/.safetensors of ours, a .onnx file, precomputed outputs: a .npz "
+                "(arrays 'paths' and 'outputs') or a .parquet (columns 'path' and 'outputs'; needs pyarrow), "
+                "torchvision:ARCH:WEIGHTS, timm:ARCH:WEIGHTS, 'dlib' (face embedding) "
                 "or 'age-gender' (face attributes)")
 
 
@@ -35,11 +36,17 @@ def register(sub) -> None:
     p.add_argument("--val-data", metavar="DIR", help="held-out images (default: every --val-every-th of --data)")
     p.add_argument("--val-every", type=positive_int, default=10, help="hold out every N-th image (default 10)")
     p.add_argument("--temperature", type=positive_float, default=4.0, help="classify: KD temperature T (default 4)")
+    p.add_argument("--label-weight", type=float, default=0.0, metavar="W",
+                   help="classify with images in class folders (DIR/<class>/...): loss = (1-W) KD + W cross-entropy "
+                        "to the folder label (default 0: KD only)")
     p.add_argument("--normalize", action="store_true", help="embedding: L2-normalise both embeddings for the loss")
     p.add_argument("--embedding-dim", type=positive_int,
                    help="embedding: the student's size (default: the teacher's; else a projection is learnt)")
     p.add_argument("--pairs", metavar="FILE", help="embedding: after training, a verification report of student and "
                                                    "teacher on these pairs (LFW pairs.txt layout or a.jpg,b.jpg,same CSV)")
+    p.add_argument("--celeba", metavar="DIR", help="multilabel: after training, mean AP against the ground truth of "
+                                                   "this CelebA folder's test partition (list_attr_celeba.txt, "
+                                                   "list_eval_partition.txt, img_align_celeba/)")
     p.add_argument("--pairs-images", metavar="DIR", help="folder the pairs' image paths are relative to "
                                                          "(default: the pairs file's folder)")
     add_model_args(p, default="alpha 0.25 at 128 px", checkpoint=False, num_classes=False)
@@ -69,15 +76,25 @@ def cmd_distill(args: argparse.Namespace) -> None:
         raise UsageError("distill needs --teacher and --data (or --resume with --output)")
     if args.pairs and args.task != "embedding":
         raise UsageError("--pairs goes with --task embedding")
+    if args.celeba and args.task != "multilabel":
+        raise UsageError("--celeba goes with --task multilabel")
     summary = distill(args.teacher, args.data, args.task, args.model, alpha=args.alpha, resolution=args.resolution,
                       variant=args.variant, val_data=args.val_data, val_every=args.val_every,
                       temperature=args.temperature, normalize=args.normalize, embedding_dim=args.embedding_dim,
+                      label_weight=args.label_weight,
                       recipe=args.recipe, recipe_overrides=recipe_overrides(args), options=train_options(args),
                       log=_stderr if args.json else print)  # stdout holds only the JSON document
     if int(os.environ.get("RANK", "0")) != 0:
         return
     if args.pairs:
         summary["verification"] = verify_run(summary["output"], args.pairs, args.pairs_images)
+    if args.celeba:
+        from mobilenets.tasks.distill.celeba import celeba_report
+        from mobilenets.tasks.distill.run import load_student, student_preprocessing
+
+        student, meta = load_student(summary["output"])
+        summary["celeba"] = celeba_report(student, student_preprocessing(meta, student), args.celeba, "test",
+                                          output_names=meta.get("output_names"))
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
         return
@@ -88,7 +105,10 @@ def cmd_distill(args: argparse.Namespace) -> None:
         v = summary["verification"]
         print(v["table"])
         print(f"same/different agreement with the teacher: {100 * v['agreement']:.2f}%  ROC: {v['roc_png']}")
-    print(f"saved in {summary['output']}")
+    if "celeba" in summary:
+        print(f"CelebA {summary['celeba']['split']} partition ({summary['celeba']['images']} images), ground truth:")
+        print(summary["celeba"]["table"])
+    print(f"saved in {summary['output']}; the student as a model folder: {summary.get('student_folder')}")
 
 
 def verify_run(run: str, pairs: str, images: str | None) -> dict:

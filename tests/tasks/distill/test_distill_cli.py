@@ -19,7 +19,10 @@ def run_cli(capsys, *argv):
     ((), "distill needs --teacher and --data"),
     (("--teacher", "dlib", "--data", "x", "--task", "classify", "--pairs", "p.txt"), "--pairs goes with --task embedding"),
     (("--teacher", "missing-folder", "--data", "."), "teacher not found: missing-folder"),
-    (("--teacher", "x.parquet", "--data", "."), "Parquet teacher outputs are not supported"),
+    (("--teacher", "x.parquet", "--data", "."), "precomputed teacher outputs not found: x.parquet"),
+    (("--teacher", "dlib", "--data", "x", "--celeba", "c"), "--celeba goes with --task multilabel"),
+    (("--teacher", "dlib", "--data", ".", "--task", "embedding", "--label-weight", "0.5"),
+     "label_weight is for task='classify'"),
 ])
 def test_bad_input_is_one_line(capsys, argv, message):
     code, out, err = run_cli(capsys, "distill", *argv)
@@ -31,6 +34,7 @@ def test_empty_folder_and_mismatched_teacher(capsys, tmp_path):
     code, _, err = run_cli(capsys, "distill", "--teacher", "age-gender", "--data", str(tmp_path / "empty"),
                            "--task", "multilabel", "--output", str(tmp_path / "run"))
     assert code == 2 and "no images found" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
     from mobilenets.data.photos import write_crops
 
     write_crops(tmp_path / "faces", 4, photos=["astronaut"], size=64)
@@ -43,7 +47,8 @@ def test_empty_folder_and_mismatched_teacher(capsys, tmp_path):
     (tmp_path / "bad" / "b.png").write_bytes(b"")
     code, _, err = run_cli(capsys, "distill", "--teacher", "age-gender", "--data", str(tmp_path / "bad"),
                            "--task", "multilabel", "--val-every", "2", "--output", str(tmp_path / "run"))
-    assert code == 2 and "none of the 1 image(s)" in err
+    assert code == 2 and "none of the 1 image(s)" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
 
 
 def test_multilabel_run_json(capsys, tmp_path):

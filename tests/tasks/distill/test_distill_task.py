@@ -125,6 +125,12 @@ def test_embedding_projection_and_precomputed_teacher(photo_folder, tmp_path):
     assert student.config.num_classes == 3  # the projection to the teacher's 6 is dropped
     crops = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
     assert outputs_of(student, crops, student_preprocessing(meta, student)).shape == (2, 3)
+    # the run's student/ model folder (weights without 'student.'/'projection.') loads like any model
+    from mobilenets.weights.checkpoint import load_checkpoint
+
+    plain, folder_meta = load_checkpoint(summary["student_folder"])
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(plain(x), student(x)) and folder_meta["source"]["task"] == "embedding"
     # a precomputed file missing images: one error naming the count and the first
     np.savez(tmp_path / "short.npz", paths=np.array(paths[:3]), outputs=np.zeros((3, 6), np.float32))
     with pytest.raises(MobileNetsError, match=r"no outputs for \d+ of the images"):

@@ -44,12 +44,13 @@ def augment_of(recipe: Recipe) -> Augment:
 def distill(teacher: str | Teacher, data: str, task: str = "classify", model: str | MobileNetConfig | None = None, *,
             alpha: float | None = None, resolution: int | None = None, variant: str | None = None,
             val_data: str | None = None, val_every: int = 10, temperature: float = 4.0, normalize: bool = False,
-            embedding_dim: int | None = None, recipe: str | Recipe = "distill",
+            embedding_dim: int | None = None, label_weight: float = 0.0, recipe: str | Recipe = "distill",
             recipe_overrides: dict[str, Any] | None = None, options: TrainOptions | None = None,
             log: Any = print) -> dict[str, Any]:
     """Train a MobileNet student to mimic ``teacher`` (a :class:`Teacher` or a spec string, see
     :func:`~mobilenets.tasks.distill.teachers.load_teacher`) on the images of ``data`` (any folder,
-    no labels), through :func:`mobilenets.train.loop.fit`; returns fit's summary. With
+    no labels; with ``label_weight`` > 0 a classify run also learns the class folders' labels),
+    through :func:`mobilenets.train.loop.fit`; returns fit's summary. With
     ``options.resume`` the run in ``options.output`` continues with its own settings."""
     from mobilenets.models.registry import resolve_config
     from mobilenets.train.loop import fit, read_run_config
@@ -73,7 +74,8 @@ def distill(teacher: str | Teacher, data: str, task: str = "classify", model: st
         if recipe_overrides:
             rec = rec.replace(**recipe_overrides)
         settings = DistillSettings(mode=task, temperature=float(temperature), normalize=bool(normalize),
-                                   embedding_dim=embedding_dim, val_every=int(val_every))
+                                   embedding_dim=embedding_dim, val_every=int(val_every),
+                                   label_weight=float(label_weight))
         cfg = resolve_config(model, alpha=alpha, resolution=resolution, variant=variant, default=DEFAULT_STUDENT)
         augment = augment_of(rec)
     t = teacher if isinstance(teacher, Teacher) else load_teacher(teacher)
@@ -82,13 +84,33 @@ def distill(teacher: str | Teacher, data: str, task: str = "classify", model: st
         rec = rec.replace(batch_size=len(dtask.train_paths))
         log(f"batch size lowered to {rec.batch_size}: the training set has {len(dtask.train_paths)} images")
     summary = fit(dtask, rec, opts, log=log)
-    return {**summary, "teacher": t.describe(), "task": settings.mode, "train_images": len(dtask.train_paths),
-            "val_images": len(dtask.val_paths)}
+    result = {**summary, "teacher": t.describe(), "task": settings.mode, "train_images": len(dtask.train_paths),
+              "val_images": len(dtask.val_paths)}
+    if int(os.environ.get("RANK", "0")) == 0:
+        result["student_folder"] = str(save_student(summary["output"]))
+    return result
+
+
+def save_student(run: str | os.PathLike) -> Path:
+    """Write the run's student (without a training projection) as a model folder ``RUN/student``
+    that every command reading a checkpoint loads (``mobilenet predict --checkpoint RUN/student``):
+    its preprocessing, its output names as classes, the teacher and task as its source."""
+    from mobilenets.weights.folder import save_model
+
+    student, meta = load_student(run)
+    names = meta.get("output_names")
+    distilled = meta.get("distill") or {}
+    source = {"framework": "mobilenets", "distilled_from": (meta.get("teacher") or {}).get("spec"),
+              "task": distilled.get("mode"), "run": str(run)}
+    classes = names if names and len(names) == student.config.num_classes else None
+    return save_model(student, Path(run) / "student", preprocessing=student_preprocessing(meta, student),
+                      source=source, classes=classes)
 
 
 def load_student(path: str | os.PathLike) -> tuple[torch.nn.Module, dict[str, Any]]:
     """``(student, run metadata)`` of a distillation run folder or weights file, in eval mode; a
-    projected embedding student comes back without its projection (its output is the embedding)."""
+    projected embedding student (``embedding_dim``: weights ``student.*`` and ``projection.*``)
+    comes back without its projection (its output is the embedding)."""
     from mobilenets.models.mobilenet import MobileNet
     from mobilenets.weights.checkpoint import read_safetensors, resolve_checkpoint
 
@@ -179,4 +201,4 @@ def top1_agreement(student: torch.nn.Module, pre: Preprocessing, teacher: Teache
 
 
 __all__ = ["DEFAULT_STUDENT", "attribute_report", "augment_of", "distill", "load_student", "outputs_of",
-           "student_preprocessing", "top1_agreement", "verification_reports"]
+           "save_student", "student_preprocessing", "top1_agreement", "verification_reports"]

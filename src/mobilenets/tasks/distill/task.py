@@ -6,6 +6,9 @@ Three losses (``mode``):
 ``classify``
     Hinton et al.'s knowledge distillation: the soft cross-entropy between the teacher's and the
     student's softmax at temperature T, times T^2 (so gradients keep their size as T changes).
+    When the images sit in class folders (``data/<class>/...``) and ``label_weight`` w > 0, the
+    loss is ``(1 - w) * KD + w * cross-entropy(student, folder label)`` (Hinton's mix with labels;
+    the folder names are matched to the teacher's class names, else taken in sorted order).
 ``multilabel``
     Per-attribute binary cross-entropy to the teacher's probabilities, averaged over attributes
     (the paper's face-attribute loss, Section 4.4); the student has N sigmoid outputs.
@@ -69,6 +72,23 @@ def teacher_targets(raw: torch.Tensor, kind: str, mode: str, spec: str) -> torch
     raise MobileNetsError(f"unknown distillation task {mode!r}; choose one of {', '.join(MODES)}")
 
 
+def folder_classes(paths: list[str], teacher_names: list[str] | None, teacher_dim: int, data: str) -> list[str]:
+    """The teacher's class of each output index as folder names: the teacher's own class names
+    when every folder is one of them, else the sorted folder names when there are as many as the
+    teacher has outputs (torchvision ImageFolder's order)."""
+    folders = sorted({p.split("/", 1)[0] for p in paths if "/" in p})
+    if not folders:
+        raise MobileNetsError(f"label_weight needs the images of {data} in class folders (DIR/<class>/image); "
+                              f"there are none")
+    if teacher_names and set(folders) <= set(teacher_names):
+        return list(teacher_names)
+    if len(folders) == teacher_dim:
+        return folders
+    raise MobileNetsError(f"{data} has {len(folders)} class folders, the teacher {teacher_dim} outputs"
+                          + (" and not all folder names are its class names" if teacher_names else "")
+                          + ": label_weight cannot tell which folder is which class")
+
+
 class ProjectedStudent(nn.Module):
     """A student whose embedding (``student``'s output) is mapped linearly to the teacher's size for
     the loss; the embedding itself is ``student(x)``."""
@@ -83,14 +103,27 @@ class ProjectedStudent(nn.Module):
         return self.projection(self.student(x))
 
 
-def distill_loss(outputs: torch.Tensor, targets: torch.Tensor, mode: str, temperature: float = 4.0,
-                 normalize: bool = False) -> torch.Tensor:
-    """The mean per-image loss of ``mode`` (see the module docstring)."""
+def split_targets(targets: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(teacher targets, folder labels or None)`` of a batch's targets (a tensor, or a dict when
+    the run mixes in labels)."""
+    if isinstance(targets, dict):
+        return targets["teacher"], targets["labels"]
+    return targets, None
+
+
+def distill_loss(outputs: torch.Tensor, targets: Any, mode: str, temperature: float = 4.0,
+                 normalize: bool = False, label_weight: float = 0.0) -> torch.Tensor:
+    """The mean per-image loss of ``mode`` (see the module docstring); ``targets`` may carry folder
+    labels (:func:`split_targets`), mixed in with weight ``label_weight`` (classify)."""
+    targets, labels = split_targets(targets)
     s = full_precision(outputs)
     t = targets.to(s.dtype)
     if mode == "classify":
         soft = F.softmax(t / temperature, dim=1)
-        return -(soft * F.log_softmax(s / temperature, dim=1)).sum(1).mean() * temperature**2
+        kd = -(soft * F.log_softmax(s / temperature, dim=1)).sum(1).mean() * temperature**2
+        if labels is None or not label_weight:
+            return kd
+        return (1.0 - label_weight) * kd + label_weight * F.cross_entropy(s, labels)
     if mode == "multilabel":
         return F.binary_cross_entropy_with_logits(s, t)
     if normalize:
@@ -102,21 +135,28 @@ class DistillMetrics(Metrics):
     """Validation: the loss, and top-1 agreement (classify), mean AP against the teacher's
     thresholded outputs (multilabel) or the mean cosine to the teacher's embedding."""
 
-    def __init__(self, mode: str, temperature: float, normalize: bool) -> None:
-        self.mode, self.temperature, self.normalize = mode, temperature, normalize
-        self.n, self.loss_sum, self.agree, self.cos = 0, 0.0, 0, 0.0
+    def __init__(self, mode: str, temperature: float, normalize: bool, label_weight: float = 0.0) -> None:
+        self.mode, self.temperature, self.normalize, self.label_weight = mode, temperature, normalize, label_weight
+        self.n, self.loss_sum, self.agree, self.cos, self.correct = 0, 0.0, 0, 0.0, 0
+        self.labelled = False
         self.scores: list[np.ndarray] = []
         self.truth: list[np.ndarray] = []
 
-    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
-        n = len(targets)
+    def update(self, outputs: torch.Tensor, targets: Any) -> None:
+        teacher, labels = split_targets(targets)
+        n = len(teacher)
         if not n:
             return
         out = full_precision(outputs)
-        self.loss_sum += float(distill_loss(out, targets, self.mode, self.temperature, self.normalize)) * n
+        self.loss_sum += float(distill_loss(out, targets, self.mode, self.temperature, self.normalize,
+                                            self.label_weight)) * n
         self.n += n
+        targets = teacher
         if self.mode == "classify":
             self.agree += int((out.argmax(1) == targets.argmax(1)).sum())
+            if labels is not None:
+                self.labelled = True
+                self.correct += int((out.argmax(1) == labels).sum())
         elif self.mode == "multilabel":
             self.scores.append(out.detach().cpu().numpy())
             self.truth.append((targets >= 0.5).cpu().numpy().astype(np.int64))
@@ -128,6 +168,8 @@ class DistillMetrics(Metrics):
         result = {"loss": self.loss_sum / n, "images": self.n}
         if self.mode == "classify":
             result["top1_agreement"] = self.agree / n
+            if self.labelled:
+                result["top1_accuracy"] = self.correct / n
         elif self.mode == "multilabel" and self.scores:
             from mobilenets.tasks.distill.metrics import mean_average_precision
 
@@ -146,6 +188,7 @@ class DistillSettings:
     normalize: bool = False  # embedding: L2-normalise both embeddings before the loss
     embedding_dim: int | None = None  # embedding: the student's size (None: the teacher's)
     val_every: int = 10  # without val_data, every val_every-th image is held out
+    label_weight: float = 0.0  # classify: weight of the folder labels' cross-entropy (0: KD only)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -154,6 +197,8 @@ class DistillSettings:
             raise MobileNetsError(f"temperature must be > 0, got {self.temperature!r}")
         if self.embedding_dim is not None and (self.mode != "embedding" or self.embedding_dim < 1):
             raise MobileNetsError(f"embedding_dim is for task='embedding' and must be >= 1, got {self.embedding_dim!r}")
+        if not 0 <= self.label_weight <= 1 or (self.label_weight and self.mode != "classify"):
+            raise MobileNetsError(f"label_weight is for task='classify' and must be in [0, 1], got {self.label_weight!r}")
 
 
 class DistillTask(Task):
@@ -184,6 +229,16 @@ class DistillTask(Task):
         raw = teacher(load_crops(data, [probe], self.crop_size), [probe])
         teacher_targets(raw, teacher.kind, settings.mode, teacher.spec)  # refuses a mismatched teacher up front
         self.teacher_dim = int(raw.shape[1])
+        self.labels: dict[str, int] | None = None
+        if settings.label_weight:
+            self.classes = folder_classes(self.train_paths, teacher.names, self.teacher_dim, data)
+            index = {c: i for i, c in enumerate(self.classes)}
+            for folder, listed in ((data, self.train_paths), (val_data or data, self.val_paths)):
+                unknown = [p for p in listed if "/" not in p or p.split("/", 1)[0] not in index]
+                if unknown:
+                    raise MobileNetsError(f"label_weight needs every image of {folder} in a class folder of the "
+                                          f"training data; {len(unknown)} are not (first: {unknown[0]})")
+            self.labels = {p: index[p.split("/", 1)[0]] for p in [*self.train_paths, *self.val_paths]}
         dim = settings.embedding_dim or self.teacher_dim
         self.config = config.replace(num_classes=dim)
         self.student_pre = Preprocessing(mean=augment.mean, std=augment.std, crop_pct=1.0,
@@ -209,33 +264,44 @@ class DistillTask(Task):
         n = len(paths)
         if not n:
             res = self.config.resolution
-            return torch.empty((0, 3, res, res)), torch.empty((0, self.teacher_dim)), bad
+            empty = torch.empty((0, self.teacher_dim))
+            if self.labels is not None:
+                empty = {"teacher": empty, "labels": torch.empty(0, dtype=torch.long)}
+            return torch.empty((0, 3, res, res)), empty, bad
         raw = self.teacher(crops, paths)
         targets = teacher_targets(raw, self.teacher.kind, self.settings.mode, self.teacher.spec)
+        if self.labels is not None:
+            targets = {"teacher": targets, "labels": torch.tensor([self.labels[p] for p in paths], dtype=torch.long)}
         return normalize_crops(crops, self.student_pre), targets, bad
 
+    def batch_len(self, targets: Any) -> int:
+        return len(split_targets(targets)[0])
+
     def loss(self, outputs, targets):
-        if not len(targets):
+        if not self.batch_len(targets):
             return {"loss": outputs.sum() * 0.0}
         s = self.settings
-        return {"loss": distill_loss(outputs, targets, s.mode, s.temperature, s.normalize)}
+        return {"loss": distill_loss(outputs, targets, s.mode, s.temperature, s.normalize, s.label_weight)}
 
     def new_metrics(self) -> Metrics:
-        return DistillMetrics(self.settings.mode, self.settings.temperature, self.settings.normalize)
+        s = self.settings
+        return DistillMetrics(s.mode, s.temperature, s.normalize, s.label_weight)
 
     def run_meta(self) -> dict[str, Any]:
         return {"data": self.data, "val_data": self.val_data, "teacher": self.teacher.describe(),
                 "distill": dataclasses.asdict(self.settings), "teacher_dim": self.teacher_dim,
                 "output_names": self.teacher.names, "preprocessing": self.student_pre.to_dict(),
-                "augment": dataclasses.asdict(self.augment)}
+                "augment": dataclasses.asdict(self.augment),
+                "label_classes": self.classes if self.labels is not None else None}
 
     def describe(self, metrics: dict[str, float]) -> str:
         parts = [f"val loss {metrics['loss']:.4f}"]
-        for key, label in (("top1_agreement", "top-1 agreement"), ("mean_ap", "mean AP"), ("cosine", "cosine")):
+        for key, label in (("top1_agreement", "top-1 agreement"), ("top1_accuracy", "top-1 accuracy"),
+                           ("mean_ap", "mean AP"), ("cosine", "cosine")):
             if key in metrics:
                 parts.append(f"{label} {100 * metrics[key]:.2f}%" if key != "cosine" else f"{label} {metrics[key]:.4f}")
         return "  ".join(parts)
 
 
 __all__ = ["DistillMetrics", "DistillSettings", "DistillTask", "MODES", "ProjectedStudent", "distill_loss",
-           "teacher_targets"]
+           "folder_classes", "split_targets", "teacher_targets"]

