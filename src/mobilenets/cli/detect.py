@@ -1,4 +1,4 @@
-"""``mobilenet detect train|eval|predict|export|anchors``: the commands of :mod:`mobilenets.tasks.detect`.
+"""``mobilenet detect train|eval|predict|export|bench|anchors``: the commands of :mod:`mobilenets.tasks.detect`.
 
 Each handler is a thin layer over a library function (:func:`~mobilenets.tasks.detect.run.train`,
 :func:`~mobilenets.tasks.detect.run.eval_checkpoint`, :func:`~mobilenets.tasks.detect.evaluate.
@@ -20,7 +20,9 @@ from mobilenets.cli.common import (
     add_json_arg,
     add_model_args,
     add_progress_arg,
+    add_threads_arg,
     nonnegative_int,
+    positive_float,
     positive_int,
 )
 
@@ -70,6 +72,20 @@ def register(sub) -> None:
     p.add_argument("--calibration", type=positive_int, default=64, help="images for int8 calibration (default 64)")
     add_json_arg(p)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("bench", help="batch-1 latency beside torchvision's ssdlite320_mobilenet_v3_large "
+                                     "(eager and ONNX Runtime, interleaved)")
+    p.add_argument("--checkpoint", metavar="RUN", help=CHECKPOINT_HELP + " (default: random weights)")
+    p.add_argument("--detector", default="ssd", choices=("ssd", "ssdlite"), help="without --checkpoint (default ssd)")
+    p.add_argument("--alpha", type=positive_float, default=1.0, help="without --checkpoint: width multiplier (default 1.0)")
+    p.add_argument("--resolution", type=positive_int, default=300, help="without --checkpoint (default 300)")
+    p.add_argument("--no-peer", action="store_true", help="leave out torchvision's SSDLite320")
+    p.add_argument("--no-int8", action="store_true", help="leave out our int8 ONNX model")
+    p.add_argument("--threads", type=positive_int, default=2, help="torch and ONNX Runtime threads (default 2)")
+    p.add_argument("--rounds", type=positive_int, default=10, help="interleaved timing rounds (default 10)")
+    add_json_arg(p)
+    add_progress_arg(p)
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("anchors", help="every anchor as normalised [cy, cx, h, w] (TF OD API order)")
     p.add_argument("--detector", default="ssd", choices=DETECTOR_CHOICES, help="default ssd")
@@ -133,6 +149,10 @@ def _add_train(sub) -> None:
     o.add_argument("--checkpoint-every", type=nonnegative_int, default=0, help="also checkpoint every N steps")
     o.add_argument("--max-steps", type=nonnegative_int, default=0, help="stop after N steps (default 0: no limit)")
     o.add_argument("--eval-batch-size", type=positive_int, default=16, help="validation batch (default 16)")
+    # 1 on a shared machine: with torch's default (2 on 2 cores) at load average ~10, the stand-in
+    # SSD made < 100 steps of 16 in 17 min; one thread made 300 steps of 32 in 4 min (the OpenMP
+    # threads wait for each other when the cores are oversubscribed)
+    add_threads_arg(o, default=None)
     add_progress_arg(o)
     p.set_defaults(func=cmd_train)
 
@@ -155,9 +175,12 @@ def cmd_train(args: argparse.Namespace) -> None:
                         device=args.device, amp=args.amp, channels_last=args.channels_last, keep_last=args.keep_last,
                         checkpoint_every=args.checkpoint_every, max_steps=args.max_steps,
                         progress=not args.no_progress, eval_batch_size=args.eval_batch_size)
-    summary = train(args.data, _detector(args.detector) if args.detector else None, alpha=alpha,
-                    resolution=resolution, variant=variant, backbone=args.backbone, recipe=args.recipe,
-                    recipe_overrides=recipe, detector_overrides=detector, zoom_out=args.zoom_out, options=opts)
+    from mobilenets.utils.scoped import torch_threads
+
+    with torch_threads(args.threads):  # None: torch's default
+        summary = train(args.data, _detector(args.detector) if args.detector else None, alpha=alpha,
+                        resolution=resolution, variant=variant, backbone=args.backbone, recipe=args.recipe,
+                        recipe_overrides=recipe, detector_overrides=detector, zoom_out=args.zoom_out, options=opts)
     m = summary["metrics"]
     line = "  ".join(f"{k} {m[k]:.3f}" for k in ("AP", "AP50", "AP75", "AR100") if k in m)
     print(f"trained {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.1f} s; "
@@ -216,6 +239,23 @@ def cmd_export(args: argparse.Namespace) -> None:
         print(f"{item['path']}: {item['check']}")
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    from mobilenets.bench.timing import BenchSettings
+    from mobilenets.tasks.detect.config import make_config
+    from mobilenets.tasks.detect.latency import detector_latency
+
+    config = None if args.checkpoint else make_config(args.detector, alpha=args.alpha, resolution=args.resolution)
+    result = detector_latency(args.checkpoint, config=config, peer=not args.no_peer, int8=not args.no_int8,
+                              settings=BenchSettings(threads=args.threads, batch=1, rounds=args.rounds),
+                              progress=not args.no_progress)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"batch 1, {args.threads} threads, {args.rounds} interleaved rounds (median, p10-p90 ms)")
+    for name, r in result["results"].items():
+        print(f"  {name:34s} {r['median_ms']:8.2f}  ({r['p10_ms']:.2f}-{r['p90_ms']:.2f})")
+
+
 def cmd_anchors(args: argparse.Namespace) -> None:
     from mobilenets.tasks.detect.anchors import anchors_table
 
@@ -230,4 +270,4 @@ def cmd_anchors(args: argparse.Namespace) -> None:
               + (f"  (scale, aspect): {', '.join(f'({s:.4g}, {a:.4g})' for s, a in m['boxes'])}" if "boxes" in m else ""))
 
 
-__all__ = ["cmd_anchors", "cmd_eval", "cmd_export", "cmd_predict", "cmd_train", "register"]
+__all__ = ["cmd_anchors", "cmd_bench", "cmd_eval", "cmd_export", "cmd_predict", "cmd_train", "register"]

@@ -94,3 +94,13 @@ def test_export_onnx_fp32_and_int8(run, tmp_path, capsys):
     assert int8["int8"] and "AP50" in int8["stats"]
     side = json.loads((tmp_path / "exp" / "model.json").read_text())
     assert side["classes"] == ["circle", "square", "triangle", "cross"] and (tmp_path / "exp" / "model-int8.onnx").is_file()
+
+
+@pytest.mark.slow
+def test_bench_times_ours_eager_and_onnx(run, capsys):
+    assert main(["detect", "bench", "--checkpoint", str(run), "--no-peer", "--rounds", "1", "--threads", "1",
+                 "--no-progress", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["results"]) == {"ours eager", "ours onnx fp32", "ours onnx int8"}
+    assert all(r["median_ms"] > 0 for r in result["results"].values())
+    assert result["settings"]["batch"] == 1 and result["models"]["ours"]["resolution"] == 64

@@ -177,3 +177,19 @@ def test_voc_folder_reads_as_coco(tmp_path, standin):
     assert sorted(tuple(a["bbox"]) for a in split.coco["annotations"]) == original
     assert split.class_names == sorted({names[a["category_id"]] for a in doc["annotations"]
                                         if a["image_id"] in {i["id"] for i in doc["images"][:3]}})
+
+
+def test_cli_missing_data_and_image_folder_are_one_line(tmp_path, standin, capsys):
+    from mobilenets.cli.main import main
+
+    assert main(["detect", "train", "--data", str(tmp_path / "nowhere"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mobilenet: error: data folder not found") and "\n" not in err
+    _coco_with_problems(tmp_path / "coco", standin)
+    import shutil
+
+    shutil.rmtree(tmp_path / "coco" / "val")
+    assert main(["detect", "train", "--data", str(tmp_path / "coco"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mobilenet: error: image folder not found") and "\n" not in err
+

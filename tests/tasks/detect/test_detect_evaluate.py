@@ -93,7 +93,10 @@ def test_cli_scores_a_results_file_with_the_twelve_names(tmp_path, capsys):
                  str(tmp_path / "res.json"), "--json", "--plot", str(tmp_path / "pr.png")]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert list(printed) == list(STAT_NAMES)
-    assert printed["AP"] == pytest.approx(_pycocotools(tmp_path / "ann.json", tmp_path / "res.json")["AP"], abs=1e-6)
+    reference = _pycocotools(tmp_path / "ann.json", tmp_path / "res.json")
+    for name in STAT_NAMES:  # all 12 printed numbers, not only AP
+        assert printed[name] == pytest.approx(reference[name], abs=1e-6), name
+    assert 0 < printed["AP"] < 1  # a results file that is neither empty nor perfect
     assert (tmp_path / "pr.png").stat().st_size > 5000
 
 
