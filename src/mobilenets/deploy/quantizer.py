@@ -29,28 +29,24 @@ ACTIVATION_EPS = 2 ** -12  # smallest activation step, as ExecuTorch's own confi
 HARDTANH = (torch.ops.aten.hardtanh.default, torch.ops.aten.hardtanh_.default)
 
 
-class ClampedMinMaxObserver(MinMaxObserver):
+class _Clamped:
+    """Mixin for an observer: it observes ``x.clamp(lo, hi)`` and passes ``x`` on unchanged."""
+
+    def __init__(self, lo: float = 0.0, hi: float = 6.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.lo, self.hi = float(lo), float(hi)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        super().forward(x.detach().clamp(self.lo, self.hi))
+        return x
+
+
+class ClampedMinMaxObserver(_Clamped, MinMaxObserver):
     """Min/max observer of ``x.clamp(lo, hi)``: the range of a layer followed by a clamp."""
 
-    def __init__(self, lo: float = 0.0, hi: float = 6.0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.lo, self.hi = float(lo), float(hi)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        super().forward(x.detach().clamp(self.lo, self.hi))
-        return x
-
-
-class ClampedMovingAverageMinMaxObserver(MovingAverageMinMaxObserver):
+class ClampedMovingAverageMinMaxObserver(_Clamped, MovingAverageMinMaxObserver):
     """Moving-average min/max of ``x.clamp(lo, hi)`` (quantization-aware fine-tuning)."""
-
-    def __init__(self, lo: float = 0.0, hi: float = 6.0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.lo, self.hi = float(lo), float(hi)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        super().forward(x.detach().clamp(self.lo, self.hi))
-        return x
 
 
 def outside_classifier(node: torch.fx.Node) -> bool:
