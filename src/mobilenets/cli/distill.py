@@ -16,7 +16,8 @@ from mobilenets.cli.common import (
     positive_float,
     positive_int,
 )
-from mobilenets.cli.geo import add_recipe_args, add_running_args, recipe_overrides, train_options
+from mobilenets.cli.geo import add_recipe_args, recipe_overrides, train_options
+from mobilenets.cli.train import add_running_args
 
 TEACHER_HELP = ("a model folder/run/.safetensors of ours, a .onnx file, precomputed outputs: a .npz "
                 "(arrays 'paths' and 'outputs') or a .parquet (columns 'path' and 'outputs'; needs pyarrow), "
@@ -52,7 +53,7 @@ def register(sub) -> None:
     add_model_args(p, default="alpha 0.25 at 128 px", checkpoint=False, num_classes=False)
     add_recipe_args(p)
     p.set_defaults(recipe="distill")
-    add_running_args(p)
+    add_running_args(p, "with its own recipe and model")
     add_json_arg(p)
     p.set_defaults(func=cmd_distill)
 

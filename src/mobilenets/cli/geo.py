@@ -19,7 +19,7 @@ from mobilenets.cli.common import (
     nonnegative_int,
     positive_int,
 )
-from mobilenets.cli.train import parse_bool
+from mobilenets.cli.train import add_running_args, parse_bool
 from mobilenets.train.options import TrainOptions
 from mobilenets.train.recipes import FIELD_HELP, PRESETS, Recipe
 
@@ -117,30 +117,6 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
                            help=f"{FIELD_HELP[f.name]} (default: {defaults})")
 
 
-def add_running_args(p: argparse.ArgumentParser) -> None:
-    o = p.add_argument_group("running")
-    d = TrainOptions()
-    o.add_argument("--output", metavar="DIR", help="run FOLDER (default: a new folder under runs/)")
-    o.add_argument("--resume", action="store_true", help="continue the run in --output from its newest checkpoint "
-                                                         "(with its own data, cells, recipe and model)")
-    o.add_argument("--workers", type=nonnegative_int, default=d.workers,
-                   help=f"DataLoader workers (default {d.workers}; results do not depend on it)")
-    o.add_argument("--seed", type=int, default=d.seed, help=f"default {d.seed}")
-    add_device_arg(o)
-    o.add_argument("--amp", action="store_true", help="bf16 autocast")
-    o.add_argument("--float64", action="store_true",
-                   help="train in float64 (slow; for numerical checks such as DDP equivalence)")
-    o.add_argument("--channels-last", action="store_true", help="channels_last memory format")
-    o.add_argument("--compile", action="store_true", help="torch.compile the model")
-    o.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm when distributed (torchrun)")
-    o.add_argument("--keep-last", type=positive_int, default=d.keep_last, help=f"step checkpoints kept (default {d.keep_last})")
-    o.add_argument("--checkpoint-every", type=nonnegative_int, default=0,
-                   help="also checkpoint every N steps (default 0: at epoch ends only)")
-    o.add_argument("--deterministic", action="store_true", help="deterministic algorithms (bit-exact resume)")
-    o.add_argument("--max-steps", type=nonnegative_int, default=0, help="stop after N steps in total (default 0: no limit)")
-    add_progress_arg(o)
-
-
 def recipe_overrides(args: argparse.Namespace) -> dict[str, typing.Any]:
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe)
             if f.name != "name" and getattr(args, f.name, None) is not None}
@@ -162,7 +138,7 @@ def _add_train(geo) -> None:
     p.add_argument("--activation", choices=("relu", "relu6"), help="default relu (the paper's)")
     p.add_argument("--dropout", type=float, help="dropout before the classifier (default 0.001)")
     add_recipe_args(p)
-    add_running_args(p)
+    add_running_args(p, "with its own data, cells, recipe and model")
     p.set_defaults(func=cmd_train)
 
 

@@ -92,11 +92,19 @@ def _add_train(sub) -> None:
         g.add_argument("--" + f.name.replace("_", "-"), type=_recipe_flag_type(hints[f.name]),
                        metavar="BOOL" if hints[f.name] is bool else None,
                        help=f"{FIELD_HELP[f.name]} (default: {_preset_defaults(f.name)})")
+    add_running_args(p, "with its own recipe and model")
+    p.set_defaults(func=cmd_train)
+
+
+def add_running_args(p: argparse.ArgumentParser, kept: str) -> None:
+    """The "running" flags of every command that trains through the one loop (train, geo train,
+    distill): where the run goes, resume, workers, seed, device, precision, checkpoints, progress.
+    ``kept``: what --resume takes from the run, for its help."""
     o = p.add_argument_group("running")
     d = TrainOptions()
     o.add_argument("--output", metavar="DIR", help="run FOLDER (default: a new folder under runs/)")
     o.add_argument("--resume", action="store_true",
-                   help="continue the run in --output from its newest checkpoint (with its own recipe and model)")
+                   help=f"continue the run in --output from its newest checkpoint ({kept})")
     o.add_argument("--workers", type=nonnegative_int, default=d.workers,
                    help=f"DataLoader workers (default {d.workers}; results do not depend on it)")
     o.add_argument("--seed", type=int, default=d.seed, help=f"default {d.seed}")
@@ -114,7 +122,6 @@ def _add_train(sub) -> None:
     o.add_argument("--deterministic", action="store_true", help="deterministic algorithms (bit-exact resume)")
     o.add_argument("--max-steps", type=nonnegative_int, default=0, help="stop after N steps in total (default 0: no limit)")
     add_progress_arg(o)
-    p.set_defaults(func=cmd_train)
 
 
 def parse_bool(text: str) -> bool:
