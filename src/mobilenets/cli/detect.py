@@ -65,10 +65,11 @@ def register(sub) -> None:
     add_device_arg(p)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("export", help="export a detector to ONNX (box decoding and NMS inside)")
+    p = sub.add_parser("export", help="export a detector to ONNX and TFLite (box decoding and NMS inside)")
     p.add_argument("--checkpoint", required=True, metavar="RUN", help=CHECKPOINT_HELP)
     p.add_argument("--output", required=True, metavar="DIR", help="folder for the exported files")
-    p.add_argument("--int8", action="store_true", help="also an int8 (static, per-channel) ONNX model")
+    p.add_argument("--int8", action="store_true", help="also int8 (static, per-channel) models")
+    p.add_argument("--formats", default="onnx,tflite", help="comma-separated: onnx, tflite (default both)")
     p.add_argument("--calibration", type=positive_int, default=64, help="images for int8 calibration (default 64)")
     add_json_arg(p)
     p.set_defaults(func=cmd_export)
@@ -131,6 +132,8 @@ def _add_train(sub) -> None:
     p.add_argument("--zoom-out", type=_recipe_type(bool), metavar="BOOL",
                    help="random zoom-out augmentation (default: on with the modern recipe, off on the stand-in)")
     p.add_argument("--recipe", default="modern", choices=("modern", "tf_ssd"), help="training preset (default modern)")
+    p.add_argument("--bn-momentum", type=float, help="BatchNorm momentum in training, PyTorch's sense (default 0.03, "
+                                                    "whatever the --backbone checkpoint has)")
     g = p.add_argument_group("recipe overrides (default: the preset's)")
     hints = typing.get_type_hints(Recipe)
     for f in dataclasses.fields(Recipe):
@@ -180,7 +183,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     with torch_threads(args.threads):  # None: torch's default
         summary = train(args.data, _detector(args.detector) if args.detector else None, alpha=alpha,
                         resolution=resolution, variant=variant, backbone=args.backbone, recipe=args.recipe,
-                        recipe_overrides=recipe, detector_overrides=detector, zoom_out=args.zoom_out, options=opts)
+                        recipe_overrides=recipe, detector_overrides=detector, zoom_out=args.zoom_out,
+                        bn_momentum=args.bn_momentum, options=opts)
     m = summary["metrics"]
     line = "  ".join(f"{k} {m[k]:.3f}" for k in ("AP", "AP50", "AP75", "AR100") if k in m)
     print(f"trained {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.1f} s; "
@@ -231,7 +235,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from mobilenets.tasks.detect.export import export_detector
 
-    result = export_detector(args.checkpoint, args.output, int8=args.int8, calibration=args.calibration)
+    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    result = export_detector(args.checkpoint, args.output, int8=args.int8, calibration=args.calibration,
+                             formats=formats)
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -240,18 +246,25 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
+    run_detector_bench(args.checkpoint, args.detector, args.alpha, args.resolution, peer=not args.no_peer,
+                       int8=not args.no_int8, threads=args.threads, rounds=args.rounds, as_json=args.json,
+                       progress=not args.no_progress)
+
+
+def run_detector_bench(checkpoint: str | None, detector: str, alpha: float, resolution: int, *, peer: bool,
+                       int8: bool, threads: int, rounds: int, as_json: bool, progress: bool) -> None:
+    """What ``mobilenet detect bench`` and ``mobilenet bench --detector`` print."""
     from mobilenets.bench.timing import BenchSettings
     from mobilenets.tasks.detect.config import make_config
     from mobilenets.tasks.detect.latency import detector_latency
 
-    config = None if args.checkpoint else make_config(args.detector, alpha=args.alpha, resolution=args.resolution)
-    result = detector_latency(args.checkpoint, config=config, peer=not args.no_peer, int8=not args.no_int8,
-                              settings=BenchSettings(threads=args.threads, batch=1, rounds=args.rounds),
-                              progress=not args.no_progress)
-    if args.json:
+    config = None if checkpoint else make_config(detector, alpha=alpha, resolution=resolution)
+    result = detector_latency(checkpoint, config=config, peer=peer, int8=int8,
+                              settings=BenchSettings(threads=threads, batch=1, rounds=rounds), progress=progress)
+    if as_json:
         print(json.dumps(result, indent=2))
         return
-    print(f"batch 1, {args.threads} threads, {args.rounds} interleaved rounds (median, p10-p90 ms)")
+    print(f"batch 1, {threads} threads, {rounds} interleaved rounds (median, p10-p90 ms)")
     for name, r in result["results"].items():
         print(f"  {name:34s} {r['median_ms']:8.2f}  ({r['p10_ms']:.2f}-{r['p90_ms']:.2f})")
 

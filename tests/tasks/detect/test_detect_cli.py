@@ -49,6 +49,7 @@ def test_run_folder(run, capsys):
     config = json.loads((run / "config.json").read_text())
     assert config["task"] == "detection" and config["classes"] == ["circle", "square", "triangle", "cross"]
     assert config["model"]["backbone"]["alpha"] == 0.25 and config["model"]["resolution"] == 64
+    assert config["model"]["backbone"]["bn_momentum"] == 0.03  # the detector's, not MobileNetConfig's 0.1
 
 
 def test_eval_reloads_and_agrees_with_the_loop(run, capsys):
@@ -86,14 +87,28 @@ def test_predict_draws_labelled_boxes(run, tmp_path, capsys):
 @pytest.mark.slow
 def test_export_onnx_fp32_and_int8(run, tmp_path, capsys):
     assert main(["detect", "export", "--checkpoint", str(run), "--output", str(tmp_path / "exp"), "--int8",
-                 "--calibration", "4", "--json"]) == 0
+                 "--calibration", "4", "--formats", "onnx", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     fp32, int8 = result["files"]
     assert fp32["ok"], fp32["check"]
     assert fp32["compare"]["max_box_difference"] <= 1e-3 and fp32["compare"]["same_detections"] == 4
     assert int8["int8"] and "AP50" in int8["stats"]
-    side = json.loads((tmp_path / "exp" / "model.json").read_text())
+    side = json.loads((tmp_path / "exp" / "model.onnx.json").read_text())
     assert side["classes"] == ["circle", "square", "triangle", "cross"] and (tmp_path / "exp" / "model-int8.onnx").is_file()
+
+
+@pytest.mark.slow
+def test_export_tflite_fp32_and_int8(run, tmp_path, capsys):
+    assert main(["detect", "export", "--checkpoint", str(run), "--output", str(tmp_path / "exp"), "--int8",
+                 "--calibration", "4", "--formats", "tflite", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    fp32, int8 = result["files"]
+    assert fp32["format"] == int8["format"] == "tflite" and not fp32["int8"] and int8["int8"]
+    assert fp32["ok"], fp32["check"]
+    assert "AP50" in int8["stats"] and "AP50" in fp32["stats"]
+    assert b"TFLite_Detection_PostProcess" in (tmp_path / "exp" / "model-int8.tflite").read_bytes()
+    side = json.loads((tmp_path / "exp" / "model.tflite.json").read_text())
+    assert side["input"]["shape"] == [1, 64, 64, 3] and "TFLite_Detection_PostProcess" in side["postprocess"]
 
 
 @pytest.mark.slow

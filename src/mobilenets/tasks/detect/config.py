@@ -157,15 +157,22 @@ def build_detector(config: DetectorConfig, backbone=None):
     """The detector ``config`` describes, on ``backbone`` (a :class:`~mobilenets.models.mobilenet.
     MobileNet` whose weights to start from; its config must match ``config.backbone`` but for
     classes and resolution) or on a new MobileNet."""
+    from torch import nn
+
     from mobilenets.models.mobilenet import MobileNet
 
     if backbone is None:
         backbone = MobileNet(config.backbone)
     else:
         ours = config.backbone.replace(num_classes=0)
-        theirs = backbone.config.replace(num_classes=0, resolution=config.backbone.resolution)
+        # BatchNorm momentum is a training setting, not architecture: the detector's wins
+        theirs = backbone.config.replace(num_classes=0, resolution=ours.resolution, bn_momentum=ours.bn_momentum)
         if ours != theirs:
             raise MobileNetsError(f"the backbone's config {theirs} does not match the detector's {ours}")
+        for m in backbone.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = ours.bn_momentum
+        backbone.config = backbone.config.replace(bn_momentum=ours.bn_momentum)
     if config.is_ssd:
         from mobilenets.tasks.detect.ssd import build_ssd
 
