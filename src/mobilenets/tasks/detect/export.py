@@ -1,12 +1,12 @@
-"""SSD / SSDLite to ONNX with box decoding and NMS inside, fp32 and int8, checked against eager.
+"""SSD / SSDLite to ONNX (and TFLite) with box decoding and NMS inside, fp32 and int8, checked against eager.
 
-The exported graph takes ``input``: ``[1, 3, R, R]`` float RGB in [0, 1], already resized to the
+The ONNX graph takes ``input``: ``[1, 3, R, R]`` float RGB in [0, 1], already resized to the
 detector's size (as :mod:`~mobilenets.tasks.detect.transforms` resizes: antialiased). Inside: the
 [-1, 1] scaling, the network, box decoding against the TF anchors (torchvision's ``BoxCoder``,
 the same call as eager), clipping, class scores (softmax without background, or sigmoid), then
 ONNX's ``NonMaxSuppression`` per class (IoU, score floor and 100 per class, as eager) and a
 ``TopK`` of the 100 best overall. Outputs: ``boxes`` ``[D, 4]`` (``x1, y1, x2, y2`` normalised to
-[0, 1]), ``scores`` ``[D]``, ``labels`` ``[D]`` (1..K; the sidecar ``.json`` names them).
+[0, 1]), ``scores`` ``[D]``, ``labels`` ``[D]`` (1..K; the sidecar ``model.onnx.json`` names them).
 
 Int8: ONNX Runtime's static QDQ quantization (per-channel int8 weights, uint8 activations,
 min/max calibration on the training images) of the network part; decoding and NMS stay float.
@@ -16,7 +16,9 @@ held-out images; int8 scored with COCO's AP50 beside fp32 on the validation spli
 Eager keeps the 400 best boxes per class before NMS; ONNX's NMS looks at all of them. The kept
 detections can only differ when more than 400 boxes of one class pass the score floor and one
 ranked below 400 would survive among the 100 best: the self-check reports any difference.
-Faster R-CNN is not exported (its proposals and crops have data-dependent shapes).
+TFLite (``model.tflite``, ``model-int8.tflite``): :mod:`~mobilenets.tasks.detect.tflite`, with
+TFLite's detection post-process op inside; the same checks. Faster R-CNN is not exported (its
+proposals and crops have data-dependent shapes).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import torch
 from torch import nn
 from torchvision.ops import boxes as box_ops
 
+from mobilenets.deploy.formats import sidecar_path
 from mobilenets.errors import MobileNetsError
 
 OPSET = 20
@@ -167,34 +170,41 @@ def run_onnx(sess, image: np.ndarray) -> dict[str, np.ndarray]:
     return {"boxes": boxes, "scores": scores, "labels": labels}
 
 
-def compare_to_eager(model, sess, images: list[np.ndarray], resolution: int) -> dict[str, Any]:
+def compare_to_eager(model, run, images: list[np.ndarray], resolution: int) -> dict[str, Any]:
     """Largest box difference (fraction of the image size) over detections kept by both, and how
-    many images keep exactly the same detections (labels, and order by score)."""
+    many images keep exactly the same detections (labels, and order by score). ``run``: image
+    ``[3, R, R]`` -> ``boxes`` (normalised xyxy), ``scores``, ``labels`` (:func:`run_onnx`'s)."""
     worst, same = 0.0, 0
     for image in images:
         with torch.no_grad():
             eager = model([torch.from_numpy(image)])[0]
-        onnx_out = run_onnx(sess, image)
+        out = run(image)
         e_boxes = eager["boxes"].numpy() / resolution
-        n = min(len(e_boxes), len(onnx_out["boxes"]))
+        n = min(len(e_boxes), len(out["boxes"]))
         if n:
-            worst = max(worst, float(np.abs(e_boxes[:n] - onnx_out["boxes"][:n]).max()))
-        same += int(len(e_boxes) == len(onnx_out["boxes"]) and
-                    np.array_equal(eager["labels"].numpy(), onnx_out["labels"]))
+            worst = max(worst, float(np.abs(e_boxes[:n] - out["boxes"][:n]).max()))
+        same += int(len(e_boxes) == len(out["boxes"]) and np.array_equal(eager["labels"].numpy(), out["labels"]))
     return {"max_box_difference": worst, "same_detections": same, "images": len(images)}
 
 
+FORMATS = ("onnx", "tflite")
+
+
 def export_detector(checkpoint: str, output: str | os.PathLike, *, int8: bool = False, calibration: int = 64,
-                    check_images: int = 16, data: str | None = None) -> dict[str, Any]:
-    """Write ``model.onnx`` (and with ``int8`` ``model-int8.onnx``) and their sidecar JSON to
-    ``output``; check them as the module docstring says; returns the files and their checks."""
+                    check_images: int = 16, data: str | None = None,
+                    formats: tuple[str, ...] = FORMATS) -> dict[str, Any]:
+    """Write ``model.onnx`` / ``model.tflite`` (and with ``int8`` ``model-int8.*``) and their sidecar
+    JSON to ``output``; check them as the module docstring says (TFLite: see
+    :mod:`~mobilenets.tasks.detect.tflite`); returns the files and their checks."""
+    from mobilenets.tasks.detect.config import DetectorConfig
     from mobilenets.tasks.detect.evaluate import coco_metrics, to_results
     from mobilenets.tasks.detect.run import load_data, load_detector
     from mobilenets.tasks.detect.task import DetectionTask
 
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise MobileNetsError(f"unknown detector export format(s) {unknown or formats}; choose from {', '.join(FORMATS)}")
     model, meta = load_detector(checkpoint)
-    from mobilenets.tasks.detect.config import DetectorConfig
-
     cfg = DetectorConfig.from_dict(meta["model"])
     if not cfg.is_ssd:
         raise MobileNetsError("only SSD and SSDLite export (Faster R-CNN's proposals have data-dependent shapes)")
@@ -208,51 +218,76 @@ def export_detector(checkpoint: str, output: str | os.PathLike, *, int8: bool = 
     def images(ds, n):
         return [ds[i][0].numpy() for i in range(min(n, len(ds)))]
 
-    dense = DenseSSD(model, cfg.resolution).eval()
-    side = {"classes": meta["classes"], "category_ids": meta["category_ids"], "detector": cfg.to_dict(),
-            "input": {"name": "input", "shape": [1, 3, cfg.resolution, cfg.resolution], "range": [0, 1],
-                      "layout": "RGB, resized to the input size (antialiased)"},
-            "outputs": {"boxes": "[D, 4] x1, y1, x2, y2 normalised", "scores": "[D]", "labels": "[D] 1..K"}}
-    files = []
-    with tempfile.TemporaryDirectory(prefix="mobilenet-detect-") as tmp:
-        dense_path = os.path.join(tmp, "dense.onnx")
-        export_dense(dense, dense_path)
-        targets = [("model.onnx", dense_path)]
-        if int8:
-            q = os.path.join(tmp, "dense-int8.onnx")
-            quantize_dense(dense_path, q, images(train_set, calibration))
-            targets.append(("model-int8.onnx", q))
-        held_out = images(val_set, check_images)
-        for name, source in targets:
-            append_nms(source, str(out / name), iou=cfg.nms_thresh, score=cfg.score_thresh, keep=cfg.detections)
-            (out / name).with_suffix(".json").write_text(json.dumps({**side, "int8": name != "model.onnx"}, indent=2))
-            files.append({"path": str(out / name), "int8": name != "model.onnx"})
-    sess = {f["path"]: session(f["path"]) for f in files}
-    check = compare_to_eager(model, sess[files[0]["path"]], held_out, cfg.resolution)
-    ok = check["max_box_difference"] <= BOX_TOLERANCE and check["same_detections"] == check["images"]
-    files[0]["check"] = (f"fp32 vs eager on {check['images']} held-out images: max box difference "
-                         f"{check['max_box_difference']:.2e} of the image size, same detections on "
-                         f"{check['same_detections']}/{check['images']}" + ("" if ok else "  MISMATCH"))
-    files[0]["ok"], files[0]["compare"] = ok, check
+    side = {"classes": meta["classes"], "category_ids": meta["category_ids"], "detector": cfg.to_dict()}
+    layouts = {
+        "onnx": {"input": {"name": "input", "shape": [1, 3, cfg.resolution, cfg.resolution], "range": [0, 1],
+                           "layout": "RGB, resized to the input size (antialiased)"},
+                 "outputs": {"boxes": "[D, 4] x1, y1, x2, y2 normalised", "scores": "[D]", "labels": "[D] 1..K"}},
+        "tflite": {"input": {"name": "input", "shape": [1, cfg.resolution, cfg.resolution, 3], "range": [0, 1],
+                             "layout": "RGB NHWC, resized to the input size (antialiased)"},
+                   "outputs": {"boxes": "[1, D, 4] ymin, xmin, ymax, xmax normalised (not clipped)",
+                               "classes": "[1, D] 0..K-1", "scores": "[1, D]", "count": "[1]"},
+                   "postprocess": "TFLite_Detection_PostProcess (regular per-class NMS)"},
+    }
+    calib = images(train_set, calibration) if int8 else None
+    held_out = images(val_set, check_images)
+    files: list[dict[str, Any]] = []
+    if "onnx" in formats:
+        with tempfile.TemporaryDirectory(prefix="mobilenet-detect-") as tmp:
+            dense_path = os.path.join(tmp, "dense.onnx")
+            export_dense(DenseSSD(model, cfg.resolution).eval(), dense_path)
+            targets = [("model.onnx", dense_path, False)]
+            if int8:
+                q = os.path.join(tmp, "dense-int8.onnx")
+                quantize_dense(dense_path, q, calib)
+                targets.append(("model-int8.onnx", q, True))
+            for name, source, is_int8 in targets:
+                append_nms(source, str(out / name), iou=cfg.nms_thresh, score=cfg.score_thresh, keep=cfg.detections)
+                files.append({"path": str(out / name), "format": "onnx", "int8": is_int8})
+    if "tflite" in formats:
+        from mobilenets.tasks.detect.tflite import write_tflite
+
+        for name, is_int8 in [("model.tflite", False)] + ([("model-int8.tflite", True)] if int8 else []):
+            write_tflite(model, cfg, out / name, calib if is_int8 else None)
+            files.append({"path": str(out / name), "format": "tflite", "int8": is_int8})
+    runners = {}
+    for f in files:
+        sidecar_path(f["path"]).write_text(json.dumps({**side, **layouts[f["format"]], "int8": f["int8"]}, indent=2))
+        if f["format"] == "onnx":
+            sess = session(f["path"])
+            runners[f["path"]] = lambda image, sess=sess: run_onnx(sess, image)
+        else:
+            from mobilenets.tasks.detect.tflite import TFLiteDetector
+
+            runners[f["path"]] = TFLiteDetector(f["path"])
+    for f in files:
+        if f["int8"]:
+            continue
+        check = compare_to_eager(model, runners[f["path"]], held_out, cfg.resolution)
+        ok = check["max_box_difference"] <= BOX_TOLERANCE and check["same_detections"] == check["images"]
+        f["check"] = (f"fp32 vs eager on {check['images']} held-out images: max box difference "
+                      f"{check['max_box_difference']:.2e} of the image size, same detections on "
+                      f"{check['same_detections']}/{check['images']}" + ("" if ok else "  MISMATCH"))
+        f["ok"], f["compare"] = ok, check
     if int8:
-        ap = {}
-        for f in files:
-            results = []
-            for i in range(len(val_set)):
-                image, target = val_set[i]
-                det = run_onnx(sess[f["path"]], image.numpy())
-                h, w = target["orig_size"]
-                det["boxes"] = det["boxes"] * np.array([w, h, w, h], dtype=np.float32)
-                results += to_results(det, target["image_id"], task.category_ids)
-            ap[f["path"]] = coco_metrics(val.coco, results)["stats"]
-        fp32, q = (ap[f["path"]] for f in files)
-        files[1]["stats"], files[0]["stats"] = q, fp32
-        drop = 100 * (fp32["AP50"] - q["AP50"])
-        files[1]["ok"] = drop <= 2.0
-        files[1]["check"] = (f"int8 AP50 {100 * q['AP50']:.2f} vs fp32 {100 * fp32['AP50']:.2f} on {len(val_set)} "
-                             f"validation images ({-drop:+.2f} points)" + ("" if drop <= 2.0 else "  OVER 2 POINTS"))
+        for fmt in formats:
+            pair = [f for f in files if f["format"] == fmt]
+            for f in pair:
+                results = []
+                for i in range(len(val_set)):
+                    image, target = val_set[i]
+                    det = runners[f["path"]](image.numpy())
+                    h, w = target["orig_size"]
+                    det["boxes"] = det["boxes"] * np.array([w, h, w, h], dtype=np.float32)
+                    results += to_results(det, target["image_id"], task.category_ids)
+                f["stats"] = coco_metrics(val.coco, results)["stats"]
+            fp32, q = pair[0]["stats"], pair[1]["stats"]
+            drop = 100 * (fp32["AP50"] - q["AP50"])
+            pair[1]["ok"] = drop <= 2.0
+            pair[1]["check"] = (f"int8 AP50 {100 * q['AP50']:.2f} vs fp32 {100 * fp32['AP50']:.2f} on {len(val_set)} "
+                                f"validation images ({-drop:+.2f} points)" + ("" if drop <= 2.0 else "  OVER 2 POINTS"))
     return {"checkpoint": str(checkpoint), "files": files}
 
 
-__all__ = ["DenseSSD", "append_nms", "compare_to_eager", "export_dense", "export_detector", "quantize_dense", "run_onnx",
+__all__ = ["FORMATS", "DenseSSD", "append_nms", "compare_to_eager", "export_dense", "export_detector", "quantize_dense", "run_onnx",
            "session"]
