@@ -49,6 +49,10 @@ def register(sub: Any) -> None:
                    help=f"comma-separated engines (default: all of ours, {','.join(OURS)}; with --quick "
                         f"{','.join(QUICK_ENGINES)}; with --all-models {','.join(ALL_MODELS_ENGINES)})")
     p.add_argument("--peers", action="store_true", help=f"also run the peers {', '.join(PEERS)} (default: off)")
+    p.add_argument("--detector", choices=("ssd", "ssdlite"),
+                   help="time a detector instead (batch 1, beside torchvision's ssdlite320_mobilenet_v3_large; "
+                        "as `mobilenet detect bench`: --checkpoint a detection run, or --alpha/--resolution, "
+                        "default 1.0 and 300 px)")
     p.add_argument("--calibration", metavar="DIR", help=CALIBRATION_HELP)
     p.add_argument("--bias-correction", action="store_true",
                    help="correct the int8 exports' biases first, as export --bias-correction does (default: off)")
@@ -119,6 +123,13 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 def cmd_bench(args: argparse.Namespace) -> None:
     if args.plot and not args.all_models:
         raise UsageError("--plot needs --all-models")
+    if args.detector:
+        from mobilenets.cli.detect import run_detector_bench
+
+        run_detector_bench(args.checkpoint, args.detector, args.alpha or 1.0, args.resolution or 300, peer=True,
+                           int8=True, threads=args.threads, rounds=args.rounds or 10, as_json=args.json,
+                           progress=not args.no_progress)
+        return
     s = settings_from_args(args)
     progress = not args.no_progress
     if args.all_models:
