@@ -150,8 +150,11 @@ def quantize_dense(dense_path: str, out: str, images: list[np.ndarray]) -> None:
             quantize_static(pre, out, _Reader(images), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax,
-                            # decoding and scores stay float: only the network's convs are quantized
-                            op_types_to_quantize=["Conv"],
+                            # decoding and scores stay float: only the network's convs are quantized,
+                            # and its ReLU6s (Clip) are named so that ORT folds each into the range of
+                            # the conv before it (with Conv alone, that range was the unclamped one:
+                            # AP50 -2.23 points on the real-MobileNet SSD)
+                            op_types_to_quantize=["Conv", "Clip", "Relu"],
                             extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
 
 
