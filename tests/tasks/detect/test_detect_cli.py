@@ -119,3 +119,13 @@ def test_bench_times_ours_eager_and_onnx(run, capsys):
     assert set(result["results"]) == {"ours eager", "ours onnx fp32", "ours onnx int8"}
     assert all(r["median_ms"] > 0 for r in result["results"].values())
     assert result["settings"]["batch"] == 1 and result["models"]["ours"]["resolution"] == 64
+
+
+@pytest.mark.slow
+def test_main_bench_detector_is_detect_bench_with_the_peer(run, capsys):
+    assert main(["bench", "--detector", "ssd", "--checkpoint", str(run), "--rounds", "1", "--threads", "1",
+                 "--no-progress", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {"ours eager", "ours onnx fp32", "ours onnx int8"} <= set(result["results"])
+    assert any(name.startswith("torchvision") or "ssdlite320" in name for name in result["results"]), result["results"]
+    assert result["models"]["ours"]["resolution"] == 64

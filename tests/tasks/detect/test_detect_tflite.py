@@ -99,3 +99,13 @@ def test_detector_bn_momentum_is_the_detectors_not_the_checkpoints():
     model = build_detector(cfg, backbone)
     momenta = {m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
     assert momenta == {0.03}
+
+
+def test_export_refuses_unknown_format_before_loading(tmp_path, capsys):
+    from mobilenets.cli.main import main
+
+    code = main(["detect", "export", "--checkpoint", str(tmp_path / "none"), "--output", str(tmp_path / "x"),
+                 "--formats", "onnx,coreml"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "coreml" in err[0] and "onnx, tflite" in err[0]
+    assert not (tmp_path / "x").exists()

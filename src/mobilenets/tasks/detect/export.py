@@ -207,6 +207,12 @@ def export_detector(checkpoint: str, output: str | os.PathLike, *, int8: bool = 
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise MobileNetsError(f"unknown detector export format(s) {unknown or formats}; choose from {', '.join(FORMATS)}")
+    if "tflite" in formats:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorflow") is None:  # before any work: the ONNX files are not half-done
+            raise MobileNetsError("TFLite export needs TensorFlow (pip install 'mobilenets[export]'), or pass "
+                                  "--formats onnx")
     model, meta = load_detector(checkpoint)
     cfg = DetectorConfig.from_dict(meta["model"])
     if not cfg.is_ssd:
