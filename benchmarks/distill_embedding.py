@@ -2,8 +2,9 @@
 embedding from augmented face chips and must reproduce dlib's same/different decision (distance
 <= 0.6) on pairs built from held-out augmentations.
 
-Faces: the real photos with a face dlib finds (astronaut, Grace Hopper) as aligned 150-px chips,
-and the first ``--lfw`` faces of ``skimage.data.lfw_subset()`` (25 px grey, upscaled), each one
+Faces: every face dlib finds in the real photos of :data:`~mobilenets.data.photos.FACE_PHOTOS`
+(astronaut, Grace Hopper, insightface's Tom Hanks and its six-person t1.jpg: 9 sharp faces) as aligned
+150-px chips, judged apart from the first ``--lfw`` faces of ``skimage.data.lfw_subset()`` (25 px grey, upscaled), each one
 identity. Every face gets ``--train-augs`` augmented copies for training and ``--test-augs`` other
 ones for the test (random crop of 80-100 %, mirror, brightness, a small rotation). dlib runs once per
 chip (it costs ~0.1 s a chip on one core: too slow to run inside every training step here), so the
@@ -13,7 +14,8 @@ Test pairs: every same-identity pair of test chips and three times as many rando
 pairs. The student's threshold is chosen on training pairs (the one that best agrees with dlib at
 0.6), then applied to the test pairs; the agreement at 0.6 itself is printed too. The verification
 reports (truth: same identity) of dlib and the student are printed side by side (Table 14 layout)
-and drawn in ``roc.png``.
+and drawn in ``roc_real.png`` and ``roc_lfw.png``. With ``--init-imagenet`` the student starts
+from the real ImageNet MobileNetV1 narrowed to its width.
 
     python benchmarks/distill_embedding.py --output /tmp/emb [--epochs 60 --threads 1]
 """
@@ -28,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from _cli import ScriptParser, positive_int
+from _models import real_mobilenet
 
 
 def face_sources(n_lfw: int) -> tuple[dict[str, Image.Image], dict[str, Image.Image]]:
@@ -153,6 +156,8 @@ def main(argv=None) -> dict:
     p.add_argument("--resolution", type=positive_int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--init-imagenet", action="store_true",
+                   help="start the student from the real ImageNet MobileNetV1, narrowed to --alpha (distill --init)")
     p.add_argument("--eval-only", action="store_true", help="judge the student already trained in OUTPUT/run")
     args = p.parse_args(argv)
 
@@ -184,7 +189,7 @@ def main(argv=None) -> dict:
               f"test views; dlib: {prep_s:.0f} s", flush=True)
 
         # the same as: mobilenet distill --teacher ROOT/dlib.npz --data ROOT/train --task embedding
-        #   --alpha A --resolution R --epochs E --lr LR --output ROOT/run
+        #   --alpha A --resolution R --epochs E --lr LR --output ROOT/run [--init IMAGENET_MOBILENET]
         fit_t0 = time.time()
         if args.eval_only:
             summary = {"metrics": None, "seconds": None, "steps": None}
@@ -195,6 +200,7 @@ def main(argv=None) -> dict:
                 shutil.rmtree(root / "run")  # a fresh run, not a resume
             summary = distill(str(root / "dlib.npz"), str(root / "train"), "embedding", alpha=args.alpha,
                               resolution=args.resolution, val_every=10,
+                              init=str(real_mobilenet(root / "imagenet")) if args.init_imagenet else None,
                               recipe_overrides={"epochs": args.epochs, "lr": args.lr},
                               options=TrainOptions(output=str(root / "run"), progress=False))
         fit_wall = time.time() - fit_t0
@@ -211,7 +217,8 @@ def main(argv=None) -> dict:
 
     sets = {"real": [i for i, f in enumerate(test) if f.rsplit("_", 1)[0] in real],
             "lfw": [i for i, f in enumerate(test) if f.rsplit("_", 1)[0] in lfw]}
-    result = {"student": f"MobileNet {args.alpha:g}-{args.resolution}", "train_views": len(train),
+    result = {"student": f"MobileNet {args.alpha:g}-{args.resolution}",
+              "student_init": "ImageNet MobileNetV1, narrowed" if args.init_imagenet else "random", "train_views": len(train),
               "student_threshold": s_thr, "sets": {}}
     for k, (name, rows) in enumerate(sets.items()):
         if not rows:

@@ -6,7 +6,8 @@ layout.
 
 Faces as in ``distill_embedding.py`` (the real photos with a face, the 100 faces of
 ``skimage.data.lfw_subset()``). Two test sets: held-out views of the training faces, and views of
-faces the student never saw (the last ``--held-faces`` LFW faces and Grace Hopper). The teacher's
+faces the student never saw (the last ``--held-faces`` LFW faces and Grace Hopper). With
+``--init-imagenet`` the student starts from the real ImageNet MobileNetV1 narrowed to its width. The teacher's
 outputs are computed once per view and the student trains on them as a precomputed teacher
 (``mobilenet distill --teacher attrs.npz --task multilabel``).
 
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from _cli import ScriptParser, positive_int
+from _models import real_mobilenet
 from distill_embedding import cached_outputs, face_sources, write_views
 
 
@@ -35,6 +37,8 @@ def main(argv=None) -> dict:
     p.add_argument("--resolution", type=positive_int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--init-imagenet", action="store_true",
+                   help="start the student from the real ImageNet MobileNetV1, narrowed to alpha 0.25 (distill --init)")
     args = p.parse_args(argv)
 
     from mobilenets.tasks.distill.data import load_crops
@@ -47,8 +51,9 @@ def main(argv=None) -> dict:
     root = Path(args.output)
     t0, c0 = time.time(), time.process_time()
     with torch_threads(args.threads):
-        sources = face_sources(100)
-        lfw = sorted(k for k in sources if k.startswith("lfw"))
+        real, lfw_faces = face_sources(100)
+        sources = {**real, **lfw_faces}
+        lfw = sorted(lfw_faces)
         unseen = set(lfw[-args.held_faces:]) | {"grace_hopper"}
         seen = {k: v for k, v in sources.items() if k not in unseen}
         train = write_views(seen, root / "train", args.train_augs, seed=0)
@@ -65,7 +70,7 @@ def main(argv=None) -> dict:
               flush=True)
 
         # the same as: mobilenet distill --teacher ROOT/attrs.npz --data ROOT/train --task multilabel
-        #   --alpha 0.25 --resolution R --epochs E --lr LR --output ROOT/run
+        #   --alpha 0.25 --resolution R --epochs E --lr LR --output ROOT/run [--init IMAGENET_MOBILENET]
         fit_t0 = time.time()
         if (root / "run").exists():
             import shutil
@@ -73,6 +78,7 @@ def main(argv=None) -> dict:
             shutil.rmtree(root / "run")  # a fresh run, not a resume
         summary = distill(str(root / "attrs.npz"), str(root / "train"), "multilabel", alpha=0.25,
                           resolution=args.resolution, val_every=10,
+                          init=str(real_mobilenet(root / "imagenet")) if args.init_imagenet else None,
                           recipe_overrides={"epochs": args.epochs, "lr": args.lr},
                           options=TrainOptions(output=str(root / "run"), progress=False))
         fit_wall = time.time() - fit_t0
@@ -81,7 +87,8 @@ def main(argv=None) -> dict:
         reports = {name: attribute_report(student, pre, teacher, load_crops(root / name, files, 150))
                    for name, files in (("test_seen", test_seen), ("test_unseen", test_unseen))}
 
-    result = {"train_faces": len(seen), "train_views": len(train), "steps": summary["steps"],
+    result = {"student_init": "ImageNet MobileNetV1, narrowed" if args.init_imagenet else "random",
+              "train_faces": len(seen), "train_views": len(train), "steps": summary["steps"],
               "teacher_prep_s": round(prep_s), "fit_wall_s": round(fit_wall),
               "wall_s": round(time.time() - t0), "cpu_s": round(time.process_time() - c0)}
     for name, rep in reports.items():

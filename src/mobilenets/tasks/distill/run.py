@@ -44,13 +44,17 @@ def augment_of(recipe: Recipe) -> Augment:
 def distill(teacher: str | Teacher, data: str, task: str = "classify", model: str | MobileNetConfig | None = None, *,
             alpha: float | None = None, resolution: int | None = None, variant: str | None = None,
             val_data: str | None = None, val_every: int = 10, temperature: float = 4.0, normalize: bool = False,
-            embedding_dim: int | None = None, label_weight: float = 0.0, recipe: str | Recipe = "distill",
+            embedding_dim: int | None = None, label_weight: float = 0.0, init: str | os.PathLike | None = None,
+            recipe: str | Recipe = "distill",
             recipe_overrides: dict[str, Any] | None = None, options: TrainOptions | None = None,
             log: Any = print) -> dict[str, Any]:
     """Train a MobileNet student to mimic ``teacher`` (a :class:`Teacher` or a spec string, see
     :func:`~mobilenets.tasks.distill.teachers.load_teacher`) on the images of ``data`` (any folder,
     no labels; with ``label_weight`` > 0 a classify run also learns the class folders' labels),
-    through :func:`mobilenets.train.loop.fit`; returns fit's summary. With
+    through :func:`mobilenets.train.loop.fit`; returns fit's summary. ``init`` (a checkpoint or
+    model folder, typically the teacher's own when it is a MobileNet) starts the student from those
+    weights, narrowed to the student's alpha by :func:`mobilenets.weights.narrow.narrow`, with
+    their padding and activation; default: random. With
     ``options.resume`` the run in ``options.output`` continues with its own settings."""
     from mobilenets.models.registry import resolve_config
     from mobilenets.train.loop import fit, read_run_config
@@ -68,7 +72,8 @@ def distill(teacher: str | Teacher, data: str, task: str = "classify", model: st
         rec = Recipe.from_dict(saved["recipe"])
         cfg = MobileNetConfig.from_dict(saved["model"])
         augment = Augment(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["augment"].items()})
-        log(f"resuming {opts.output} with its own teacher, data, model and recipe")
+        log(f"resuming {opts.output} with its own teacher, data, model and recipe"
+            + ("" if init is None else f"; not applied: init={os.fspath(init)!r} (the run has its own weights)"))
     else:
         rec = recipe if isinstance(recipe, Recipe) else get_recipe(recipe)
         if recipe_overrides:
@@ -78,8 +83,18 @@ def distill(teacher: str | Teacher, data: str, task: str = "classify", model: st
                                    label_weight=float(label_weight))
         cfg = resolve_config(model, alpha=alpha, resolution=resolution, variant=variant, default=DEFAULT_STUDENT)
         augment = augment_of(rec)
+    start = None
+    if init is not None and not opts.resume:
+        from mobilenets.weights.checkpoint import load_model
+        from mobilenets.weights.narrow import check_narrowing, narrow_config
+
+        start = load_model(init)
+        cfg = narrow_config(start.config, cfg)
+        check_narrowing(start.config, cfg)  # before any data is read
+        log(f"student starts from {os.fspath(init)} (alpha {start.config.alpha:g} narrowed to {cfg.alpha:g})")
     t = teacher if isinstance(teacher, Teacher) else load_teacher(teacher)
-    dtask = DistillTask(t, cfg, data, settings, augment, val_data=val_data)
+    dtask = DistillTask(t, cfg, data, settings, augment, val_data=val_data, init=start,
+                        init_spec=None if init is None else os.fspath(init))
     if len(dtask.train_paths) < rec.batch_size:
         rec = rec.replace(batch_size=len(dtask.train_paths))
         log(f"batch size lowered to {rec.batch_size}: the training set has {len(dtask.train_paths)} images")

@@ -209,8 +209,10 @@ class DistillTask(Task):
     monitor_mode = "min"
 
     def __init__(self, teacher: Teacher, config: MobileNetConfig, data: str, settings: DistillSettings,
-                 augment: Augment, val_data: str | None = None) -> None:
+                 augment: Augment, val_data: str | None = None, init: nn.Module | None = None,
+                 init_spec: str | None = None) -> None:
         self.teacher, self.settings, self.augment = teacher, settings, augment
+        self.init, self.init_spec = init, init_spec  # a (wider) MobileNet the student starts from
         self.data, self.val_data = str(data), val_data
         paths = list_images(data)
         if val_data is not None:
@@ -247,7 +249,12 @@ class DistillTask(Task):
     def build_model(self) -> nn.Module:
         from mobilenets.models.mobilenet import MobileNet
 
-        model = MobileNet(self.config)
+        if self.init is not None:
+            from mobilenets.weights.narrow import narrow
+
+            model = narrow(self.init, self.config).train()
+        else:
+            model = MobileNet(self.config)
         if self.config.num_classes != self.teacher_dim:
             return ProjectedStudent(model, self.teacher_dim)
         return model
@@ -291,7 +298,7 @@ class DistillTask(Task):
         return {"data": self.data, "val_data": self.val_data, "teacher": self.teacher.describe(),
                 "distill": dataclasses.asdict(self.settings), "teacher_dim": self.teacher_dim,
                 "output_names": self.teacher.names, "preprocessing": self.student_pre.to_dict(),
-                "augment": dataclasses.asdict(self.augment),
+                "augment": dataclasses.asdict(self.augment), "init": self.init_spec,
                 "label_classes": self.classes if self.labels is not None else None}
 
     def describe(self, metrics: dict[str, float]) -> str:
