@@ -3,9 +3,9 @@ embedding from augmented face chips and must reproduce dlib's same/different dec
 <= 0.6) on pairs built from held-out augmentations.
 
 Faces: every face dlib finds in the real photos of :data:`~mobilenets.data.photos.FACE_PHOTOS`
-(astronaut, Grace Hopper, insightface's Tom Hanks and its six-person t1.jpg: 9 sharp faces) as aligned
-150-px chips, judged apart from the first ``--lfw`` faces of ``skimage.data.lfw_subset()`` (25 px grey, upscaled), each one
-identity. Every face gets ``--train-augs`` augmented copies for training and ``--test-augs`` other
+(astronaut, Grace Hopper, insightface's Tom Hanks and its six-person t1.jpg: 9 sharp faces) as
+aligned 150-px chips, judged apart from the first ``--lfw`` faces of ``skimage.data.lfw_subset()``
+(25 px grey, upscaled); each face is one identity. Every face gets ``--train-augs`` augmented copies for training and ``--test-augs`` other
 ones for the test (random crop of 80-100 %, mirror, brightness, a small rotation). dlib runs once per
 chip (it costs ~0.1 s a chip on one core: too slow to run inside every training step here), so the
 student trains on a precomputed ``.npz`` teacher (``mobilenet distill --teacher dlib.npz``).

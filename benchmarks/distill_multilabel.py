@@ -6,10 +6,10 @@ layout.
 
 Faces as in ``distill_embedding.py`` (the real photos with a face, the 100 faces of
 ``skimage.data.lfw_subset()``). Two test sets: held-out views of the training faces, and views of
-faces the student never saw (the last ``--held-faces`` LFW faces and Grace Hopper). With
-``--init-imagenet`` the student starts from the real ImageNet MobileNetV1 narrowed to its width. The teacher's
+faces the student never saw (the last ``--held-faces`` LFW faces and Grace Hopper). The teacher's
 outputs are computed once per view and the student trains on them as a precomputed teacher
-(``mobilenet distill --teacher attrs.npz --task multilabel``).
+(``mobilenet distill --teacher attrs.npz --task multilabel``). With ``--init-imagenet`` the student
+starts from the real ImageNet MobileNetV1 narrowed to its width.
 
     python benchmarks/distill_multilabel.py --output /tmp/ml [--epochs 40 --threads 1]
 """

@@ -25,8 +25,8 @@ BN_KEYS = ("weight", "bias", "running_mean", "running_var")
 def channel_choice(gamma: torch.Tensor, keep: int) -> torch.Tensor:
     """Indices (ascending) of the ``keep`` channels with the largest ``|gamma|``; ties go to the
     lower index, so the choice is deterministic."""
-    order = sorted(range(len(gamma)), key=lambda i: (-abs(float(gamma[i])), i))
-    return torch.tensor(sorted(order[:keep]), dtype=torch.long)
+    order = torch.argsort(-gamma.detach().abs(), stable=True)  # stable: equal |gamma| keep index order
+    return order[:keep].sort().values
 
 
 def check_narrowing(source: MobileNetConfig, config: MobileNetConfig) -> None:
@@ -68,10 +68,10 @@ def narrow(model: MobileNet, config: MobileNetConfig) -> MobileNet:
 def narrow_config(source: MobileNetConfig, student: MobileNetConfig) -> MobileNetConfig:
     """The config a student of ``student``'s width, resolution and training settings has when it
     starts from weights of ``source``: the source's padding, activation and BN epsilon (what its
-    filters were trained with), the student's alpha, variant, resolution, classes, dropout and BN momentum
-    (a converted TF model's momentum, 0.0003, would freeze the student's running statistics)."""
-    return source.replace(alpha=student.alpha, variant=student.variant, resolution=student.resolution, num_classes=student.num_classes,
-                          dropout=student.dropout, bn_momentum=student.bn_momentum,
+    filters were trained with), the student's alpha, variant, resolution, classes, dropout and BN
+    momentum (a converted TF model's momentum, 0.0003, would freeze the student's running statistics)."""
+    return source.replace(alpha=student.alpha, variant=student.variant, resolution=student.resolution,
+                          num_classes=student.num_classes, dropout=student.dropout, bn_momentum=student.bn_momentum,
                           min_channels=student.min_channels, channel_divisor=student.channel_divisor)
 
 
