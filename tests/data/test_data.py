@@ -489,9 +489,17 @@ def test_to_normalized_tensor_equals_torchvision():
 def test_every_catalogued_photo_loads_as_rgb():
     """The photo groups the benchmarks and tests draw on (installed by the dev extras) all load, and
     the split by photo holds every second / third one out, the same way each time."""
-    from mobilenets.data.photos import FACE_PHOTOS, IMAGENET_SAMPLES, OBJECT_PHOTOS, PHOTOS, load_photo, split_photos
+    from mobilenets.data.photos import (
+        FACE_PHOTOS,
+        IMAGENET_SAMPLES,
+        MORE_PHOTOS,
+        OBJECT_PHOTOS,
+        PHOTOS,
+        load_photo,
+        split_photos,
+    )
 
-    for group in (PHOTOS, IMAGENET_SAMPLES, FACE_PHOTOS, OBJECT_PHOTOS):
+    for group in (PHOTOS, IMAGENET_SAMPLES, FACE_PHOTOS, OBJECT_PHOTOS, MORE_PHOTOS):
         for name in group:
             image = load_photo(name)
             assert image.mode == "RGB" and min(image.size) >= 100, name

