@@ -55,6 +55,7 @@ from mobilenets.deploy.formats import (
     sidecar_path,
     write,
 )
+from mobilenets.deploy.formats.onnx import reduce_range as onnx_reduce_range
 from mobilenets.deploy.ptq import bias_correction as correct_biases
 from mobilenets.deploy.qat import qat_finetune
 from mobilenets.deploy.sources import resolve_source
@@ -293,7 +294,10 @@ def export_model(model_or_checkpoint: Any, output: str | os.PathLike, format: st
                               else "post-training static quantization of the fine-tuned weights")
                            if qat_epochs else "post-training static"),
                 "classifier": "float (logits not rounded to 8 bits)", "bias_correction": bias_correction,
-                "weights": "int8 symmetric, per output channel", "activations": ACTIVATION_SCHEMES[format],
+                "weights": "int8 symmetric, per output channel" + (
+                    " (7-bit range: ORT's reduce_range, this CPU has no VNNI)"
+                    if format == "onnx" and onnx_reduce_range() else ""),
+                "activations": ACTIVATION_SCHEMES[format],
                 "calibration": images.source, "calibration_images": len(images.calibration), "qat": qat_report},
             "check": check, "write_seconds": round(write_s, 2),
         }

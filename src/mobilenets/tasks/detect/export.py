@@ -141,6 +141,7 @@ def quantize_dense(dense_path: str, out: str, images: list[np.ndarray]) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from mobilenets.deploy.formats.onnx import reduce_range
     from mobilenets.utils.scoped import quiet_output
 
     with tempfile.TemporaryDirectory(prefix="mobilenet-detect-") as tmp:
@@ -148,7 +149,7 @@ def quantize_dense(dense_path: str, out: str, images: list[np.ndarray]) -> None:
         with quiet_output(True):
             quant_pre_process(dense_path, pre, skip_symbolic_shape=True)
             quantize_static(pre, out, _Reader(images), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=reduce_range(),
                             calibrate_method=CalibrationMethod.MinMax,
                             # decoding and scores stay float: only the network's convs are quantized,
                             # and its ReLU6s (Clip) are named so that ORT folds each into the range of
