@@ -343,3 +343,6 @@ def test_ort_int8_weights_use_7_bits_only_on_x86_without_vnni(monkeypatch):
     assert reduce_range(avx2, "x86_64") is False
     monkeypatch.setenv(REDUCE_RANGE_ENV, "1")
     assert reduce_range("flags: avx512_vnni\n", "x86_64") is True
+    monkeypatch.setenv(REDUCE_RANGE_ENV, "yes")
+    with pytest.raises(MobileNetsError, match="must be 1"):
+        reduce_range(avx2, "x86_64")

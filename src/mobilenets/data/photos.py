@@ -29,14 +29,19 @@ def _skimage(name: str) -> Callable[[], np.ndarray]:
     return load
 
 
+def _package_path(package: str, *parts: str) -> str:
+    """A data file of an installed package, found without importing the package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise MobileNetsError(f"photo needs the package {package}, which is not installed")
+    return os.path.join(spec.submodule_search_locations[0], *parts)
+
+
 def _package_file(package: str, *parts: str) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
-        import importlib.util
-
-        spec = importlib.util.find_spec(package)  # the file only; the package itself is not imported
-        if spec is None or not spec.submodule_search_locations:
-            raise MobileNetsError(f"photo needs the package {package}, which is not installed")
-        with Image.open(os.path.join(spec.submodule_search_locations[0], *parts)) as im:
+        with Image.open(_package_path(package, *parts)) as im:
             return np.asarray(im.convert("RGB"))
     return load
 
@@ -98,12 +103,7 @@ OBJECT_PHOTOS: dict[str, Callable[[], np.ndarray]] = {
 def _package_npz(package: str, *parts: str) -> Callable[[], np.ndarray]:
     """A grey photo stored as the array ``data`` of an ``.npz`` (PyWavelets' test images)."""
     def load() -> np.ndarray:
-        import importlib.util
-
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            raise MobileNetsError(f"photo needs the package {package}, which is not installed")
-        with np.load(os.path.join(spec.submodule_search_locations[0], *parts)) as data:
+        with np.load(_package_path(package, *parts)) as data:
             return np.asarray(data["data"], dtype=np.uint8)
     return load
 

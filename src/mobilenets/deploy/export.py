@@ -295,7 +295,7 @@ def export_model(model_or_checkpoint: Any, output: str | os.PathLike, format: st
                            if qat_epochs else "post-training static"),
                 "classifier": "float (logits not rounded to 8 bits)", "bias_correction": bias_correction,
                 "weights": "int8 symmetric, per output channel" + (
-                    " (7-bit range: ORT's reduce_range, this CPU has no VNNI)"
+                    " (7-bit range: ORT's reduce_range, for x86 CPUs without VNNI)"
                     if format == "onnx" and onnx_reduce_range() else ""),
                 "activations": ACTIVATION_SCHEMES[format],
                 "calibration": images.source, "calibration_images": len(images.calibration), "qat": qat_report},

@@ -2,8 +2,9 @@
 
 Int8: ONNX Runtime's ``quantize_static`` in QDQ format (uint8 activations, int8 symmetric
 per-channel weights, min/max calibration) after ``quant_pre_process``, as the ORT quantization
-docs recommend; on x86-64 CPUs without VNNI the weights use 7 bits (:func:`reduce_range`); the classifier (the last Gemm/MatMul) stays float, as in every int8 format here
-(see :func:`mobilenets.deploy.quantizer.int8_quantizer`).
+docs recommend; on x86-64 CPUs without VNNI the weights use 7 bits (:func:`reduce_range`); the
+classifier (the last Gemm/MatMul) stays float, as in every int8 format here (see
+:func:`mobilenets.deploy.quantizer.int8_quantizer`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ def reduce_range(cpuinfo: str | None = None, machine: str | None = None) -> bool
     forced = os.environ.get(REDUCE_RANGE_ENV, "").strip()
     if forced in ("0", "1"):
         return forced == "1"
+    if forced:
+        from mobilenets.errors import MobileNetsError
+
+        raise MobileNetsError(f"{REDUCE_RANGE_ENV} must be 1 (7-bit weights) or 0 (8-bit), got {forced!r}")
     import platform
     import re
 
