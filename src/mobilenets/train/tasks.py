@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -69,6 +70,28 @@ class Task(ABC):
 
     def forward(self, model: nn.Module, inputs: Any) -> Any:
         return model(inputs)
+
+    def on_device(self, inputs: Any, targets: Any, ctx: Any) -> tuple[Any, Any]:
+        """The batch once it is on the run's device (``ctx``: the loop's ``StepContext``), inside
+        its autocast and without gradients: where a task computes targets from the inputs there
+        (the distillation teacher runs here, on the student's device and under its AMP). The loop
+        calls it for training and for validation batches. Default: unchanged."""
+        return inputs, targets
+
+    def train_mode(self, model: nn.Module) -> None:
+        """Put ``model`` in training mode; the loop calls it at the start of every epoch. A task
+        that keeps some modules in eval mode (fine-tuning's frozen BatchNorm) says so here."""
+        model.train()
+
+    def write_files(self, out: Path) -> None:
+        """Write the task's own files into the run folder ``out`` (rank 0 only; called once the
+        folder has been checked and created or resumed, before the first step): e.g. the list of
+        annotations the data checks skipped."""
+
+    def finish(self, out: Path, summary: dict[str, Any]) -> dict[str, Any]:
+        """After the last epoch (rank 0 only): plots and other files made from the finished run;
+        returns what to add to the run's summary."""
+        return {}
 
     def batch_len(self, targets: Any) -> int:
         return len(targets)
