@@ -149,16 +149,13 @@ def timm_int8_onnx(ctx: BenchContext) -> str:
 
 def build_timm_ort_int8(ctx: BenchContext, batch: int) -> Run:
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401 - only to say so when it is missing
     except ImportError:
         raise EngineUnavailable("onnxruntime is not installed") from None
+    from mobilenets.deploy.ort import session
+
     path = timm_int8_onnx(ctx)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = ctx.settings.threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sess = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+    sess = session(path, ctx.settings.threads)  # the same settings as our own ONNX files' runner
     name = sess.get_inputs()[0].name
     x = ctx.images(batch)
     return lambda: sess.run(None, {name: x})

@@ -163,20 +163,11 @@ def profile_onnxruntime(path: str, batch: int = 1, runs: int = 20, threads: int 
     """Mean time per layer group (ms) in ONNX Runtime, from its profiler: the kernel time of each
     node of the optimized graph, grouped by :func:`onnx_node_groups`; "other" is the rest of
     each run (quantize/dequantize and layout nodes, framework overhead). Also the mean run (ms)."""
-    import onnxruntime as ort
+    from mobilenets.deploy.ort import session
 
     with tempfile.TemporaryDirectory(prefix="mobilenet-profile-") as tmp:
-        optimized = os.path.join(tmp, "optimized.onnx")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.optimized_model_filepath = optimized  # to classify the nodes the profile names
-        opts.log_severity_level = 3  # not the warning that the saved graph is machine-specific
-        opts.enable_profiling = True
-        opts.profile_file_prefix = os.path.join(tmp, "ort-profile")
-        sess = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+        optimized = os.path.join(tmp, "optimized.onnx")  # to classify the nodes the profile names
+        sess = session(path, threads, optimized_model=optimized, profile_prefix=os.path.join(tmp, "ort-profile"))
         name = sess.get_inputs()[0].name
         x = np.random.default_rng(0).standard_normal((batch, 3, resolution, resolution)).astype(np.float32)
         warm = 3

@@ -139,8 +139,9 @@ def onnxruntime_gemm(precision: str, threads: int, size: int, repeats: int = 3) 
     """ONNX Runtime's CPU ``MatMul`` (fp32) or ``MatMulInteger`` (u8 x s8 -> int32, int8) of a
     ``size``² input by a ``size``² constant, on ``threads`` intra-op threads."""
     import onnx
-    import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
+
+    from mobilenets.deploy.ort import session
 
     rng = np.random.default_rng(0)
     if precision == "int8":
@@ -157,11 +158,8 @@ def onnxruntime_gemm(precision: str, threads: int, size: int, repeats: int = 3) 
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = min(model.ir_version, 8)  # an IR version every ONNX Runtime of ours reads
     onnx.checker.check_model(model)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no spinning threads left to slow what runs next
-    sess = ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
+    # no spinning threads left to slow what runs next
+    sess = session(model.SerializeToString(), threads, spinning=False)
     return 2 * size ** 3 / best_seconds(lambda: sess.run(None, {"A": a}), repeats)
 
 

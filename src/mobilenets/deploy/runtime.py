@@ -9,8 +9,8 @@ comes from the file name (every suffix export writes: ``.onnx``, ``.tflite``, ``
 ``predict`` take either; the runner's :attr:`Runner.preprocessing` and :attr:`Runner.classes`
 come from the export's sidecar ``OUTPUT.json``.
 
-* ONNX: ONNX Runtime ``InferenceSession`` on the CPU provider, graph optimisation level ALL,
-  ``intra_op_num_threads=threads``, one inter-op thread, sequential execution.
+* ONNX: :func:`mobilenets.deploy.ort.session` (ONNX Runtime on the CPU provider, graph
+  optimisation level ALL, ``intra_op_num_threads=threads``, one inter-op thread, sequential).
 * TFLite: ``tf.lite.Interpreter(num_threads=threads)``, whose default op resolver applies the
   XNNPACK delegate; the input is resized when the batch size changes. Exports take NHWC (the
   TFLite layout); ``runner(x)`` transposes the NCHW batch, ``runner.native(x)`` takes NHWC.
@@ -106,17 +106,9 @@ class Runner:
 
 
 def _onnx(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
-    import onnxruntime as ort
+    from mobilenets.deploy.ort import session as ort_session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    try:
-        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - ORT's errors (InvalidArgument, Fail, ...) derive from Exception only
-        raise MobileNetsError(f"cannot load ONNX model {path}: {str(exc).splitlines()[0]}") from None
+    session = ort_session(path, threads)
     name = session.get_inputs()[0].name
 
     def run(x: np.ndarray) -> np.ndarray:

@@ -170,16 +170,11 @@ class TorchTeacher(Teacher):
 
 
 def onnx_session(path: str | Path):
-    """A CPU ONNX Runtime session using as many threads as torch does."""
-    import onnxruntime as ort
+    """A CPU ONNX Runtime session (:func:`mobilenets.deploy.ort.session`) using as many threads as
+    torch does."""
+    from mobilenets.deploy.ort import session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = torch.get_num_threads()
-    opts.inter_op_num_threads = 1
-    try:
-        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types for bad files
-        raise MobileNetsError(f"cannot load ONNX model {path}: {str(exc).splitlines()[0]}") from None
+    return session(path, torch.get_num_threads())
 
 
 class OnnxTeacher(Teacher):
