@@ -8,6 +8,7 @@ path works for every member of the family (any padding, activation or variant) a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -19,16 +20,17 @@ from mobilenets.models.layers import same_padding
 from mobilenets.utils.tf import import_tf
 
 
-def tf_steps(net: InferenceNet, resolution: int) -> list[tuple[str, Any]]:
-    """The folded network as a list of TensorFlow steps in NHWC: ("pad", paddings), ("conv", (kernel
-    HWIO, bias, stride, "SAME"/"VALID")), ("dwconv", ...), ("relu", cap or None), ("pool", None),
-    ("dense", (weight [in, out], bias)). Padding that equals TF "SAME" for this input size
+def conv_steps(layers: Iterable[nn.Module], size: int) -> tuple[list[tuple[str, Any]], int]:
+    """Folded layers (:func:`~mobilenets.deploy.fold.fold_sequence`: ``ZeroPad2d``, ``Conv2d`` with
+    bias, ``ReLU``/``ReLU6``) for a ``size`` px input as TensorFlow steps in NHWC, and the output
+    size: ("pad", paddings), ("conv", (kernel HWIO, bias, stride, "SAME"/"VALID")), ("dwconv",
+    ...), ("relu", cap or None). Padding that equals TF "SAME" for this input size
     (:func:`~mobilenets.models.layers.same_padding`) is written as SAME (one op); any other
-    padding as an explicit pad then VALID."""
+    padding as an explicit pad then VALID. The one PyTorch-to-TensorFlow lowering: the
+    classifier's :func:`tf_steps` and the detector's TFLite export both use it."""
     steps: list[tuple[str, Any]] = []
-    size = resolution
     pending = (0, 0)  # padding of a ZeroPad2d waiting for its conv
-    for layer in net.features:
+    for layer in layers:
         if isinstance(layer, nn.ZeroPad2d):
             left, right, top, bottom = layer.padding
             if (left, right) != (top, bottom):
@@ -59,11 +61,45 @@ def tf_steps(net: InferenceNet, resolution: int) -> list[tuple[str, Any]]:
             steps.append(("relu", None))
         else:
             raise MobileNetsError(f"cannot export layer {type(layer).__name__} to TFLite")
+    return steps, size
+
+
+def tf_steps(net: InferenceNet, resolution: int) -> list[tuple[str, Any]]:
+    """The folded network as a list of TensorFlow steps in NHWC: :func:`conv_steps` of its
+    features, then ("pool", None) and ("dense", (weight [in, out], bias)) for a classifier."""
+    steps, _ = conv_steps(net.features, resolution)
     steps.append(("pool", None))
     if isinstance(net.classifier, nn.Linear):
         steps.append(("dense", (net.classifier.weight.detach().numpy().T.copy(),
                                 net.classifier.bias.detach().numpy())))
     return steps
+
+
+def tf_constants(tf, steps: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """``steps`` with their arrays made TensorFlow constants (once, outside the traced function)."""
+    return [(kind, tuple(tf.constant(v) if isinstance(v, np.ndarray) else v for v in arg)
+             if isinstance(arg, tuple) else arg) for kind, arg in steps]
+
+
+def apply_steps(tf, x, steps: list[tuple[str, Any]]):
+    """Run TensorFlow ``steps`` (:func:`conv_steps`, :func:`tf_steps`) on the NHWC tensor ``x``."""
+    for kind, arg in steps:
+        if kind == "pad":
+            x = tf.pad(x, arg)
+        elif kind == "conv":
+            x = tf.nn.bias_add(tf.nn.conv2d(x, arg[0], strides=arg[2], padding=arg[3]), arg[1])
+        elif kind == "dwconv":
+            x = tf.nn.bias_add(tf.nn.depthwise_conv2d(x, arg[0], strides=[1, arg[2], arg[2], 1], padding=arg[3]),
+                               arg[1])
+        elif kind == "relu":
+            x = tf.nn.relu(x) if arg is None else tf.nn.relu6(x)
+        elif kind == "pool":
+            x = tf.reduce_mean(x, axis=[1, 2])
+        elif kind == "dense":
+            x = tf.matmul(x, arg[0]) + arg[1]
+        else:
+            raise MobileNetsError(f"unknown TensorFlow step {kind!r}")
+    return x
 
 
 def write(net: InferenceNet, path: str, resolution: int, calibration: np.ndarray | None = None) -> None:
@@ -72,26 +108,10 @@ def write(net: InferenceNet, path: str, resolution: int, calibration: np.ndarray
     representative dataset; float32 input and output, so callers feed the same data either way."""
     tf = import_tf()
 
-    steps = tf_steps(net, resolution)
-    consts = [(kind, tuple(tf.constant(v) if isinstance(v, np.ndarray) else v for v in arg)
-               if isinstance(arg, tuple) else arg) for kind, arg in steps]
+    consts = tf_constants(tf, tf_steps(net, resolution))
 
     def forward(x):
-        for kind, arg in consts:
-            if kind == "pad":
-                x = tf.pad(x, arg)
-            elif kind == "conv":
-                x = tf.nn.bias_add(tf.nn.conv2d(x, arg[0], strides=arg[2], padding=arg[3]), arg[1])
-            elif kind == "dwconv":
-                x = tf.nn.bias_add(tf.nn.depthwise_conv2d(x, arg[0], strides=[1, arg[2], arg[2], 1],
-                                                          padding=arg[3]), arg[1])
-            elif kind == "relu":
-                x = tf.nn.relu(x) if arg is None else tf.nn.relu6(x)
-            elif kind == "pool":
-                x = tf.reduce_mean(x, axis=[1, 2])
-            elif kind == "dense":
-                x = tf.matmul(x, arg[0]) + arg[1]
-        return tf.identity(x, name="logits")
+        return tf.identity(apply_steps(tf, x, consts), name="logits")
 
     module = tf.Module()
     module.forward = tf.function(forward, input_signature=[
@@ -123,3 +143,6 @@ def write(net: InferenceNet, path: str, resolution: int, calibration: np.ndarray
         data = converter.convert()
     with open(path, "wb") as fh:
         fh.write(data)
+
+
+__all__ = ["apply_steps", "conv_steps", "tf_constants", "tf_steps", "write"]

@@ -1,8 +1,10 @@
 """SSD / SSDLite to TFLite, with TFLite's detection post-process op inside (as the TF OD API exports).
 
 The network (backbone taps, extra layers, box predictors) is rebuilt from our weights as a
-TensorFlow graph, NHWC, every BatchNorm folded into its conv, like the classifier's TFLite path
-(:mod:`mobilenets.deploy.formats.tflite`). Its outputs are what the TF OD API's
+TensorFlow graph, NHWC, every BatchNorm folded into its conv, through the classifier's own path:
+:func:`mobilenets.deploy.fold.fold_sequence` folds and makes padding explicit,
+:func:`mobilenets.deploy.formats.tflite.conv_steps` lowers (one SAME-vs-pad rule) and
+:func:`~mobilenets.deploy.formats.tflite.apply_steps` builds the graph. Its outputs are what the TF OD API's
 ``ssd_mobilenet_v1`` feeds TFLite's ``TFLite_Detection_PostProcess`` custom op (which TFLite's
 interpreter ships): box codes in TF's ``(ty, tx, th, tw)`` order, class scores with the background
 column first (softmax, or sigmoid per class) and the anchors as normalised ``[cy, cx, h, w]``
@@ -31,74 +33,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from mobilenets.deploy.fold import fold_sequence
+from mobilenets.deploy.formats.tflite import apply_steps, conv_steps, tf_constants
 from mobilenets.errors import MobileNetsError
-from mobilenets.models.layers import Conv2dSame, ConvBNAct, same_padding
 from mobilenets.utils.tf import import_tf
 
 BOX_SCALES = (10.0, 10.0, 5.0, 5.0)  # y, x, h, w: torchvision's BoxCoder weights (10, 10, 5, 5) in TF order
-
-
-def leaves(module: nn.Module) -> list[nn.Module]:
-    """The convs, BatchNorms and activations of ``module`` in the order its forward applies them
-    (only modules whose forward is their children in order are walked)."""
-    if isinstance(module, (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.Identity)):
-        return [module]
-    if isinstance(module, (ConvBNAct, nn.Sequential)):  # torchvision's Conv2dNormActivation is a Sequential
-        return [leaf for child in module.children() for leaf in leaves(child)]
-    raise MobileNetsError(f"cannot export {type(module).__name__} to TFLite")
-
-
-def folded_steps(module: nn.Module) -> list[tuple[str, Any]]:
-    """``module`` as ("conv", (kernel, bias, stride, padding, depthwise, same)) and ("relu", cap) steps,
-    each BatchNorm folded into the conv before it. Kernels are HWIO (HWC1 for depthwise)."""
-    steps: list[tuple[str, Any]] = []
-    items = leaves(module)
-    i = 0
-    while i < len(items):
-        m = items[i]
-        if isinstance(m, nn.Conv2d):
-            w = m.weight.detach().double()
-            b = m.bias.detach().double() if m.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
-            if i + 1 < len(items) and isinstance(items[i + 1], nn.BatchNorm2d):
-                bn = items[i + 1]
-                scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)
-                w = w * scale.view(-1, 1, 1, 1)
-                b = (b - bn.running_mean.double()) * scale + bn.bias.detach().double()
-                i += 1
-            depthwise = m.groups > 1
-            if depthwise and not m.groups == m.in_channels == m.out_channels:
-                raise MobileNetsError(f"grouped conv with {m.groups} groups is not exported")
-            kernel = (w.permute(2, 3, 0, 1) if depthwise else w.permute(2, 3, 1, 0)).float().numpy().copy()
-            steps.append(("conv", (kernel, b.float().numpy(), m.stride[0], m.padding[0], depthwise,
-                                   isinstance(m, Conv2dSame))))
-        elif isinstance(m, (nn.ReLU, nn.ReLU6)):
-            steps.append(("relu", 6.0 if isinstance(m, nn.ReLU6) else None))
-        elif isinstance(m, nn.BatchNorm2d):
-            raise MobileNetsError("a BatchNorm without a conv before it is not exported")
-        i += 1
-    return steps
-
-
-def _apply(tf, x, steps):
-    for kind, arg in steps:
-        if kind == "relu":
-            x = tf.nn.relu(x) if arg is None else tf.nn.relu6(x)
-            continue
-        kernel, bias, stride, pad, depthwise, same = arg
-        k = kernel.shape[0]
-        size = int(x.shape[1])
-        if same or (pad, pad) == same_padding(size, k, stride):
-            mode = "SAME"
-        else:
-            mode = "VALID"
-            if pad:
-                x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-        if depthwise:
-            x = tf.nn.depthwise_conv2d(x, tf.constant(kernel), strides=[1, stride, stride, 1], padding=mode)
-        else:
-            x = tf.nn.conv2d(x, tf.constant(kernel), strides=stride, padding=mode)
-        x = tf.nn.bias_add(x, tf.constant(bias))
-    return x
 
 
 def postprocess_signature(num_classes: int, detections: int, iou: float, score: float, regular: bool = True) -> str:
@@ -124,15 +64,37 @@ def write_tflite(model, config, path: str | os.PathLike, calibration: list[np.nd
     tf = import_tf()
     r = config.resolution
     features, extras = model.backbone.features, model.backbone.extras
-    stem = folded_steps(features.stem)
-    blocks = [(name, folded_steps(block)) for name, block in features.blocks.items()]
-    extra_steps = [folded_steps(e) for e in extras]
-    heads = [(folded_steps(reg), folded_steps(cls)) for reg, cls in
-             zip(model.head.regression_head.module_list, model.head.classification_head.module_list)]
+
+    def lowered(module: nn.Module, size: int) -> tuple[list[tuple[str, Any]], int]:
+        # the package's one BatchNorm fold and PyTorch-to-TensorFlow lowering, as the classifier's
+        try:
+            layers, _ = fold_sequence(module, size)
+        except ValueError as exc:
+            raise MobileNetsError(f"cannot export the detector to TFLite: {exc}") from None
+        steps, out = conv_steps(layers, size)
+        return tf_constants(tf, steps), out
+
+    size = r
+    stem, size = lowered(features.stem, size)
+    blocks, map_sizes = [], []
+    for name, block in features.blocks.items():
+        steps, size = lowered(block, size)
+        blocks.append((name, steps))
+        if name in features.channels:
+            map_sizes.append(size)
+    extra_steps, size = [], map_sizes[-1]
+    for extra in extras:
+        steps, size = lowered(extra, size)
+        extra_steps.append(steps)
+        map_sizes.append(size)
+    heads = [(lowered(reg, s)[0], lowered(cls, s)[0]) for reg, cls, s in
+             zip(model.head.regression_head.module_list, model.head.classification_head.module_list, map_sizes)]
     columns = config.num_classes + 1
     with torch.no_grad():
         probe = torch.zeros(1, 3, r, r)
         sizes = [tuple(int(s) for s in f.shape[-2:]) for f in model.backbone(probe).values()]
+    if [(m, m) for m in map_sizes] != sizes:  # the lowering's size arithmetic against the network's own
+        raise MobileNetsError(f"TFLite lowering sees feature maps of {map_sizes} px, the detector {sizes}")
     anchors = ssd_anchors(sizes, (r, r), model.anchor_generator.specs, torch.float64).float().numpy()
     sigmoid = getattr(model, "classification", "softmax") == "sigmoid"
     signature = postprocess_signature(config.num_classes, config.detections, config.nms_thresh, config.score_thresh)
@@ -145,16 +107,16 @@ def write_tflite(model, config, path: str | os.PathLike, calibration: list[np.nd
 
     def forward(x):
         x = (x - 0.5) / 0.5
-        x = _apply(tf, x, stem)
+        x = apply_steps(tf, x, stem)
         maps = []
         for name, steps in blocks:
-            x = _apply(tf, x, steps)
+            x = apply_steps(tf, x, steps)
             if name in features.channels:
                 maps.append(x)
         for steps in extra_steps:
-            maps.append(_apply(tf, maps[-1], steps))
-        codes = tf.concat([tf.reshape(_apply(tf, m, reg), [1, -1, 4]) for m, (reg, _) in zip(maps, heads)], 1)
-        logits = tf.concat([tf.reshape(_apply(tf, m, cls), [1, -1, columns]) for m, (_, cls) in zip(maps, heads)], 1)
+            maps.append(apply_steps(tf, maps[-1], steps))
+        codes = tf.concat([tf.reshape(apply_steps(tf, m, reg), [1, -1, 4]) for m, (reg, _) in zip(maps, heads)], 1)
+        logits = tf.concat([tf.reshape(apply_steps(tf, m, cls), [1, -1, columns]) for m, (_, cls) in zip(maps, heads)], 1)
         codes = tf.gather(codes, [1, 0, 3, 2], axis=2)  # torchvision's (dx, dy, dw, dh) -> TF's (ty, tx, th, tw)
         scores = tf.sigmoid(logits) if sigmoid else tf.nn.softmax(logits, axis=-1)
         if not postprocess_op:
@@ -209,4 +171,4 @@ class TFLiteDetector:
                 "labels": out["classes"][0, :n].astype(np.int64) + 1}
 
 
-__all__ = ["CHECK_THREADS", "TFLiteDetector", "folded_steps", "leaves", "postprocess_signature", "write_tflite"]
+__all__ = ["CHECK_THREADS", "TFLiteDetector", "postprocess_signature", "write_tflite"]
