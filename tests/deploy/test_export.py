@@ -244,7 +244,8 @@ def test_int8_from_a_folder_of_images(digits_run, tmp_path):
     ({"qat_epochs": 2}, "qat_epochs > 0 needs int8=True"),
     ({"qat_epochs": -1, "int8": True}, "qat_epochs must be an integer >= 0"),
     ({"calibration": "images"}, "calibration needs int8=True"),
-    ({"calibration_size": 0, "int8": True}, "calibration_size must be an integer >= 1"),
+    ({"calibration_images": 0, "int8": True}, "calibration_images must be an integer >= 1"),
+    ({"calibration_size": 0, "int8": True}, "calibration_images must be an integer >= 1"),  # its old name
     ({"threads": 0}, "threads must be an integer >= 1"),
 ])
 def test_bad_arguments_are_one_error_in_library_terms(kwargs, message, tmp_path):

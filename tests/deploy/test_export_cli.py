@@ -146,7 +146,8 @@ def test_unwritable_output_is_one_line(tmp_path, capsys):
     (["--calibration", "images"], "--calibration needs --int8"),
     (["--qat-epochs", "-1", "--int8"], "argument --qat-epochs: must be >= 0"),
     (["--threads", "0"], "argument --threads: must be >= 1"),
-    (["--calibration-size", "x", "--int8"], "argument --calibration-size: not an integer"),
+    (["--calibration-images", "x", "--int8"], "argument --calibration-images/--calibration-size: not an integer"),
+    (["--calibration-size", "0", "--int8"], "argument --calibration-images/--calibration-size: must be >= 1"),
 ])
 def test_bad_flags_are_one_line_in_flag_terms(flags, message, tmp_path, capsys):
     assert main(["export", "--model", "mobilenet_v1_0.25_128", "--output", str(tmp_path / "m.onnx"), *flags]) == 2

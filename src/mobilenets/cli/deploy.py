@@ -43,8 +43,8 @@ def register(sub) -> None:
                    help="a folder of images to calibrate --int8 on, ImageNet-style (train/ calibrates, val/ checks) "
                         "or any images, or 'digits' (default: the data the checkpoint's run was trained on; "
                         "refused where none is recorded)")
-    q.add_argument("--calibration-size", type=positive_int, default=256, metavar="N",
-                   help="calibration images (default 256)")
+    q.add_argument("--calibration-images", "--calibration-size", dest="calibration_images", type=positive_int,
+                   default=256, metavar="N", help="calibration images (default 256); --calibration-size is its old name")
     q.add_argument("--bias-correction", action="store_true",
                    help="correct the conv biases for the mean shift of int8 weight rounding before quantizing "
                         "(real ImageNet MobileNetV1: 64 -> 78 %% top-1 agreement; default off)")
@@ -111,8 +111,9 @@ def cmd_export(args: argparse.Namespace) -> None:
 
     what, expect = _what_to_export(args)
     report = export_model(what, args.output, fmt, int8=args.int8, calibration=args.calibration,
-                          qat_epochs=args.qat_epochs, calibration_size=args.calibration_size,
-                          bias_correction=args.bias_correction, progress=not args.json, expect_model=expect, threads=args.threads, verbose=args.verbose,
+                          qat_epochs=args.qat_epochs, calibration_images=args.calibration_images,
+                          bias_correction=args.bias_correction, progress=not args.json, expect_model=expect,
+                          threads=args.threads, verbose=args.verbose,
                           log=None if args.json else print)
     if args.json:
         print(json.dumps(report, indent=2))

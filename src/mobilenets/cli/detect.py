@@ -65,12 +65,21 @@ def register(sub) -> None:
     add_device_arg(p)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("export", help="export a detector to ONNX and TFLite (box decoding and NMS inside)")
+    p = sub.add_parser("export", help="export a detector to ONNX and TFLite (box decoding and NMS inside)",
+                       description="Writes model.onnx / model.tflite (and with --int8 model-int8.*) and their "
+                                   "sidecar JSON, checked against the eager detector; as with `mobilenet export`, "
+                                   "the files are moved into --output only when every check passes, and a failed "
+                                   "export leaves nothing behind (one line, exit status 2).")
     p.add_argument("--checkpoint", required=True, metavar="RUN", help=CHECKPOINT_HELP)
-    p.add_argument("--output", required=True, metavar="DIR", help="folder for the exported files")
-    p.add_argument("--int8", action="store_true", help="also int8 (static, per-channel) models")
-    p.add_argument("--formats", default="onnx,tflite", help="comma-separated: onnx, tflite (default both)")
-    p.add_argument("--calibration", type=positive_int, default=64, help="images for int8 calibration (default 64)")
+    p.add_argument("--output", required=True, metavar="DIR",
+                   help="folder for the exported files (created if missing; files of the same names are replaced)")
+    p.add_argument("--int8", action="store_true", help="also int8 (static, per-channel) models (default: float32 only)")
+    p.add_argument("--formats", default="onnx,tflite", help="comma-separated: onnx, tflite (default onnx,tflite)")
+    p.add_argument("--calibration", metavar="DIR",
+                   help="a folder of images to calibrate --int8 on (any images under it; default: the training "
+                        "images of the data the run was trained on)")
+    p.add_argument("--calibration-images", type=positive_int, default=64, metavar="N",
+                   help="calibration images (default 64)")
     add_json_arg(p)
     p.set_defaults(func=cmd_export)
 
@@ -233,11 +242,20 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
+    import os
+
+    from mobilenets.cli.common import UsageError
+
+    if args.calibration is not None and not args.int8:
+        raise UsageError("--calibration needs --int8")
+    if args.calibration is not None and args.calibration.isdigit() and not os.path.exists(args.calibration):
+        raise UsageError(f"--calibration is a folder of images; for the number of images use --calibration-images "
+                         f"{args.calibration}")
     from mobilenets.tasks.detect.export import export_detector
 
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     result = export_detector(args.checkpoint, args.output, int8=args.int8, calibration=args.calibration,
-                             formats=formats)
+                             calibration_images=args.calibration_images, formats=formats)
     if args.json:
         print(json.dumps(result, indent=2))
         return

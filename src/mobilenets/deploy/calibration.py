@@ -81,7 +81,7 @@ def _digits_images(source: Source, resolution: int, limit: int) -> ImageSet:
     return ImageSet(cal, val, labels, cal_labels, DIGITS)
 
 
-def _image_files(root: Path) -> list[Path]:
+def image_files(root: Path) -> list[Path]:
     """Image files under ``root`` (recursively, sorted), hidden files and folders left out as the
     data folders leave them out."""
     from mobilenets.data.datasets import IMAGE_EXTENSIONS
@@ -151,14 +151,14 @@ def _folder_images(folder: str | os.PathLike, resolution: int, pre: Preprocessin
     cal: list = []
     check: list = []
     if (root / "train").is_dir():
-        train = _image_files(root / "train")
+        train = image_files(root / "train")
         order = np.random.default_rng(SPLIT_SEED).permutation(len(train))
         cal = _take(reader.items(root / "train", [train[int(i)] for i in order]), limit)
         if (root / "val").is_dir():
-            check = _take(reader.items(root / "val", _image_files(root / "val")), CHECK_IMAGES)
+            check = _take(reader.items(root / "val", image_files(root / "val")), CHECK_IMAGES)
         notes.append("train/ calibrates, val/ checks" if check else "train/ only, part held out for the check")
     else:
-        for k, item in enumerate(reader.items(root, _image_files(root))):
+        for k, item in enumerate(reader.items(root, image_files(root))):
             target = check if k % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1 else cal
             if len(target) < (CHECK_IMAGES if target is check else limit):
                 target.append(item)

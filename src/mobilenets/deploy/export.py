@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,7 +44,8 @@ import numpy as np
 import torch
 
 from mobilenets.data.preprocess import Preprocessing
-from mobilenets.deploy.calibration import ImageSet, calibration_images
+from mobilenets.deploy.calibration import ImageSet
+from mobilenets.deploy.calibration import calibration_images as load_calibration_images
 from mobilenets.deploy.fold import inference_network
 from mobilenets.deploy.formats import (
     ACTIVATION_SCHEMES,
@@ -55,7 +55,8 @@ from mobilenets.deploy.formats import (
     sidecar_path,
     write,
 )
-from mobilenets.deploy.formats.onnx import reduce_range as onnx_reduce_range
+from mobilenets.deploy.ort import reduce_range as onnx_reduce_range
+from mobilenets.deploy.outputs import ExportCheckFailed, Staging, check_writable
 from mobilenets.deploy.ptq import bias_correction as correct_biases
 from mobilenets.deploy.qat import qat_finetune
 from mobilenets.deploy.sources import resolve_source
@@ -69,10 +70,6 @@ CONFIDENT = 0.5  # top-1 probability of the float model above which an image cou
 CHECK_SEED = 20240517  # fresh inputs: not the seed of any training or calibration draw
 BIAS_CORRECTION_IMAGES = 128  # its activations are held in memory (~3 GB at 1.0-224)
 QAT_MAX_IMAGES = 20_000  # images held in memory (float32, 0.6 MB each at 224 px) for quantization-aware fine-tuning
-
-
-class ExportCheckFailed(MobileNetsError):
-    """The exported file does not reproduce the eager model within the tolerance."""
 
 
 # --------------------------------------------------------------------------- checks
@@ -145,28 +142,6 @@ def check_text(report: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- output handling
 
 
-def _check_writable(output: Path) -> None:
-    """Fail early, with one line, if ``output`` cannot be written (before any slow work)."""
-    if output.exists() and output.is_dir():
-        raise MobileNetsError(f"output {output} is a folder; give a file name")
-    parent = output.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".probe", dir=parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        blocker = next((p for p in (parent, *parent.parents) if p.exists() and not p.is_dir()), None)
-        reason = f"{blocker} is a file, not a folder" if blocker is not None else (exc.strerror or str(exc))
-        raise MobileNetsError(f"cannot write to {parent}: {reason}") from None
-
-
-def _temp_beside(path: Path) -> str:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
-    return tmp
-
-
 def describe_preprocessing(preprocessing: Preprocessing, fmt: str) -> dict[str, Any]:
     """The sidecar's ``preprocessing``: :meth:`Preprocessing.to_dict` (timm's keys, so
     ``Preprocessing.from_dict`` reads it back) plus the tensor the exported file takes."""
@@ -181,7 +156,7 @@ def describe_preprocessing(preprocessing: Preprocessing, fmt: str) -> dict[str, 
     }
 
 
-def _validate(format: str, int8: bool, calibration: Any, qat_epochs: Any, calibration_size: Any, threads: Any) -> None:
+def _validate(format: str, int8: bool, calibration: Any, qat_epochs: Any, calibration_images: Any, threads: Any) -> None:
     if format not in FORMATS:
         raise MobileNetsError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
     if int8 and format not in INT8_FORMATS:
@@ -190,8 +165,8 @@ def _validate(format: str, int8: bool, calibration: Any, qat_epochs: Any, calibr
         raise MobileNetsError(f"qat_epochs must be an integer >= 0, got {qat_epochs!r}")
     if qat_epochs and not int8:
         raise MobileNetsError("qat_epochs > 0 needs int8=True")
-    if not isinstance(calibration_size, int) or isinstance(calibration_size, bool) or calibration_size < 1:
-        raise MobileNetsError(f"calibration_size must be an integer >= 1, got {calibration_size!r}")
+    if not isinstance(calibration_images, int) or isinstance(calibration_images, bool) or calibration_images < 1:
+        raise MobileNetsError(f"calibration_images must be an integer >= 1, got {calibration_images!r}")
     if calibration is not None and not int8:
         raise MobileNetsError("calibration needs int8=True")
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
@@ -203,31 +178,35 @@ def _validate(format: str, int8: bool, calibration: Any, qat_epochs: Any, calibr
 
 def export_model(model_or_checkpoint: Any, output: str | os.PathLike, format: str | None = None, *,
                  int8: bool = False, calibration: str | os.PathLike | None = None, qat_epochs: int = 0,
-                 calibration_size: int = 256, bias_correction: bool = False, expect_model: Any = None, threads: int = 2,
+                 calibration_images: int = 256, bias_correction: bool = False, expect_model: Any = None, threads: int = 2,
                  verbose: bool = False, log: Callable[[str], None] | None = None,
-                 progress: bool = False) -> dict[str, Any]:
+                 progress: bool = False, calibration_size: int | None = None) -> dict[str, Any]:
     """Export ``model_or_checkpoint`` (a MobileNet, checkpoint path, registry name or
     MobileNetConfig; see :func:`~mobilenets.deploy.sources.resolve_source`, which also explains
     ``expect_model``) to ``output`` in ``format`` (one of :data:`~mobilenets.deploy.formats.FORMATS`).
 
     ``format``: the output's suffix names it when omitted (a contradiction is refused);
     ``calibration``: for ``int8``, a folder of images or ``"digits"`` (default: the data the model
-    was trained on, as its run recorded it), of which ``calibration_size`` calibrate; ``bias_correction``: correct the conv biases for the mean shift
+    was trained on, as its run recorded it), of which ``calibration_images`` calibrate
+    (``calibration_size``: its former name, still accepted); ``bias_correction``: correct the conv biases for the mean shift
     of int8 weight rounding first (:func:`mobilenets.deploy.ptq.bias_correction`); ``threads``: CPU threads of the runtime that checks the file;
     ``verbose``: let the converters print; ``log``: called with progress lines.
 
     Returns a report: format, precision, paths, timings, and the check against the eager model
     (``report["check"]``). Raises :class:`~mobilenets.errors.MobileNetsError` with a one-line
     message for bad input, and :class:`ExportCheckFailed` (one too) when an fp32 export does not
-    match the eager model within 1e-4; in every failure no file is left behind."""
+    match the eager model within 1e-4; in every failure no file is left behind
+    (:mod:`mobilenets.deploy.outputs`: the policy every exporter shares)."""
     started = time.time()
+    if calibration_size is not None:
+        calibration_images = calibration_size
     say = log or (lambda _msg: None)
     if Path(output).is_dir():  # before the suffix is read: a folder has none
         raise MobileNetsError(f"output {output} is a folder; give a file name")
     format = format_for_output(output, format)  # None: from the suffix; a contradiction is refused
-    _validate(format, int8, calibration, qat_epochs, calibration_size, threads)
+    _validate(format, int8, calibration, qat_epochs, calibration_images, threads)
     out = Path(output)
-    _check_writable(out)
+    check_writable(out.parent)
     sidecar = sidecar_path(out)
 
     source = resolve_source(model_or_checkpoint, expect_model)
@@ -251,30 +230,29 @@ def export_model(model_or_checkpoint: Any, output: str | os.PathLike, format: st
     quantized = None
     if int8:
         # Quantization-aware fine-tuning trains on every calibration image (no labels: the float
-        # model teaches its int8 copy); the quantizers then calibrate on the first calibration_size.
-        images = calibration_images(calibration, source, res, QAT_MAX_IMAGES if qat_epochs else calibration_size)
-        say(f"calibration: {min(calibration_size, len(images.calibration))} images from {images.source}")
+        # model teaches its int8 copy); the quantizers then calibrate on the first calibration_images.
+        images = load_calibration_images(calibration, source, res, QAT_MAX_IMAGES if qat_epochs else calibration_images)
+        say(f"calibration: {min(calibration_images, len(images.calibration))} images from {images.source}")
         if bias_correction:
-            net = correct_biases(net, images.calibration[:min(calibration_size, BIAS_CORRECTION_IMAGES)])
+            net = correct_biases(net, images.calibration[:min(calibration_images, BIAS_CORRECTION_IMAGES)])
             say("bias correction: conv biases cancel the mean shift of int8 weight rounding")
         if qat_epochs:
             result = qat_finetune(net, images.calibration, qat_epochs, resolution=res,
-                                  calibration=images.calibration[:calibration_size], log=say, progress=progress)
+                                  calibration=images.calibration[:calibration_images], log=say, progress=progress)
             net, quantized, qat_report = result.net, result.quantized, result.report
-            images.calibration = images.calibration[:calibration_size]
+            images.calibration = images.calibration[:calibration_images]
 
     from mobilenets.deploy.runtime import load_runner
 
-    tmp_model = _temp_beside(out)
-    tmp_side = None
-    try:
+    with Staging(out.parent) as staging:
+        staged = staging.path(out.name)
         # The converters and engines print to the C-level stdout/stderr (TensorFlow's start-up
         # and converter lines, ExecuTorch's); the check's runner too, when it first runs.
         with quiet_output(not verbose):
             t = time.time()
-            write(format, net, tmp_model, res, None if images is None else images.calibration, quantized=quantized)
+            write(format, net, str(staged), res, None if images is None else images.calibration, quantized=quantized)
             write_s = time.time() - t
-            runner = load_runner(tmp_model, threads=threads, format=format)
+            runner = load_runner(staged, threads=threads, format=format)
             check = _int8_check(model, runner, images) if int8 else _fp32_check(model, runner, res)
         if not int8 and not check["passed"]:
             raise ExportCheckFailed(
@@ -301,19 +279,8 @@ def export_model(model_or_checkpoint: Any, output: str | os.PathLike, format: st
                 "calibration": images.source, "calibration_images": len(images.calibration), "qat": qat_report},
             "check": check, "write_seconds": round(write_s, 2),
         }
-        tmp_side = _temp_beside(sidecar)
-        Path(tmp_side).write_text(json.dumps(report, indent=2) + "\n")
-        os.replace(tmp_model, out)
-        try:
-            os.replace(tmp_side, sidecar)
-        except BaseException:
-            out.unlink(missing_ok=True)
-            raise
-    except BaseException:
-        for p in (tmp_model, tmp_side):
-            if p is not None and os.path.exists(p):
-                os.unlink(p)
-        raise
+        staging.path(sidecar.name).write_text(json.dumps(report, indent=2) + "\n")
+        staging.commit()
     report["size_bytes"] = out.stat().st_size
     report["seconds"] = round(time.time() - started, 2)
     return report

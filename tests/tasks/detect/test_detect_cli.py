@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -84,15 +85,46 @@ def test_predict_draws_labelled_boxes(run, tmp_path, capsys):
     assert main(["detect", "predict", str(tmp_path / "missing.jpg"), "--checkpoint", str(run)]) == 2
 
 
+def test_export_with_a_failing_check_exits_2_in_one_line_and_writes_nothing(run, tmp_path, capsys, monkeypatch):
+    """The classifier export's failure policy: a check that fails (here: a box tolerance no file
+    can meet) is one line on stderr, exit status 2, and no file: not in a new folder, not in a
+    folder that already holds files, and no staging folder beside them."""
+    import mobilenets.tasks.detect.export as exporter
+
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine\n")
+    monkeypatch.setattr(exporter, "BOX_TOLERANCE", -1.0)
+    for out in (tmp_path / "new", kept):
+        assert main(["detect", "export", "--checkpoint", str(run), "--output", str(out), "--formats", "onnx"]) == 2
+        captured = capsys.readouterr()
+        err = captured.err.strip().splitlines()
+        assert len(err) == 1, captured.err
+        assert "model.onnx: fp32 vs eager" in err[0] and "(tolerance -1)" in err[0] and "nothing written" in err[0]
+        assert "wrote" not in captured.out
+    assert sorted(os.listdir(tmp_path)) == ["kept"]
+    assert os.listdir(kept) == ["notes.txt"] and (kept / "notes.txt").read_text() == "mine\n"
+    # the same export with the real tolerance passes and moves its files in beside what was there
+    monkeypatch.undo()
+    assert main(["detect", "export", "--checkpoint", str(run), "--output", str(kept), "--formats", "onnx"]) == 0
+    assert sorted(os.listdir(kept)) == ["model.onnx", "model.onnx.json", "notes.txt"]
+    side = json.loads((kept / "model.onnx.json").read_text())
+    assert "fp32 vs eager on 4 held-out images" in side["check"]
+
+
 @pytest.mark.slow
 def test_export_onnx_fp32_and_int8(run, tmp_path, capsys):
+    calibration = run.parent / "data" / "train"  # a folder of images, as `mobilenet export --calibration DIR`
     assert main(["detect", "export", "--checkpoint", str(run), "--output", str(tmp_path / "exp"), "--int8",
-                 "--calibration", "4", "--formats", "onnx", "--json"]) == 0
+                 "--calibration", str(calibration), "--calibration-images", "4", "--formats", "onnx", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     fp32, int8 = result["files"]
     assert fp32["ok"], fp32["check"]
     assert fp32["compare"]["max_box_difference"] <= 1e-3 and fp32["compare"]["same_detections"] == 4
-    assert int8["int8"] and "AP50" in int8["stats"]
+    # the exporter's own bar: int8 within 2 points of AP50 of its fp32 file (SEAMS T7)
+    assert int8["int8"] and int8["ok"], int8["check"]
+    assert 100 * (fp32["stats"]["AP50"] - int8["stats"]["AP50"]) <= 2.0
+    assert f"calibrated on 4 images from {calibration}" in int8["check"]
     side = json.loads((tmp_path / "exp" / "model.onnx.json").read_text())
     assert side["classes"] == ["circle", "square", "triangle", "cross"] and (tmp_path / "exp" / "model-int8.onnx").is_file()
 
@@ -100,12 +132,14 @@ def test_export_onnx_fp32_and_int8(run, tmp_path, capsys):
 @pytest.mark.slow
 def test_export_tflite_fp32_and_int8(run, tmp_path, capsys):
     assert main(["detect", "export", "--checkpoint", str(run), "--output", str(tmp_path / "exp"), "--int8",
-                 "--calibration", "4", "--formats", "tflite", "--json"]) == 0
+                 "--calibration-images", "4", "--formats", "tflite", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     fp32, int8 = result["files"]
     assert fp32["format"] == int8["format"] == "tflite" and not fp32["int8"] and int8["int8"]
     assert fp32["ok"], fp32["check"]
-    assert "AP50" in int8["stats"] and "AP50" in fp32["stats"]
+    assert int8["ok"], int8["check"]
+    assert 100 * (fp32["stats"]["AP50"] - int8["stats"]["AP50"]) <= 2.0
+    assert "calibrated on 4 images from the training images" in int8["check"]
     assert b"TFLite_Detection_PostProcess" in (tmp_path / "exp" / "model-int8.tflite").read_bytes()
     side = json.loads((tmp_path / "exp" / "model.tflite.json").read_text())
     assert side["input"]["shape"] == [1, 64, 64, 3] and "TFLite_Detection_PostProcess" in side["postprocess"]

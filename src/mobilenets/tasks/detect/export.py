@@ -8,10 +8,15 @@ ONNX's ``NonMaxSuppression`` per class (IoU, score floor and 100 per class, as e
 ``TopK`` of the 100 best overall. Outputs: ``boxes`` ``[D, 4]`` (``x1, y1, x2, y2`` normalised to
 [0, 1]), ``scores`` ``[D]``, ``labels`` ``[D]`` (1..K; the sidecar ``model.onnx.json`` names them).
 
-Int8: ONNX Runtime's static QDQ quantization (per-channel int8 weights, uint8 activations,
-min/max calibration on the training images) of the network part; decoding and NMS stay float.
+Int8: the package's one ONNX int8 pipeline (:func:`mobilenets.deploy.ort.quantize_qdq`: static
+QDQ, per-channel int8 weights, uint8 activations, min/max calibration on the training images or a
+folder of images) of the network part; decoding and NMS stay float.
 The check: fp32 boxes within 1e-3 (of the image size) of eager and the same kept detections on
-held-out images; int8 scored with COCO's AP50 beside fp32 on the validation split.
+held-out images; int8 scored with COCO's AP50 beside fp32 on the validation split, at most 2
+points lower. The failure policy is the classifier export's (:mod:`mobilenets.deploy.outputs`):
+the files are staged, checked, and moved into the output folder only when every check passes; a
+failed check raises :class:`~mobilenets.deploy.outputs.ExportCheckFailed` (one line, exit status 2
+from the command line) and leaves nothing behind.
 
 Eager keeps the 400 best boxes per class before NMS; ONNX's NMS looks at all of them. The kept
 detections can only differ when more than 400 boxes of one class pass the score floor and one
@@ -121,51 +126,24 @@ def append_nms(path: str, out: str, *, iou: float, score: float, keep: int) -> N
     onnx.save(model, out)
 
 
-class _Reader:
-    """ONNX Runtime calibration reader: one image at a time (the graph has batch 1)."""
-
-    def __init__(self, images: list[np.ndarray]) -> None:
-        self.images, self.i = images, 0
-
-    def get_next(self):
-        if self.i >= len(self.images):
-            return None
-        self.i += 1
-        return {"input": self.images[self.i - 1][None]}
-
-    def rewind(self) -> None:
-        self.i = 0
-
-
 def quantize_dense(dense_path: str, out: str, images: list[np.ndarray]) -> None:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from mobilenets.deploy.formats.onnx import reduce_range
+    """The dense graph in int8 by the package's one ONNX int8 pipeline
+    (:func:`mobilenets.deploy.ort.quantize_qdq`), one image per calibration step (the graph has
+    batch 1). Only the network's convs and activations are quantized (``network_only``): decoding
+    and scores stay float."""
+    from mobilenets.deploy.ort import quantize_qdq
     from mobilenets.utils.scoped import quiet_output
 
-    with tempfile.TemporaryDirectory(prefix="mobilenet-detect-") as tmp:
-        pre = os.path.join(tmp, "pre.onnx")
-        with quiet_output(True):
-            quant_pre_process(dense_path, pre, skip_symbolic_shape=True)
-            quantize_static(pre, out, _Reader(images), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=reduce_range(),
-                            calibrate_method=CalibrationMethod.MinMax,
-                            # decoding and scores stay float: only the network's convs are quantized,
-                            # and its ReLU6s (Clip) are named so that ORT folds each into the range of
-                            # the conv before it (with Conv alone, that range was the unclamped one:
-                            # AP50 -2.23 points on the real-MobileNet SSD)
-                            op_types_to_quantize=["Conv", "Clip", "Relu"],
-                            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+    with quiet_output(True):
+        quantize_qdq(dense_path, out, images, batch_size=1, network_only=True)
 
 
 def session(path: str | os.PathLike, threads: int = 2):
-    import onnxruntime as ort
+    """The package's ONNX Runtime session (:func:`mobilenets.deploy.ort.session`), logging errors
+    only (the QDQ and NMS graphs' load warnings are expected)."""
+    from mobilenets.deploy.ort import session as ort_session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return ort_session(path, threads, quiet=True)
 
 
 def run_onnx(sess, image: np.ndarray) -> dict[str, np.ndarray]:
@@ -192,14 +170,76 @@ def compare_to_eager(model, run, images: list[np.ndarray], resolution: int) -> d
 
 
 FORMATS = ("onnx", "tflite")
+CALIBRATION_IMAGES = 64  # default number of int8 calibration images
+INT8_AP50_DROP = 2.0  # points of AP50 an int8 file may lose against its fp32 file
 
 
-def export_detector(checkpoint: str, output: str | os.PathLike, *, int8: bool = False, calibration: int = 64,
+def folder_images(folder: str | os.PathLike, resolution: int, limit: int) -> tuple[list[np.ndarray], int]:
+    """The first ``limit`` readable images under ``folder`` (recursively, sorted, hidden files left
+    out: :func:`mobilenets.deploy.calibration.image_files`) as the detector takes them
+    (``[3, R, R]`` float in [0, 1], resized as :func:`~mobilenets.tasks.detect.transforms.
+    eval_transforms` resizes), and how many unreadable files were skipped."""
+    from PIL import Image
+
+    from mobilenets.deploy.calibration import image_files
+    from mobilenets.errors import DataNotFoundError
+    from mobilenets.tasks.detect.transforms import eval_transforms
+
+    root = Path(folder)
+    if not root.exists():
+        raise DataNotFoundError(f"calibration folder not found: {root}")
+    if not root.is_dir():
+        raise MobileNetsError(f"calibration must be a folder of images: {root}")
+    transform = eval_transforms(resolution)
+    images, skipped = [], 0
+    for path in image_files(root):
+        if len(images) >= limit:
+            break
+        try:
+            with Image.open(path) as im:
+                image = im.convert("RGB")
+        except (OSError, ValueError, Image.DecompressionBombError):
+            skipped += 1
+            continue
+        images.append(transform(image).numpy())
+    if not images:
+        raise MobileNetsError(f"calibration folder {root} holds no readable image"
+                              + (f" ({skipped} unreadable skipped)" if skipped else ""))
+    return images, skipped
+
+
+def _check_output(out: Path) -> None:
+    """Before any slow work: ``out`` must be a folder we can write in (created with its parents
+    only when every check has passed)."""
+    from mobilenets.deploy.outputs import check_writable
+
+    if out.exists() and not out.is_dir():
+        raise MobileNetsError(f"output {out} is a file; give a folder")
+    if out.is_dir():
+        check_writable(out)
+    else:
+        blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise MobileNetsError(f"cannot write to {out}: {blocker} is a file, not a folder")
+        check_writable(out.parent)
+
+
+def export_detector(checkpoint: str, output: str | os.PathLike, *, int8: bool = False,
+                    calibration: str | os.PathLike | None = None, calibration_images: int = CALIBRATION_IMAGES,
                     check_images: int = 16, data: str | None = None,
                     formats: tuple[str, ...] = FORMATS) -> dict[str, Any]:
     """Write ``model.onnx`` / ``model.tflite`` (and with ``int8`` ``model-int8.*``) and their sidecar
-    JSON to ``output``; check them as the module docstring says (TFLite: see
-    :mod:`~mobilenets.tasks.detect.tflite`); returns the files and their checks."""
+    JSON to the folder ``output``; check them as the module docstring says (TFLite: see
+    :mod:`~mobilenets.tasks.detect.tflite`); returns the files and their checks.
+
+    ``calibration``: for ``int8``, a folder of images (any images under it) of which the first
+    ``calibration_images`` calibrate (default: the training images of ``data``, else of the data
+    the run records). The export follows the classifier's failure policy
+    (:mod:`mobilenets.deploy.outputs`): the files are written to a staging folder and checked,
+    and moved into ``output`` (replacing files of the same names) only when every check passes;
+    a failed check raises :class:`~mobilenets.deploy.outputs.ExportCheckFailed` with one line and
+    leaves nothing behind."""
+    from mobilenets.deploy.outputs import ExportCheckFailed, Staging
     from mobilenets.tasks.detect.config import DetectorConfig
     from mobilenets.tasks.detect.evaluate import coco_metrics, to_results
     from mobilenets.tasks.detect.run import load_data, load_detector
@@ -208,18 +248,22 @@ def export_detector(checkpoint: str, output: str | os.PathLike, *, int8: bool = 
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise MobileNetsError(f"unknown detector export format(s) {unknown or formats}; choose from {', '.join(FORMATS)}")
+    if isinstance(calibration_images, bool) or not isinstance(calibration_images, int) or calibration_images < 1:
+        raise MobileNetsError(f"calibration_images must be an integer >= 1, got {calibration_images!r}")
+    if calibration is not None and not int8:
+        raise MobileNetsError("calibration needs int8=True")
     if "tflite" in formats:
         import importlib.util
 
-        if importlib.util.find_spec("tensorflow") is None:  # before any work: the ONNX files are not half-done
+        if importlib.util.find_spec("tensorflow") is None:  # before any work
             raise MobileNetsError("TFLite export needs TensorFlow (pip install 'mobilenets[export]'), or pass "
                                   "--formats onnx")
+    out = Path(output)
+    _check_output(out)
     model, meta = load_detector(checkpoint)
     cfg = DetectorConfig.from_dict(meta["model"])
     if not cfg.is_ssd:
         raise MobileNetsError("only SSD and SSDLite export (Faster R-CNN's proposals have data-dependent shapes)")
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
     splits = load_data(data if data is not None else meta.get("data"))
     task = DetectionTask(cfg, None, category_ids=meta["category_ids"], class_names=meta["classes"])
     val = splits.get("val") or splits["train"]
@@ -239,65 +283,83 @@ def export_detector(checkpoint: str, output: str | os.PathLike, *, int8: bool = 
                                "classes": "[1, D] 0..K-1", "scores": "[1, D]", "count": "[1]"},
                    "postprocess": "TFLite_Detection_PostProcess (regular per-class NMS)"},
     }
-    calib = images(train_set, calibration) if int8 else None
+    calib, calibrated_on = None, None
+    if int8 and calibration is not None:
+        calib, skipped = folder_images(calibration, cfg.resolution, calibration_images)
+        calibrated_on = f"{calibration}" + (f" ({skipped} unreadable skipped)" if skipped else "")
+    elif int8:
+        calib, calibrated_on = images(train_set, calibration_images), "the training images of the run's data"
     held_out = images(val_set, check_images)
     files: list[dict[str, Any]] = []
-    if "onnx" in formats:
-        with tempfile.TemporaryDirectory(prefix="mobilenet-detect-") as tmp:
-            dense_path = os.path.join(tmp, "dense.onnx")
-            export_dense(DenseSSD(model, cfg.resolution).eval(), dense_path)
-            targets = [("model.onnx", dense_path, False)]
-            if int8:
-                q = os.path.join(tmp, "dense-int8.onnx")
-                quantize_dense(dense_path, q, calib)
-                targets.append(("model-int8.onnx", q, True))
-            for name, source, is_int8 in targets:
-                append_nms(source, str(out / name), iou=cfg.nms_thresh, score=cfg.score_thresh, keep=cfg.detections)
-                files.append({"path": str(out / name), "format": "onnx", "int8": is_int8})
-    if "tflite" in formats:
-        from mobilenets.tasks.detect.tflite import write_tflite
+    with Staging(out) as staging:
+        if "onnx" in formats:
+            with tempfile.TemporaryDirectory(prefix="mobilenet-detect-") as tmp:
+                dense_path = os.path.join(tmp, "dense.onnx")
+                export_dense(DenseSSD(model, cfg.resolution).eval(), dense_path)
+                targets = [("model.onnx", dense_path, False)]
+                if int8:
+                    q = os.path.join(tmp, "dense-int8.onnx")
+                    quantize_dense(dense_path, q, calib)
+                    targets.append(("model-int8.onnx", q, True))
+                for name, source, is_int8 in targets:
+                    append_nms(source, str(staging.path(name)), iou=cfg.nms_thresh, score=cfg.score_thresh,
+                               keep=cfg.detections)
+                    files.append({"name": name, "format": "onnx", "int8": is_int8})
+        if "tflite" in formats:
+            from mobilenets.tasks.detect.tflite import write_tflite
 
-        for name, is_int8 in [("model.tflite", False)] + ([("model-int8.tflite", True)] if int8 else []):
-            write_tflite(model, cfg, out / name, calib if is_int8 else None)
-            files.append({"path": str(out / name), "format": "tflite", "int8": is_int8})
-    runners = {}
-    for f in files:
-        sidecar_path(f["path"]).write_text(json.dumps({**side, **layouts[f["format"]], "int8": f["int8"]}, indent=2))
-        if f["format"] == "onnx":
-            sess = session(f["path"])
-            runners[f["path"]] = lambda image, sess=sess: run_onnx(sess, image)
-        else:
-            from mobilenets.tasks.detect.tflite import TFLiteDetector
+            for name, is_int8 in [("model.tflite", False)] + ([("model-int8.tflite", True)] if int8 else []):
+                write_tflite(model, cfg, staging.path(name), calib if is_int8 else None)
+                files.append({"name": name, "format": "tflite", "int8": is_int8})
+        runners = {}
+        for f in files:
+            staged = staging.path(f["name"])
+            if f["format"] == "onnx":
+                sess = session(staged)
+                runners[f["name"]] = lambda image, sess=sess: run_onnx(sess, image)
+            else:
+                from mobilenets.tasks.detect.tflite import TFLiteDetector
 
-            runners[f["path"]] = TFLiteDetector(f["path"])
-    for f in files:
-        if f["int8"]:
-            continue
-        check = compare_to_eager(model, runners[f["path"]], held_out, cfg.resolution)
-        ok = check["max_box_difference"] <= BOX_TOLERANCE and check["same_detections"] == check["images"]
-        f["check"] = (f"fp32 vs eager on {check['images']} held-out images: max box difference "
-                      f"{check['max_box_difference']:.2e} of the image size, same detections on "
-                      f"{check['same_detections']}/{check['images']}" + ("" if ok else "  MISMATCH"))
-        f["ok"], f["compare"] = ok, check
-    if int8:
-        for fmt in formats:
-            pair = [f for f in files if f["format"] == fmt]
-            for f in pair:
-                results = []
-                for i in range(len(val_set)):
-                    image, target = val_set[i]
-                    det = runners[f["path"]](image.numpy())
-                    h, w = target["orig_size"]
-                    det["boxes"] = det["boxes"] * np.array([w, h, w, h], dtype=np.float32)
-                    results += to_results(det, target["image_id"], task.category_ids)
-                f["stats"] = coco_metrics(val.coco, results)["stats"]
-            fp32, q = pair[0]["stats"], pair[1]["stats"]
-            drop = 100 * (fp32["AP50"] - q["AP50"])
-            pair[1]["ok"] = drop <= 2.0
-            pair[1]["check"] = (f"int8 AP50 {100 * q['AP50']:.2f} vs fp32 {100 * fp32['AP50']:.2f} on {len(val_set)} "
-                                f"validation images ({-drop:+.2f} points)" + ("" if drop <= 2.0 else "  OVER 2 POINTS"))
-    return {"checkpoint": str(checkpoint), "files": files}
+                runners[f["name"]] = TFLiteDetector(staged)
+        for f in files:
+            if f["int8"]:
+                continue
+            check = compare_to_eager(model, runners[f["name"]], held_out, cfg.resolution)
+            f["ok"] = check["max_box_difference"] <= BOX_TOLERANCE and check["same_detections"] == check["images"]
+            f["check"] = (f"fp32 vs eager on {check['images']} held-out images: max box difference "
+                          f"{check['max_box_difference']:.2e} of the image size (tolerance {BOX_TOLERANCE:g}), "
+                          f"same detections on {check['same_detections']}/{check['images']}")
+            f["compare"] = check
+        if int8:
+            for fmt in formats:
+                pair = [f for f in files if f["format"] == fmt]
+                for f in pair:
+                    results = []
+                    for i in range(len(val_set)):
+                        image, target = val_set[i]
+                        det = runners[f["name"]](image.numpy())
+                        h, w = target["orig_size"]
+                        det["boxes"] = det["boxes"] * np.array([w, h, w, h], dtype=np.float32)
+                        results += to_results(det, target["image_id"], task.category_ids)
+                    f["stats"] = coco_metrics(val.coco, results)["stats"]
+                fp32, q = pair[0]["stats"], pair[1]["stats"]
+                drop = 100 * (fp32["AP50"] - q["AP50"])
+                pair[1]["ok"] = drop <= INT8_AP50_DROP
+                pair[1]["check"] = (f"int8 AP50 {100 * q['AP50']:.2f} vs fp32 {100 * fp32['AP50']:.2f} on "
+                                    f"{len(val_set)} validation images ({-drop:+.2f} points; at most "
+                                    f"-{INT8_AP50_DROP:g} allowed), calibrated on {len(calib)} images from "
+                                    f"{calibrated_on}")
+        failed = [f for f in files if not f["ok"]]
+        if failed:
+            raise ExportCheckFailed("detector export check failed: " + "; ".join(
+                f"{f['name']}: {f['check']}" for f in failed) + "; nothing written")
+        for f in files:
+            report = {**side, **layouts[f["format"]], "int8": f["int8"], "check": f["check"]}
+            staging.path(sidecar_path(f["name"]).name).write_text(json.dumps(report, indent=2))
+        staging.commit()
+    files = [{"path": str(out / f.pop("name")), **f} for f in files]
+    return {"checkpoint": str(checkpoint), "output": str(out), "files": files}
 
 
-__all__ = ["FORMATS", "DenseSSD", "append_nms", "compare_to_eager", "export_dense", "export_detector", "quantize_dense", "run_onnx",
-           "session"]
+__all__ = ["CALIBRATION_IMAGES", "FORMATS", "INT8_AP50_DROP", "DenseSSD", "append_nms", "compare_to_eager",
+           "export_dense", "export_detector", "folder_images", "quantize_dense", "run_onnx", "session"]

@@ -1,0 +1,56 @@
+"""`mobilenet detect export` flags: the same calibration vocabulary as `mobilenet export`, refused
+in one line before any model loads."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from mobilenets.cli.main import main
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--calibration", "images"], "--calibration needs --int8"),
+    (["--calibration", "64", "--int8"], "--calibration is a folder of images; for the number of images use "
+                                        "--calibration-images 64"),
+    (["--calibration-images", "0", "--int8"], "argument --calibration-images: must be >= 1"),
+])
+def test_calibration_flags_mean_what_they_mean_for_export(flags, message, tmp_path, capsys):
+    code = main(["detect", "export", "--checkpoint", str(tmp_path / "none"), "--output", str(tmp_path / "x"),
+                 "--formats", "onnx", *flags])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert os.listdir(tmp_path) == []
+
+
+def test_both_export_commands_spell_calibration_the_same():
+    from mobilenets.cli.common import Parser
+    from mobilenets.cli.deploy import register as register_export
+    from mobilenets.cli.detect import register as register_detect
+
+    parser = Parser(prog="mobilenet")
+    sub = parser.add_subparsers(parser_class=Parser)
+    register_export(sub)
+    register_detect(sub)
+    export = sub.choices["export"]
+    detect_export = sub.choices["detect"]._subparsers._group_actions[0].choices["export"]
+    for p in (export, detect_export):
+        actions = {a.dest: a for a in p._actions}
+        assert actions["calibration"].metavar == "DIR" and actions["calibration"].type is None
+        assert actions["calibration"].option_strings == ["--calibration"]
+        assert actions["calibration_images"].metavar == "N" and actions["calibration_images"].option_strings[0] == \
+            "--calibration-images"
+        assert f"(default {actions['calibration_images'].default})" in actions["calibration_images"].help
+
+
+def test_output_that_is_a_file_is_refused_before_loading(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for out, message in ((blocker, f"output {blocker} is a file; give a folder"),
+                         (blocker / "sub", f"cannot write to {blocker / 'sub'}: {blocker} is a file, not a folder")):
+        code = main(["detect", "export", "--checkpoint", str(tmp_path / "none"), "--output", str(out),
+                     "--formats", "onnx"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and message in err[0], err
+    assert os.listdir(tmp_path) == ["a-file"]
