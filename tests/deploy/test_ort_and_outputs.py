@@ -124,6 +124,9 @@ def test_staging_moves_files_in_only_on_commit(tmp_path):
     dest.mkdir()
     (dest / "a.txt").write_text("old")
     (dest / "other").write_text("kept")
+    with Staging(dest) as staging:  # a destination that holds files: left as it was
+        staging.path("a.txt").write_text("new")
+    assert sorted(os.listdir(dest)) == ["a.txt", "other"] and (dest / "a.txt").read_text() == "old"
     with Staging(dest) as staging:
         staging.path("a.txt").write_text("new")
         staging.path("b.txt").write_text("b")

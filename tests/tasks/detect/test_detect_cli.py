@@ -87,29 +87,19 @@ def test_predict_draws_labelled_boxes(run, tmp_path, capsys):
 
 def test_export_with_a_failing_check_exits_2_in_one_line_and_writes_nothing(run, tmp_path, capsys, monkeypatch):
     """The classifier export's failure policy: a check that fails (here: a box tolerance no file
-    can meet) is one line on stderr, exit status 2, and no file: not in a new folder, not in a
-    folder that already holds files, and no staging folder beside them."""
+    can meet) is one line on stderr, exit status 2, and no file: no output folder, no staging
+    folder beside it (a folder that already holds files: tests/deploy/test_ort_and_outputs.py)."""
     import mobilenets.tasks.detect.export as exporter
 
-    kept = tmp_path / "kept"
-    kept.mkdir()
-    (kept / "notes.txt").write_text("mine\n")
     monkeypatch.setattr(exporter, "BOX_TOLERANCE", -1.0)
-    for out in (tmp_path / "new", kept):
-        assert main(["detect", "export", "--checkpoint", str(run), "--output", str(out), "--formats", "onnx"]) == 2
-        captured = capsys.readouterr()
-        err = captured.err.strip().splitlines()
-        assert len(err) == 1, captured.err
-        assert "model.onnx: fp32 vs eager" in err[0] and "(tolerance -1)" in err[0] and "nothing written" in err[0]
-        assert "wrote" not in captured.out
-    assert sorted(os.listdir(tmp_path)) == ["kept"]
-    assert os.listdir(kept) == ["notes.txt"] and (kept / "notes.txt").read_text() == "mine\n"
-    # the same export with the real tolerance passes and moves its files in beside what was there
-    monkeypatch.undo()
-    assert main(["detect", "export", "--checkpoint", str(run), "--output", str(kept), "--formats", "onnx"]) == 0
-    assert sorted(os.listdir(kept)) == ["model.onnx", "model.onnx.json", "notes.txt"]
-    side = json.loads((kept / "model.onnx.json").read_text())
-    assert "fp32 vs eager on 4 held-out images" in side["check"]
+    out = tmp_path / "exp"
+    assert main(["detect", "export", "--checkpoint", str(run), "--output", str(out), "--formats", "onnx"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1, captured.err
+    assert "model.onnx: fp32 vs eager" in err[0] and "(tolerance -1)" in err[0] and "nothing written" in err[0]
+    assert "wrote" not in captured.out
+    assert not out.exists() and os.listdir(tmp_path) == []
 
 
 @pytest.mark.slow
@@ -126,7 +116,9 @@ def test_export_onnx_fp32_and_int8(run, tmp_path, capsys):
     assert 100 * (fp32["stats"]["AP50"] - int8["stats"]["AP50"]) <= 2.0
     assert f"calibrated on 4 images from {calibration}" in int8["check"]
     side = json.loads((tmp_path / "exp" / "model.onnx.json").read_text())
-    assert side["classes"] == ["circle", "square", "triangle", "cross"] and (tmp_path / "exp" / "model-int8.onnx").is_file()
+    assert side["classes"] == ["circle", "square", "triangle", "cross"] and side["check"] == fp32["check"]
+    assert sorted(os.listdir(tmp_path / "exp")) == ["model-int8.onnx", "model-int8.onnx.json", "model.onnx",
+                                                    "model.onnx.json"]  # and no staging folder
 
 
 @pytest.mark.slow
