@@ -2,7 +2,7 @@
 JSON-serialisable :class:`Recipe` objects, plus the builders a training loop needs (optimizer with
 the right weight-decay groups, a per-iteration LR schedule, weight EMA).
 
-Three presets (:data:`PRESETS`):
+Four presets (:data:`PRESETS`):
 
 ``paper``
     What the MobileNet paper says it did ("RMSprop ... similar to Inception V3", less
@@ -17,6 +17,10 @@ Three presets (:data:`PRESETS`):
 ``distill``
     Distillation from a teacher (paper Section 4): no weight decay, no label smoothing, a fixed
     number of epochs (see the comments on the preset).
+
+``transfer``
+    Fine-tuning from pretrained weights (paper Section 4.2): a short SGD + cosine schedule
+    (``mobilenet finetune``'s default; see the comments on the preset).
 
 This module imports no torch (the command line reads the presets and field types before any
 training starts); the builders a training loop needs are in :mod:`mobilenets.train.optim`.
@@ -300,6 +304,33 @@ PRESETS: dict[str, Recipe] = {
         color_jitter=0.1,
         randaugment=None,
     ),
+    "transfer": Recipe(
+        name="transfer",
+        # Fine-tuning from pretrained weights (paper Section 4.2; the paper gives no recipe): SGD
+        # with momentum and a short cosine schedule converge in a few epochs from ImageNet
+        # weights; light regularisation, crops that keep most of the object (a dog breed is told
+        # apart by details a tight crop would cut off). `mobilenet finetune`'s default.
+        epochs=8,
+        batch_size=32,
+        optimizer="sgd",
+        lr=0.01,
+        base_batch_size=32,
+        momentum=0.9,
+        rmsprop_decay=0.9,  # unused by SGD
+        eps=1e-8,  # unused by SGD
+        weight_decay=4e-5,
+        schedule="cosine",
+        decay_rate=1.0,  # unused by the cosine schedule
+        decay_epochs=1.0,  # unused by the cosine schedule
+        warmup_epochs=0.0,
+        min_lr_ratio=0.01,
+        label_smoothing=0.1,
+        ema_decay=None,
+        crop_min_area=0.25,
+        hflip=True,
+        color_jitter=0.0,
+        randaugment=None,
+    ),
 }
 
 
@@ -328,6 +359,12 @@ FIELD_HELP = {
 }
 
 
+# The Recipe fields only image classification uses: RandAugment (timm's policy on PIL images) and
+# label smoothing of a cross-entropy to labels. Detection and distillation use all the others.
+CLASSIFICATION_ONLY_FIELDS = ("label_smoothing", "randaugment")
+NON_CLASSIFICATION_FIELDS = tuple(f for f in _FIELDS if f != "name" and f not in CLASSIFICATION_ONLY_FIELDS)
+
+
 def get_recipe(name: str, **overrides: Any) -> Recipe:
     """The preset ``name`` with ``overrides`` applied (validated)."""
     if not isinstance(name, str) or name not in PRESETS:
@@ -335,4 +372,4 @@ def get_recipe(name: str, **overrides: Any) -> Recipe:
     return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]
 
 
-__all__ = ["FIELD_HELP", "OPTIMIZERS", "PRESETS", "Recipe", "SCHEDULES", "get_recipe", "validate"]
+__all__ = ["CLASSIFICATION_ONLY_FIELDS", "FIELD_HELP", "NON_CLASSIFICATION_FIELDS", "OPTIMIZERS", "PRESETS", "Recipe", "SCHEDULES", "get_recipe", "validate"]
