@@ -10,18 +10,13 @@ Nothing heavy is imported before a command runs.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import typing
 
 from mobilenets.cli.common import (
     add_batch_size_arg,
     add_device_arg,
     add_json_arg,
-    add_model_args,
     add_progress_arg,
-    add_threads_arg,
-    nonnegative_int,
     positive_float,
     positive_int,
 )
@@ -95,101 +90,51 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_anchors)
 
 
-def _recipe_type(kind: typing.Any):
-    """The argparse type of a Recipe field (``int``, ``float``, ``str``, ``bool``, or ``X | None``)."""
-    args = [a for a in typing.get_args(kind) if a is not type(None)] or [kind]
-    base, optional = args[0], type(None) in typing.get_args(kind)
-
-    def parse(text: str):
-        if optional and text.lower() == "none":
-            return None
-        if base is bool:
-            if text.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-                return text.lower() in ("1", "true", "yes", "on")
-            raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
-        try:
-            return base(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a valid {base.__name__}: {text!r}") from None
-
-    return parse
-
-
 def _add_train(sub) -> None:
-    from mobilenets.train.options import TrainOptions
-    from mobilenets.train.recipes import FIELD_HELP, Recipe
+    from mobilenets.cli.args import add_training_args, parse_bool
+    from mobilenets.tasks.detect.recipes import DETECT_PRESETS
+    from mobilenets.train.recipes import NON_CLASSIFICATION_FIELDS
 
-    p = sub.add_parser("train", help="train SSD/SSDLite/Faster R-CNN (default: SSD on the built-in stand-in data)")
-    p.add_argument("--data", metavar="DIR", help="COCO folder (annotations/instances_{train,val}*.json) or VOC "
+    p = sub.add_parser(
+        "train", help="train SSD/SSDLite/Faster R-CNN (default: SSD on the built-in stand-in data)",
+        description="Train a detector on a COCO or VOC folder, or without --data on the built-in stand-in (shapes "
+                    "on real photos). --init (or its older name --backbone) starts the MobileNet backbone from a "
+                    "classification checkpoint, run folder or model folder (its alpha, padding and activation).",
+        epilog="examples:\n  mobilenet detect train --epochs 2 --output runs/ssd\n"
+               "  mobilenet detect train --data ~/coco --init mobilenet_v1_1.0_224/ --detector ssd --resolution 300")
+    g = p.add_argument_group("detection")
+    g.add_argument("--data", metavar="DIR", help="COCO folder (annotations/instances_{train,val}*.json) or VOC "
                                                  "folder; default: the built-in stand-in (shapes on photos)")
-    p.add_argument("--detector", choices=DETECTOR_CHOICES, help="default ssd")
-    add_model_args(p, default="alpha 0.25, 160 px on the stand-in; alpha 1.0, 300 px otherwise",
-                   checkpoint=False, num_classes=False)
-    p.add_argument("--backbone", metavar="PATH", help="classification checkpoint the MobileNet starts from")
-    p.add_argument("--classification", choices=("softmax", "sigmoid"),
+    g.add_argument("--detector", choices=DETECTOR_CHOICES, help="default ssd")
+    g.add_argument("--classification", choices=("softmax", "sigmoid"),
                    help="SSD loss/scores: softmax (torchvision, default) or per-class sigmoid (TF)")
-    p.add_argument("--head-kernel", type=int, choices=(1, 3), help="SSD box predictor kernel (default 1, TF's)")
-    p.add_argument("--zoom-out", type=_recipe_type(bool), metavar="BOOL",
+    g.add_argument("--head-kernel", type=int, choices=(1, 3), help="SSD box predictor kernel (default 1, TF's)")
+    g.add_argument("--zoom-out", type=parse_bool, metavar="BOOL",
                    help="random zoom-out augmentation (default: on with the modern recipe, off on the stand-in)")
-    p.add_argument("--recipe", default="modern", choices=("modern", "tf_ssd"), help="training preset (default modern)")
-    p.add_argument("--bn-momentum", type=float, help="BatchNorm momentum in training, PyTorch's sense (default 0.03, "
-                                                    "whatever the --backbone checkpoint has)")
-    g = p.add_argument_group("recipe overrides (default: the preset's)")
-    hints = typing.get_type_hints(Recipe)
-    for f in dataclasses.fields(Recipe):
-        if f.name not in ("name", "label_smoothing", "randaugment"):
-            g.add_argument("--" + f.name.replace("_", "-"), type=_recipe_type(hints[f.name]), help=FIELD_HELP[f.name])
-    o = p.add_argument_group("running")
-    d = TrainOptions()
-    o.add_argument("--output", metavar="DIR", help="run folder (default: a new folder under runs/)")
-    o.add_argument("--resume", action="store_true", help="continue the run in --output from its newest checkpoint")
-    o.add_argument("--workers", type=nonnegative_int, default=0, help="DataLoader workers (default 0)")
-    o.add_argument("--seed", type=int, default=0, help="default 0")
-    add_device_arg(o)
-    o.add_argument("--amp", action="store_true", help="bf16 autocast")
-    o.add_argument("--channels-last", action="store_true", help="channels_last memory format")
-    o.add_argument("--keep-last", type=positive_int, default=d.keep_last, help=f"default {d.keep_last}")
-    o.add_argument("--checkpoint-every", type=nonnegative_int, default=0, help="also checkpoint every N steps")
-    o.add_argument("--max-steps", type=nonnegative_int, default=0, help="stop after N steps (default 0: no limit)")
-    o.add_argument("--eval-batch-size", type=positive_int, default=16, help="validation batch (default 16)")
-    # 1 on a shared machine: with torch's default (2 on 2 cores) at load average ~10, the stand-in
-    # SSD made < 100 steps of 16 in 17 min; one thread made 300 steps of 32 in 4 min (the OpenMP
-    # threads wait for each other when the cores are oversubscribed)
-    add_threads_arg(o, default=None)
-    add_progress_arg(o)
+    g.add_argument("--bn-momentum", type=float, help="BatchNorm momentum in training, PyTorch's sense (default 0.03, "
+                                                    "whatever the --init checkpoint has)")
+    add_training_args(p, model_default="alpha 0.25, 160 px on the stand-in; alpha 1.0, 300 px otherwise",
+                      presets=DETECT_PRESETS, recipe_default="modern", fields=NON_CLASSIFICATION_FIELDS,
+                      init_aliases=("--backbone",))
     p.set_defaults(func=cmd_train)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from mobilenets.cli.args import log_for, print_summary, recipe_overrides, train_options
     from mobilenets.tasks.detect.run import train
-    from mobilenets.train.options import TrainOptions
-    from mobilenets.train.recipes import Recipe
 
-    recipe = {f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe)
-              if getattr(args, f.name, None) is not None and f.name != "name"}
     detector = {k: getattr(args, k) for k in ("classification", "head_kernel") if getattr(args, k) is not None}
-    alpha, resolution, variant = args.alpha, args.resolution, args.variant
-    if args.model:
-        from mobilenets.models.registry import resolve_config
-
-        named = resolve_config(args.model, alpha=alpha, resolution=resolution, variant=variant)
-        alpha, variant, resolution = named.alpha, named.variant, resolution or named.resolution
-    opts = TrainOptions(output=args.output, resume=args.resume, workers=args.workers, seed=args.seed,
-                        device=args.device, amp=args.amp, channels_last=args.channels_last, keep_last=args.keep_last,
-                        checkpoint_every=args.checkpoint_every, max_steps=args.max_steps,
-                        progress=not args.no_progress, eval_batch_size=args.eval_batch_size)
-    from mobilenets.utils.scoped import torch_threads
-
-    with torch_threads(args.threads):  # None: torch's default
-        summary = train(args.data, _detector(args.detector) if args.detector else None, alpha=alpha,
-                        resolution=resolution, variant=variant, backbone=args.backbone, recipe=args.recipe,
-                        recipe_overrides=recipe, detector_overrides=detector, zoom_out=args.zoom_out,
-                        bn_momentum=args.bn_momentum, options=opts)
+    summary = train(args.data, _detector(args.detector) if args.detector else None, alpha=args.alpha,
+                    resolution=args.resolution, variant=args.variant, model=args.model, init=args.init,
+                    recipe=args.recipe, recipe_overrides=recipe_overrides(args), detector_overrides=detector,
+                    zoom_out=args.zoom_out, bn_momentum=args.bn_momentum, options=train_options(args),
+                    log=log_for(args))
     m = summary["metrics"]
     line = "  ".join(f"{k} {m[k]:.3f}" for k in ("AP", "AP50", "AP75", "AR100") if k in m)
-    print(f"trained {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.1f} s; "
-          f"val {line or '(no validation data)'}; best AP {summary['best'] if summary['best'] is not None else 'n/a'}")
-    print(f"run folder: {summary['output']}" + (f"; curves: {summary['curves']}" if "curves" in summary else ""))
+    print_summary(args, summary, [
+        f"trained {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.1f} s; "
+        f"val {line or '(no validation data)'}; best AP {summary['best'] if summary['best'] is not None else 'n/a'}",
+        f"run folder: {summary['output']}" + (f"; curves: {summary['curves']}" if "curves" in summary else "")])
 
 
 def _print_metrics(result: dict, as_json: bool) -> None:

@@ -4,24 +4,18 @@ a thin layer over :mod:`mobilenets.tasks.geo` (each subcommand is a plain functi
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import os
-import typing
 
 from mobilenets.cli.common import (
     UsageError,
     add_batch_size_arg,
     add_device_arg,
     add_json_arg,
-    add_model_args,
     add_progress_arg,
     nonnegative_int,
     positive_int,
 )
-from mobilenets.cli.train import add_running_args, parse_bool
-from mobilenets.train.options import TrainOptions
-from mobilenets.train.recipes import FIELD_HELP, PRESETS, Recipe
+from mobilenets.train.recipes import PRESETS
 
 CHECKPOINT_HELP = "a geo train run folder (its best weights) or its weights file"
 
@@ -85,60 +79,23 @@ def register(sub) -> None:
     e.set_defaults(func=cmd_eval)
 
 
-# The recipe and running flags of `mobilenet train`, built the same way. These four helpers could move to
-# cli/train.py as its public API (its versions are private), so both commands share one definition.
-def recipe_flag_type(kind: typing.Any):
-    """The argparse type of a Recipe field, from its annotation."""
-    args = [a for a in typing.get_args(kind) if a is not type(None)] or [kind]
-    base, optional = args[0], type(None) in typing.get_args(kind)
-    if base is bool:
-        return parse_bool
-
-    def parse(text: str):
-        if optional and text.lower() == "none":
-            return None
-        try:
-            return base(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a{'n integer' if base is int else ' number'}: {text!r}") from None
-
-    return parse if base in (int, float) else (lambda text: None if optional and text.lower() == "none" else text)
-
-
-def add_recipe_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--recipe", default="paper", choices=sorted(PRESETS), help="training preset (default paper)")
-    g = p.add_argument_group("recipe overrides (default: the preset's value; 'none' where a field may be empty)")
-    hints = typing.get_type_hints(Recipe)
-    for f in dataclasses.fields(Recipe):
-        if f.name != "name":
-            defaults = ", ".join(f"{name} {getattr(r, f.name)}" for name, r in PRESETS.items())
-            g.add_argument("--" + f.name.replace("_", "-"), type=recipe_flag_type(hints[f.name]),
-                           metavar="BOOL" if hints[f.name] is bool else None,
-                           help=f"{FIELD_HELP[f.name]} (default: {defaults})")
-
-
-def recipe_overrides(args: argparse.Namespace) -> dict[str, typing.Any]:
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe)
-            if f.name != "name" and getattr(args, f.name, None) is not None}
-
-
-def train_options(args: argparse.Namespace) -> TrainOptions:
-    return TrainOptions(output=args.output, resume=args.resume, workers=args.workers, seed=args.seed,
-                        device=args.device, amp=args.amp, float64=args.float64, channels_last=args.channels_last, compile=args.compile,
-                        sync_bn=args.sync_bn, keep_last=args.keep_last, checkpoint_every=args.checkpoint_every,
-                        deterministic=args.deterministic, max_steps=args.max_steps, progress=not args.no_progress)
-
-
 def _add_train(geo) -> None:
-    p = geo.add_parser("train", help="train a MobileNet to classify photos into cells (the generic training loop)")
-    p.add_argument("--data", metavar="CSV", help="training photos: path,latitude,longitude")
-    p.add_argument("--val", metavar="CSV", help="validation photos, same layout")
-    p.add_argument("--cells", metavar="CSV", help="the cells (`mobilenet geo cells --output`)")
-    add_model_args(p, default="alpha 0.5 at 64 px", checkpoint=False, num_classes=False)
-    p.add_argument("--activation", choices=("relu", "relu6"), help="default relu (the paper's)")
-    p.add_argument("--dropout", type=float, help="dropout before the classifier (default 0.001)")
-    add_recipe_args(p)
-    add_running_args(p, "with its own data, cells, recipe and model")
+    from mobilenets.cli.args import add_training_args
+
+    p = geo.add_parser(
+        "train", help="train a MobileNet to classify photos into cells (the generic training loop)",
+        description="Train a MobileNet to classify photos into the S2 cells of a `geo cells` file, validated by "
+                    "great-circle error. --init starts from a classification checkpoint or model folder (a new "
+                    "classifier over the cells).",
+        epilog="example:\n  mobilenet geo train --data photos/train.csv --val photos/val.csv --cells cells.csv "
+               "--epochs 10 --output runs/geo")
+    g = p.add_argument_group("geolocation")
+    g.add_argument("--data", metavar="CSV", help="training photos: path,latitude,longitude")
+    g.add_argument("--val", metavar="CSV", help="validation photos, same layout")
+    g.add_argument("--cells", metavar="CSV", help="the cells (`mobilenet geo cells --output`)")
+    g.add_argument("--activation", choices=("relu", "relu6"), help="default relu (the paper's)")
+    g.add_argument("--dropout", type=float, help="dropout before the classifier (default 0.001)")
+    add_training_args(p, model_default="alpha 0.5 at 64 px", presets=PRESETS, recipe_default="paper")
     p.set_defaults(func=cmd_train)
 
 
@@ -170,6 +127,7 @@ def cmd_standin(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from mobilenets.cli.args import log_for, print_summary, recipe_overrides, train_options
     from mobilenets.tasks.geo.evaluate import THRESHOLDS_KM, table11_text
     from mobilenets.tasks.geo.task import train
 
@@ -178,16 +136,15 @@ def cmd_train(args: argparse.Namespace) -> None:
     model_overrides = {k: getattr(args, k) for k in ("activation", "dropout") if getattr(args, k) is not None}
     summary = train(args.data, args.val, args.cells, args.model, alpha=args.alpha, resolution=args.resolution,
                     variant=args.variant, recipe=args.recipe, recipe_overrides=recipe_overrides(args),
-                    model_overrides=model_overrides, options=train_options(args))
-    if int(os.environ.get("RANK", "0")) != 0:
-        return
+                    model_overrides=model_overrides, init=args.init, options=train_options(args), log=log_for(args))
     m = summary["metrics"]
-    print(f"trained {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.1f} s over "
-          f"{summary['cells']} cells, {summary['train_photos']} training photos")
+    lines = [f"trained {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.1f} s over "
+             f"{summary['cells']} cells, {summary['train_photos']} training photos"]
     if "median_km" in m:
         last = {str(t): m[f"within_{t}km"] for t in THRESHOLDS_KM} | {"median_km": m["median_km"], "n": m["images"]}
-        print(table11_text({"MobileNet": last, "biggest cell": summary["baseline"]}, paper=False))
-    print(f"saved in {summary['output']}")
+        lines.append(table11_text({"MobileNet": last, "biggest cell": summary["baseline"]}, paper=False))
+    lines.append(f"saved in {summary['output']}")
+    print_summary(args, summary, lines)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
