@@ -18,14 +18,14 @@ from mobilenets.infer.loop import predict_outputs
 
 def open_rgb(path: str | os.PathLike):
     """The image file ``path`` as an RGB PIL image; a missing or unreadable file is one clear error."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     if not Path(path).is_file():
         raise DataNotFoundError(f"image not found: {path}")
     try:
         with Image.open(path) as im:
             return im.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types on damaged files
         raise MobileNetsError(f"cannot read image {path}: {exc}") from None
 
 
