@@ -162,28 +162,36 @@ def photo_dogs_layout(output: str | os.PathLike, photos: list[str], train: int =
     return root
 
 
-def confusion(run: str | os.PathLike, data: str | os.PathLike, batch_size: int = 64) -> dict[str, Any]:
+def confusion(run: str | os.PathLike, data: str | os.PathLike, batch_size: int = 64, *, device: str = "cpu",
+              amp: bool = False, channels_last: bool = False, workers: int = 0,
+              progress: bool = False) -> dict[str, Any]:
     """The confusion matrix (rows: true class, columns: predicted) of the run's best weights on
-    ``data``'s val split, evaluated with the preprocessing the run records; also as a PNG."""
+    ``data``'s val split, evaluated with the preprocessing the run records; also as a PNG. The
+    images run through the one inference loop (:func:`~mobilenets.infer.loop.run_batches`) on
+    ``device``, with bf16 autocast (``amp``) and ``channels_last`` as asked."""
     import torch
     from torch.utils.data import DataLoader
 
     from mobilenets.data.datasets import Augment, collate_skip_bad, load_data
     from mobilenets.data.preprocess import Preprocessing
+    from mobilenets.infer.context import inference_context, prepare_model
+    from mobilenets.infer.loop import run_batches
     from mobilenets.weights.checkpoint import load_checkpoint
 
+    ctx = inference_context(device, amp, channels_last)
     model, meta = load_checkpoint(run)
     pre = Preprocessing.from_dict(meta.get("preprocessing") or meta, resolution=model.config.resolution)
     aug = Augment(mean=pre.mean, std=pre.std, eval_crop=pre.crop_pct, interpolation=pre.interpolation)
     bundle = load_data(data, model.config.resolution, aug)
     n = len(bundle.classes)
     matrix = torch.zeros(n, n, dtype=torch.long)
-    model.eval()
-    with torch.inference_mode():
-        for images, labels, _bad in DataLoader(bundle.val, batch_size=batch_size, collate_fn=collate_skip_bad):
-            if len(labels):
-                pred = model(images).argmax(1)
-                matrix.index_put_((labels, pred), torch.ones_like(labels), accumulate=True)
+
+    def count(logits: torch.Tensor, labels: torch.Tensor) -> None:
+        labels = labels.cpu()
+        matrix.index_put_((labels, logits.argmax(1).cpu()), torch.ones_like(labels), accumulate=True)
+
+    loader = DataLoader(bundle.val, batch_size=batch_size, num_workers=workers, collate_fn=collate_skip_bad)
+    run_batches(prepare_model(model, ctx), loader, count, ctx, progress=progress, desc="confusion")
     top1 = float(matrix.diag().sum()) / max(int(matrix.sum()), 1)
     result = {"classes": bundle.classes, "matrix": matrix.tolist(), "top1": top1}
     (Path(run) / "confusion.json").write_text(json.dumps(result))

@@ -219,15 +219,19 @@ def label_mapping(model_classes: list[str] | None, num_classes: int, data_classe
     return list(range(num_classes))
 
 
-def _eval_model(checkpoint: str, dev: torch.device, threads: int):
-    """``(model as a module, its config, class names, preprocessing, recorded training data)`` of
-    a checkpoint or an exported file; the data is a folder, ``"digits"`` (DIGITS_SOURCE) or None
-    (not recorded)."""
+def _eval_model(checkpoint: str, ctx: StepContext, threads: int):
+    """``(model as a module on ctx's device, its config, class names, preprocessing, recorded
+    training data)`` of a checkpoint or an exported file; the data is a folder, ``"digits"``
+    (DIGITS_SOURCE) or None (not recorded)."""
     from mobilenets.deploy.runtime import is_exported_model, open_exported
+    from mobilenets.infer.context import prepare_model
 
     if is_exported_model(checkpoint):
-        if dev.type != "cpu":
-            raise MobileNetsError(f"{checkpoint} is an exported model: its engine runs on the CPU, not {dev}")
+        if ctx.device.type != "cpu":
+            raise MobileNetsError(f"{checkpoint} is an exported model: its engine runs on the CPU, not {ctx.device}")
+        if ctx.amp or ctx.channels_last:
+            raise MobileNetsError(f"{checkpoint} is an exported model: its engine fixes its own precision and "
+                                  f"memory format (amp and channels_last apply to checkpoints)")
         runner = open_exported(checkpoint, threads=threads)
         pre, meta = runner.preprocessing, runner.meta
         cfg = MobileNetConfig.from_dict(meta["model"])
@@ -238,19 +242,22 @@ def _eval_model(checkpoint: str, dev: torch.device, threads: int):
 
     model, meta = load_checkpoint(checkpoint)
     pre = Preprocessing.from_dict(meta.get("preprocessing") or meta, resolution=model.config.resolution)
-    return model.to(dev), model.config, meta.get("classes"), pre, recorded_data(meta)
+    return prepare_model(model, ctx), model.config, meta.get("classes"), pre, recorded_data(meta)
 
 
 def eval_checkpoint(checkpoint: str, data: str | None = None, batch_size: int = 256, workers: int = 0,
-                    device: str = "auto", progress: bool = False, threads: int = 2) -> dict[str, Any]:
+                    device: str = "auto", progress: bool = False, threads: int = 2, *, amp: bool = False,
+                    channels_last: bool = False) -> dict[str, Any]:
     """Top-1/top-5 of a checkpoint, or of an exported file (its sidecar's preprocessing and
     classes; ``threads`` for its engine), on ``data`` (default: the data it was trained on),
     evaluated with the preprocessing it records. Labels are matched to the model's classes by
-    name where it records them."""
+    name where it records them. ``device``, ``amp`` (bf16 autocast) and ``channels_last`` say how
+    a checkpoint runs (:func:`~mobilenets.infer.loop.evaluate`, the training loop's validation);
+    an exported file runs in its engine on the CPU."""
     from mobilenets.data.datasets import DIGITS_SOURCE, Augment, load_data
 
-    dev = resolve_device(device)
-    module, cfg, classes, pre, recorded = _eval_model(checkpoint, dev, threads)
+    ctx = StepContext(resolve_device(device), amp=amp, channels_last=channels_last)
+    module, cfg, classes, pre, recorded = _eval_model(checkpoint, ctx, threads)
     if data is None and recorded is None:
         raise MobileNetsError(f"{checkpoint} records no training data to evaluate on; pass data=DIR "
                               f"(an ImageNet-style folder: its val/ is evaluated)")
@@ -261,6 +268,7 @@ def eval_checkpoint(checkpoint: str, data: str | None = None, batch_size: int = 
     mapping = label_mapping(classes, cfg.num_classes, bundle.classes)
     val = bundle.val if mapping == list(range(len(mapping))) else _Relabelled(bundle.val, mapping)
     task = ClassificationTask(cfg, bundle, data=data)
-    loader = DataLoader(val, batch_size=batch_size, num_workers=workers, collate_fn=task.collate)
-    result = evaluate(module, loader, task, StepContext(dev), progress=progress)
+    loader = DataLoader(val, batch_size=batch_size, num_workers=workers, collate_fn=task.collate,
+                        pin_memory=ctx.device.type == "cuda")
+    result = evaluate(module, loader, task, ctx, progress=progress)
     return {"checkpoint": str(checkpoint), "data": data if data is not None else DIGITS_SOURCE, **result}

@@ -30,7 +30,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from mobilenets.errors import MobileNetsError
-from mobilenets.models.layers import strided_depthwise_in_float32
+from mobilenets.infer.context import StepContext, prepare_model
+from mobilenets.infer.loop import evaluate
 from mobilenets.train.distributed import Dist, convert_sync_batchnorm, init_distributed, local_rank
 from mobilenets.train.logs import BadFileLog, RunLog
 from mobilenets.train.optim import build_ema, build_optimizer, build_scheduler
@@ -43,50 +44,6 @@ from mobilenets.train.tasks import Task
 from mobilenets.utils.device import resolve_device
 from mobilenets.utils.scoped import deterministic_algorithms, torch_threads
 from mobilenets.weights.checkpoint import load_state, save_weights
-
-
-@dataclass(frozen=True)
-class StepContext:
-    """Where and how tensors run: device, bf16 autocast, channels_last, float64."""
-
-    device: torch.device
-    amp: bool = False
-    channels_last: bool = False
-    float64: bool = False
-
-    def prepare(self, obj: Any) -> Any:
-        """Tensors (also inside lists, tuples, dicts) moved to the device; image batches (4-d
-        floating tensors) made float64 / channels_last as asked."""
-        if isinstance(obj, torch.Tensor):
-            obj = obj.to(self.device, non_blocking=True)
-            if obj.dim() == 4 and obj.is_floating_point():
-                if self.float64:
-                    obj = obj.double()
-                if self.channels_last:
-                    obj = obj.contiguous(memory_format=torch.channels_last)
-            return obj
-        if isinstance(obj, (list, tuple)):
-            return type(obj)(self.prepare(o) for o in obj)
-        if isinstance(obj, dict):
-            return {k: self.prepare(v) for k, v in obj.items()}
-        return obj
-
-    def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
-
-
-def prepare_model(model: nn.Module, ctx: StepContext) -> nn.Module:
-    """``model`` on the context's device, in its dtype and memory format; under CPU bf16
-    autocast its stride-2 depthwise convs run in float32 (see
-    :func:`~mobilenets.models.layers.strided_depthwise_in_float32`: ~1.3x faster training)."""
-    model = model.to(ctx.device)
-    if ctx.float64:
-        model = model.double()
-    if ctx.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if ctx.amp and ctx.device.type == "cpu":
-        strided_depthwise_in_float32(model)
-    return model
 
 
 def train_step(model: nn.Module, task: Task, inputs: Any, targets: Any, optimizer: torch.optim.Optimizer,
@@ -108,27 +65,6 @@ def train_step(model: nn.Module, task: Task, inputs: Any, targets: Any, optimize
     if ema is not None:
         ema.update(ema_model if ema_model is not None else model, step=step)
     return losses
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, task: Task, ctx: StepContext, progress: bool = False,
-             desc: str = "eval") -> dict[str, float]:
-    """The task's validation metrics of ``model`` over ``loader``."""
-    model.eval()
-    metrics = task.new_metrics()
-    batches = loader
-    if progress:
-        from tqdm import tqdm
-
-        batches = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
-    for inputs, targets, _bad in batches:
-        if not task.batch_len(targets):
-            continue
-        inputs, targets = ctx.prepare(inputs), ctx.prepare(targets)
-        with ctx.autocast():
-            outputs = task.forward(model, inputs)
-        metrics.update(outputs, targets)
-    return metrics.compute()
 
 
 def on_device(task: Task, inputs: Any, targets: Any, ctx: StepContext) -> tuple[Any, Any]:

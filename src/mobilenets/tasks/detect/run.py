@@ -167,36 +167,38 @@ def load_detector(path: str | os.PathLike) -> tuple[torch.nn.Module, dict[str, A
     return model.eval(), meta
 
 
-@torch.no_grad()
 def detect_split(model, task: DetectionTask, split: DetectionSplit, batch_size: int = 16, device: str = "auto",
-                 progress: bool = False, workers: int = 0) -> list[dict[str, Any]]:
-    """COCO results of ``model`` over every image of ``split`` (in original image coordinates)."""
-    dev = resolve_device(device)
-    ctx = StepContext(dev)
-    model = model.to(dev).eval()
-    dataset = task.eval_dataset(split)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=task.collate)
-    if progress:
-        from tqdm import tqdm
+                 progress: bool = False, workers: int = 0, *, amp: bool = False,
+                 channels_last: bool = False) -> list[dict[str, Any]]:
+    """COCO results of ``model`` over every image of ``split`` (in original image coordinates),
+    run by the one inference loop (:func:`~mobilenets.infer.loop.run_batches`) on ``device``, with
+    bf16 autocast (``amp``) and ``channels_last`` as asked."""
+    from mobilenets.infer.context import prepare_model
+    from mobilenets.infer.loop import run_batches
 
-        loader = tqdm(loader, desc="detect", leave=False, dynamic_ncols=True)
+    ctx = StepContext(resolve_device(device), amp=amp, channels_last=channels_last)
+    model = prepare_model(model, ctx)
+    loader = DataLoader(task.eval_dataset(split), batch_size=batch_size, num_workers=workers, collate_fn=task.collate,
+                        pin_memory=ctx.device.type == "cuda")
     results: list[dict[str, Any]] = []
-    for (images, _), targets, _bad in loader:
-        if not images:
-            continue
-        for det, tgt in zip(model(ctx.prepare(images)), targets):
-            det = {k: v.cpu() for k, v in det.items()}
+
+    def collect(detections, targets) -> None:
+        for det, tgt in zip(detections, targets):
+            det = {k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in det.items()}
             det["boxes"] = original_scale(det["boxes"], tgt)
-            results += to_results(det, tgt["image_id"], task.category_ids)
+            results.extend(to_results(det, tgt["image_id"], task.category_ids))
+
+    run_batches(model, loader, collect, ctx, task=task, progress=progress, desc="detect")
     return results
 
 
 def eval_checkpoint(checkpoint: str, data: str | None = None, *, split: str = "val", output: str | None = None,
                     batch_size: int = 16, device: str = "auto", backend: str = "auto", progress: bool = False,
-                    log: Any = print) -> dict[str, Any]:
+                    log: Any = print, workers: int = 0, amp: bool = False, channels_last: bool = False) -> dict[str, Any]:
     """COCO's 12 numbers and per-class AP of a detection checkpoint on ``split`` of ``data``
     (default: the data it was trained on); writes ``detections.json`` (COCO results) and
-    ``pr.png`` to ``output`` (default: the run folder)."""
+    ``pr.png`` to ``output`` (default: the run folder). ``device``, ``amp``, ``channels_last``,
+    ``workers``: how the images are run (:func:`detect_split`)."""
     model, meta = load_detector(checkpoint)
     data = data if data is not None else meta.get("data")
     splits = load_data(data, progress=progress)
@@ -207,7 +209,8 @@ def eval_checkpoint(checkpoint: str, data: str | None = None, *, split: str = "v
     task = DetectionTask(cfg, None, data=data, category_ids=meta["category_ids"], class_names=meta["classes"])
     if [c["id"] for c in sorted(splits[split].coco["categories"], key=lambda c: c["id"])] != task.category_ids:
         raise MobileNetsError(f"the categories of {data} differ from the ones the detector was trained on")
-    results = detect_split(model, task, splits[split], batch_size, device, progress)
+    results = detect_split(model, task, splits[split], batch_size, device, progress, workers, amp=amp,
+                           channels_last=channels_last)
     ckpt = Path(checkpoint)
     out = Path(output) if output else (ckpt if ckpt.is_dir() else ckpt.parent)
     out.mkdir(parents=True, exist_ok=True)

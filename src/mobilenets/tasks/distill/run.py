@@ -116,31 +116,42 @@ def distill(teacher: str | Teacher | None, data: str | None, task: str = "classi
             "val_images": len(dtask.val_paths)}
 
 
-@torch.no_grad()
-def outputs_of(net: Any, crops: torch.Tensor, pre: Preprocessing | None = None, batch_size: int = 64) -> np.ndarray:
+def outputs_of(net: Any, crops: torch.Tensor, pre: Preprocessing | None = None, batch_size: int = 64, *,
+               device: str = "cpu", amp: bool = False, channels_last: bool = False) -> np.ndarray:
     """``[N, D]`` outputs of a student (``pre``: its preprocessing) or of a :class:`Teacher`
-    on ``uint8`` crops, in batches."""
-    out = []
-    for i in range(0, len(crops), batch_size):
-        chunk = crops[i:i + batch_size]
-        if isinstance(net, Teacher):
-            out.append(net(chunk).numpy())
-        else:
-            out.append(net(normalize_crops(chunk, pre)).float().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+    on ``uint8`` crops, in batches, through the one inference loop
+    (:func:`~mobilenets.infer.loop.predict_outputs`). A student runs on ``device`` with bf16
+    autocast (``amp``) and ``channels_last`` as asked (and is left there); a teacher runs as it
+    does in training, on the crops as they are."""
+    from mobilenets.infer.context import StepContext, inference_context, prepare_model
+    from mobilenets.infer.loop import predict_outputs
+
+    if isinstance(net, Teacher):
+        ctx = StepContext(torch.device("cpu"))  # a teacher's engine takes the crops on the CPU
+        chunks = ((crops[i:i + batch_size], torch.arange(i, min(i + batch_size, len(crops))), [])
+                  for i in range(0, len(crops), batch_size))
+    else:
+        ctx = inference_context(device, amp, channels_last)
+        net = prepare_model(net, ctx)
+        chunks = ((normalize_crops(crops[i:i + batch_size], pre), torch.arange(i, min(i + batch_size, len(crops))), [])
+                  for i in range(0, len(crops), batch_size))
+    out, _ = predict_outputs(net, chunks, ctx, desc="outputs")
+    return out.numpy() if len(out) else np.zeros((0, 0), np.float32)
 
 
 def verification_reports(student: torch.nn.Module, pre: Preprocessing, teacher: Teacher, pairs: Pairs,
                          crop_size: int, *, normalize: bool = False, teacher_threshold: float | None = None,
-                         roc_png: str | Path | None = None) -> dict[str, Any]:
+                         roc_png: str | Path | None = None, **run: Any) -> dict[str, Any]:
     """The verification report of the student beside the teacher's on ``pairs`` (with the ROC PNG),
     and the share of pairs on which the student's decision at its own best threshold equals the
-    teacher's at ``teacher_threshold`` (default: the teacher's best threshold on these pairs)."""
+    teacher's at ``teacher_threshold`` (default: the teacher's best threshold on these pairs).
+    ``run``: how the student runs (``device``, ``amp``, ``channels_last``, ``batch_size`` of
+    :func:`outputs_of`)."""
     files = sorted(set(pairs.a) | set(pairs.b))
     crops = load_crops("/", [os.path.abspath(f) for f in files], crop_size)
     index = {f: i for i, f in enumerate(files)}
     ia, ib = [index[f] for f in pairs.a], [index[f] for f in pairs.b]
-    embs = {"teacher": outputs_of(teacher, crops), "student": outputs_of(student, crops, pre)}
+    embs = {"teacher": outputs_of(teacher, crops), "student": outputs_of(student, crops, pre, **run)}
     if normalize:
         embs = {k: v / np.linalg.norm(v, axis=1, keepdims=True) for k, v in embs.items()}
     dists = {k: pair_distances(v[ia], v[ib]) for k, v in embs.items()}
@@ -159,11 +170,12 @@ def verification_reports(student: torch.nn.Module, pre: Preprocessing, teacher: 
 
 
 def attribute_report(student: torch.nn.Module, pre: Preprocessing, teacher: Teacher, crops: torch.Tensor,
-                     names: Sequence[str] | None = None) -> dict[str, Any]:
+                     names: Sequence[str] | None = None, **run: Any) -> dict[str, Any]:
     """Mean AP of the student's sigmoid outputs against the teacher's thresholded (>= 0.5)
-    probabilities, per attribute, with the teacher's own positives counted."""
+    probabilities, per attribute, with the teacher's own positives counted. ``run``: how the
+    student runs (keywords of :func:`outputs_of`)."""
     t = teacher_targets(torch.from_numpy(outputs_of(teacher, crops)), teacher.kind, "multilabel", teacher.spec).numpy()
-    s = outputs_of(student, crops, pre)
+    s = outputs_of(student, crops, pre, **run)
     names = list(names or teacher.names or [str(i) for i in range(t.shape[1])])
     result = mean_average_precision((t >= 0.5).astype(int), s, names)
     result["positives"] = dict(zip(names, (t >= 0.5).sum(0).astype(int).tolist()))
@@ -171,11 +183,12 @@ def attribute_report(student: torch.nn.Module, pre: Preprocessing, teacher: Teac
     return result
 
 
-def top1_agreement(student: torch.nn.Module, pre: Preprocessing, teacher: Teacher, crops: torch.Tensor) -> dict[str, Any]:
+def top1_agreement(student: torch.nn.Module, pre: Preprocessing, teacher: Teacher, crops: torch.Tensor,
+                   **run: Any) -> dict[str, Any]:
     """How often the student's top-1 class is the teacher's, and the chance level (the share of
-    the teacher's most frequent class)."""
+    the teacher's most frequent class). ``run``: how the student runs (keywords of :func:`outputs_of`)."""
     t = outputs_of(teacher, crops).argmax(1)
-    s = outputs_of(student, crops, pre).argmax(1)
+    s = outputs_of(student, crops, pre, **run).argmax(1)
     counts = np.bincount(t)
     return {"images": int(len(t)), "top1_agreement": float(np.mean(t == s)),
             "majority_class_share": float(counts.max() / len(t)), "teacher_classes_seen": int((counts > 0).sum())}
