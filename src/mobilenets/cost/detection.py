@@ -156,7 +156,7 @@ def measure_detector_cost(config) -> DetectorCost:
     from torch import nn
 
     from mobilenets.cost.count import measure_cost
-    from mobilenets.tasks.detect.config import build_detector
+    from mobilenets.tasks.detect.build import build_detector
 
     model = build_detector(config).eval()
     r = config.resolution

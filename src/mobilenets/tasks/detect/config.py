@@ -1,7 +1,8 @@
 """One frozen description of a detector: which one, its backbone, its classes and its settings.
 
 A :class:`DetectorConfig` is saved with every detection run and checkpoint (JSON), and
-:func:`build_detector` rebuilds the same network from it. The defaults are the TensorFlow Object
+:func:`~mobilenets.tasks.detect.build.build_detector` rebuilds the same network from it. This
+module is data only: it imports no network code. The defaults are the TensorFlow Object
 Detection API's ``ssd_mobilenet_v1_coco`` and ``faster_rcnn_mobilenet_v1`` values; each field says
 where its default comes from.
 """
@@ -20,6 +21,8 @@ from mobilenets.utils.serial import JsonDataclass
 DETECTORS = ("ssd", "ssdlite", "faster_rcnn")
 CLASSIFICATIONS = ("softmax", "sigmoid")
 _TUPLES = ("extras", "anchor_scales", "anchor_ratios")
+# Input normalisation of every detector: [0, 1] -> [-1, 1], as TF's MobileNets.
+IMAGE_MEAN, IMAGE_STD = [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]
 
 
 @dataclass(frozen=True)
@@ -153,33 +156,4 @@ def validate(c: DetectorConfig) -> None:
     need(isinstance(c.crop_pool, bool), "crop_pool", "a bool")
 
 
-def build_detector(config: DetectorConfig, backbone=None):
-    """The detector ``config`` describes, on ``backbone`` (a :class:`~mobilenets.models.mobilenet.
-    MobileNet` whose weights to start from; its config must match ``config.backbone`` but for
-    classes and resolution) or on a new MobileNet."""
-    from torch import nn
-
-    from mobilenets.models.mobilenet import MobileNet
-
-    if backbone is None:
-        backbone = MobileNet(config.backbone)
-    else:
-        ours = config.backbone.replace(num_classes=0)
-        # BatchNorm momentum is a training setting, not architecture: the detector's wins
-        theirs = backbone.config.replace(num_classes=0, resolution=ours.resolution, bn_momentum=ours.bn_momentum)
-        if ours != theirs:
-            raise MobileNetsError(f"the backbone's config {theirs} does not match the detector's {ours}")
-        for m in backbone.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.momentum = ours.bn_momentum
-        backbone.config = backbone.config.replace(bn_momentum=ours.bn_momentum)
-    if config.is_ssd:
-        from mobilenets.tasks.detect.ssd import build_ssd
-
-        return build_ssd(config, backbone)
-    from mobilenets.tasks.detect.faster_rcnn import build_faster_rcnn
-
-    return build_faster_rcnn(config, backbone)
-
-
-__all__ = ["CLASSIFICATIONS", "DETECTORS", "DetectorConfig", "build_detector", "make_config", "validate"]
+__all__ = ["CLASSIFICATIONS", "DETECTORS", "DetectorConfig", "IMAGE_MEAN", "IMAGE_STD", "make_config", "validate"]

@@ -31,8 +31,7 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from mobilenets.models.features import feature_extractor
 from mobilenets.models.mobilenet import MobileNet
-from mobilenets.tasks.detect.config import DetectorConfig
-from mobilenets.tasks.detect.ssd import IMAGE_MEAN, IMAGE_STD
+from mobilenets.tasks.detect.config import IMAGE_MEAN, IMAGE_STD, DetectorConfig
 
 RPN_TAP = 16  # the last block at stride 16: block 11 (block 6 in the shallow variant)
 PRE_NMS_PROPOSALS = 6000  # RPN boxes scored before NMS (all of them up to ~600 px inputs)

@@ -60,7 +60,8 @@ def detector_latency(checkpoint: str | None = None, *, config=None, settings: Be
     """``{"results": {engine: {median_ms, p10_ms, p90_ms, samples}}, "settings", "models"}`` for
     our detector (a detection checkpoint, or a :class:`~mobilenets.tasks.detect.config.
     DetectorConfig` with random weights) and, with ``peer``, torchvision's SSDLite320."""
-    from mobilenets.tasks.detect.config import build_detector, make_config
+    from mobilenets.tasks.detect.build import build_detector
+    from mobilenets.tasks.detect.config import make_config
     from mobilenets.tasks.detect.run import load_detector
 
     s = (settings or BenchSettings()).validate()
