@@ -264,8 +264,10 @@ def finetune(data: str | os.PathLike, init: str | os.PathLike | None = None, *, 
 
 
 def finetune_text(result: dict[str, Any]) -> str:
+    from mobilenets.models.registry import paper_name
+
     cfg = result["model"]
-    name = f"{cfg['alpha']:g}{'.0' if cfg['alpha'] == int(cfg['alpha']) else ''} MobileNet-{cfg['resolution']}"
+    name = paper_name(cfg["alpha"], cfg["resolution"])
     start = f"from {result['init']}" if result["init"] else "from scratch"
     lines = [f"fine-tuned {start} in {result['seconds']:.0f} s ({result['epochs']} epochs, {result['steps']} steps): "
              f"val top-1 {100 * result['val_top1']:.2f}% (best {100 * result['best_top1']:.2f}%)",

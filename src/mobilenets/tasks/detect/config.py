@@ -113,6 +113,17 @@ def make_config(detector: str = "ssd", *, alpha: float = 1.0, resolution: int | 
                           num_classes=num_classes, resolution=resolution, **fields)
 
 
+def extra_depths(config: DetectorConfig) -> list[tuple[int, int]]:
+    """``(1x1 depth, output depth)`` of each extra layer: TF's ``depth_fn(d / 2), depth_fn(d)``
+    with ``depth_fn(d) = max(int(d * alpha), min_depth)``."""
+    alpha = config.backbone.alpha
+
+    def depth(d: float) -> int:
+        return max(int(d * alpha), config.min_depth)
+
+    return [(depth(d / 2), depth(d)) for d in config.extras]
+
+
 def _real(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
@@ -156,4 +167,5 @@ def validate(c: DetectorConfig) -> None:
     need(isinstance(c.crop_pool, bool), "crop_pool", "a bool")
 
 
-__all__ = ["CLASSIFICATIONS", "DETECTORS", "DetectorConfig", "IMAGE_MEAN", "IMAGE_STD", "make_config", "validate"]
+__all__ = ["CLASSIFICATIONS", "DETECTORS", "DetectorConfig", "IMAGE_MEAN", "IMAGE_STD", "extra_depths", "make_config",
+           "validate"]
