@@ -104,7 +104,7 @@ def measure(cands: Sequence[dict[str, Any]], engine: str, threads: int = 2, roun
     # Short visits, few rounds: the machine is shared, and the pick needs ranks and a budget
     # check, not a benchmark; the small matmul keeps the bench's peak measurement cheap.
     settings = BenchSettings(threads=threads, batch=1, rounds=rounds, unit_seconds=0.1, warmup=2,
-                             calibration_size=16, matmul_size=512, peak_seconds=0.05)
+                             calibration_size=16, matmul_size=512)
     bar = progress_bar(len(todo), f"timing candidates ({engine})", progress)
     for c in todo:
         cfg = MobileNetConfig(alpha=c["alpha"], resolution=c["resolution"], num_classes=1000)
