@@ -10,13 +10,13 @@ where its default comes from.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from mobilenets.errors import MobileNetsError
 from mobilenets.models.config import MobileNetConfig
 from mobilenets.utils.serial import JsonDataclass
+from mobilenets.utils.validate import is_int, is_real
 
 DETECTORS = ("ssd", "ssdlite", "faster_rcnn")
 CLASSIFICATIONS = ("softmax", "sigmoid")
@@ -124,14 +124,6 @@ def extra_depths(config: DetectorConfig) -> list[tuple[int, int]]:
     return [(depth(d / 2), depth(d)) for d in config.extras]
 
 
-def _real(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
 def validate(c: DetectorConfig) -> None:
     """One :class:`MobileNetsError` naming the bad field and echoing its value."""
 
@@ -144,26 +136,26 @@ def validate(c: DetectorConfig) -> None:
     if c.classification not in CLASSIFICATIONS:
         raise MobileNetsError(f"unknown classification {c.classification!r}; choose one of {', '.join(CLASSIFICATIONS)}")
     need(isinstance(c.backbone, MobileNetConfig), "backbone", "a MobileNetConfig")
-    need(_int(c.num_classes) and c.num_classes >= 1, "num_classes", "an integer >= 1")
-    need(_int(c.resolution) and c.resolution >= 32, "resolution", "an integer >= 32 (pixels)")
-    need(_int(c.max_size) and c.max_size >= c.resolution, "max_size", f"an integer >= resolution ({c.resolution})")
+    need(is_int(c.num_classes) and c.num_classes >= 1, "num_classes", "an integer >= 1")
+    need(is_int(c.resolution) and c.resolution >= 32, "resolution", "an integer >= 32 (pixels)")
+    need(is_int(c.max_size) and c.max_size >= c.resolution, "max_size", f"an integer >= resolution ({c.resolution})")
     need(c.head_kernel in (1, 3), "head_kernel", "1 or 3")
-    need(isinstance(c.extras, tuple) and len(c.extras) == 4 and all(_int(d) and d >= 2 for d in c.extras),
+    need(isinstance(c.extras, tuple) and len(c.extras) == 4 and all(is_int(d) and d >= 2 for d in c.extras),
          "extras", "four integer depths >= 2")
-    need(_int(c.min_depth) and c.min_depth >= 1, "min_depth", "an integer >= 1")
-    need(_real(c.score_thresh) and 0 <= c.score_thresh < 1, "score_thresh", "in [0, 1)")
-    need(_real(c.nms_thresh) and 0 < c.nms_thresh <= 1, "nms_thresh", "in (0, 1]")
-    need(_int(c.detections) and c.detections >= 1, "detections", "an integer >= 1")
-    need(_real(c.match_iou) and 0 < c.match_iou < 1, "match_iou", "in (0, 1)")
-    need(_int(c.anchor_base) and c.anchor_base >= 1, "anchor_base", "an integer >= 1 (pixels)")
+    need(is_int(c.min_depth) and c.min_depth >= 1, "min_depth", "an integer >= 1")
+    need(is_real(c.score_thresh) and 0 <= c.score_thresh < 1, "score_thresh", "in [0, 1)")
+    need(is_real(c.nms_thresh) and 0 < c.nms_thresh <= 1, "nms_thresh", "in (0, 1]")
+    need(is_int(c.detections) and c.detections >= 1, "detections", "an integer >= 1")
+    need(is_real(c.match_iou) and 0 < c.match_iou < 1, "match_iou", "in (0, 1)")
+    need(is_int(c.anchor_base) and c.anchor_base >= 1, "anchor_base", "an integer >= 1 (pixels)")
     for name in ("anchor_scales", "anchor_ratios"):
         value = getattr(c, name)
-        need(isinstance(value, tuple) and value and all(_real(v) and v > 0 for v in value), name,
+        need(isinstance(value, tuple) and value and all(is_real(v) and v > 0 for v in value), name,
              "a non-empty tuple of numbers > 0")
-    need(_int(c.proposals) and c.proposals >= 1, "proposals", "an integer >= 1")
-    need(_real(c.rpn_nms_thresh) and 0 < c.rpn_nms_thresh <= 1, "rpn_nms_thresh", "in (0, 1]")
-    need(_int(c.crop_size) and c.crop_size >= 2 and c.crop_size % 2 == 0, "crop_size", "an even integer >= 2")
-    need(_int(c.roi_batch) and c.roi_batch >= 1, "roi_batch", "an integer >= 1")
+    need(is_int(c.proposals) and c.proposals >= 1, "proposals", "an integer >= 1")
+    need(is_real(c.rpn_nms_thresh) and 0 < c.rpn_nms_thresh <= 1, "rpn_nms_thresh", "in (0, 1]")
+    need(is_int(c.crop_size) and c.crop_size >= 2 and c.crop_size % 2 == 0, "crop_size", "an even integer >= 2")
+    need(is_int(c.roi_batch) and c.roi_batch >= 1, "roi_batch", "an integer >= 1")
     need(isinstance(c.crop_pool, bool), "crop_pool", "a bool")
 
 
