@@ -53,7 +53,8 @@ class MobileNet(nn.Module):
 
     Downstream interface (as in timm): :meth:`forward_features` gives the last feature map,
     :meth:`forward_head` pools and classifies it, :meth:`reset_classifier` changes the class
-    count, and :meth:`forward_taps` returns intermediate feature maps by name or stride.
+    count, :meth:`forward_taps` returns intermediate feature maps by name or stride, and
+    :meth:`blocks_after` the blocks that follow a tap.
     """
 
     __jit_unused_properties__ = ["num_classes"]  # TorchScript compiles forward() only
@@ -169,7 +170,16 @@ class MobileNet(nn.Module):
             found[f"block{key}"] = x
         return [found[n] for n in wanted]
 
+    def blocks_after(self, tap: Tap) -> list[nn.Module]:
+        """The model's own blocks that run after ``tap`` (a name or a stride), in order: what a
+        head that crops the tap's feature map runs next (Faster R-CNN's second stage on
+        ``"block11"``: blocks 12 and 13; in the shallow variant too, whose stride-16 tap is
+        block 6). Empty after the last block."""
+        (name,) = self.resolve_taps([tap])
+        return list(self.blocks.children())[self._tap_index(name):]
+
     def _tap_index(self, name: str) -> int:
+        """0 for the stem, i for the i-th block present (= how many blocks run up to the tap)."""
         return [f.name for f in self.feature_info].index(name)
 
 

@@ -40,8 +40,7 @@ PRE_NMS_PROPOSALS = 6000  # RPN boxes scored before NMS (all of them up to ~600 
 def second_stage(model: MobileNet, tap: str, pool: bool = True) -> nn.Sequential:
     """2 x 2 max-pool (with ``pool``), then the blocks after ``tap`` (12 and 13), global average
     pool, flatten."""
-    after = int(tap.removeprefix("block"))
-    blocks = [block for key, block in model.blocks.named_children() if int(key) > after]
+    blocks = model.blocks_after(tap)
     return nn.Sequential(*([nn.MaxPool2d(2, 2)] if pool else []), *blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
 
 
