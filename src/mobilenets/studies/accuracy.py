@@ -67,7 +67,7 @@ def _cost(cfg: MobileNetConfig) -> tuple[int, int]:
 
 def registry_alpha_resolution(name: str) -> tuple[float, int]:
     """(alpha, resolution) of a separable registry name ``mobilenet_v1_<alpha>_<resolution>``,
-    read without loading the registry (which needs torch)."""
+    read from the name itself."""
     alpha, resolution = name.rsplit("_", 2)[-2:]
     return float(alpha), int(resolution)
 
