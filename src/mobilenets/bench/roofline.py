@@ -9,7 +9,9 @@ do, so no engine built on them should beat it; it is still a measured rate, belo
 register-only peak (``benchmarks/peak_kernels.py`` measures that one with compiled FMA, VNNI and
 AMX loops, for comparison), so "% floor" errs high, never low.
 
-Measurements are kept per process, the best so far (a busy machine only lowers a measurement):
+On one thread each GEMM is timed by the calling thread's CPU time, so that other processes' load
+on a shared machine does not lower the peak (on more threads, by the wall clock). Measurements
+are kept per process, the best so far (a busy machine only lowers a measurement):
 :func:`hardware_peaks` measures the GEMMs once per process unless ``refresh``.
 """
 
@@ -72,15 +74,20 @@ def check_precision(precision: str) -> None:
         raise MobileNetsError(f"unknown precision {precision!r}; choose fp32, bf16 or int8")
 
 
-def best_seconds(op: Callable[[], Any], repeats: int) -> float:
-    """The fastest of ``repeats`` timed calls of ``op``, after one untimed call."""
+def best_seconds(op: Callable[[], Any], repeats: int, threads: int | None = None) -> float:
+    """The fastest of ``repeats`` timed calls of ``op``, after one untimed call. With
+    ``threads=1`` each call is timed by the calling thread's CPU time, which is the whole call
+    (every library here runs a one-thread GEMM in the caller): other processes' load on a shared
+    machine then cannot lower the peak below what an engine reaches between interruptions. With
+    more threads (or None) by the wall clock."""
+    clock = time.thread_time if threads == 1 else time.perf_counter
     op()
     best = math.inf
     for _ in range(max(repeats, 1)):
-        t = time.perf_counter()
+        t = clock()
         op()
-        best = min(best, time.perf_counter() - t)
-    return best
+        best = min(best, clock() - t)
+    return max(best, 1e-9)
 
 
 def matmul_peak(precision: str, threads: int = 2, size: int = 4096, repeats: int = 3, refresh: bool = False) -> float:
@@ -104,7 +111,7 @@ def matmul_peak(precision: str, threads: int = 2, size: int = 4096, repeats: int
         b = torch.randn(size, size, generator=gen).to(dtype)
         op = torch.mm
     with torch_threads(threads), torch.inference_mode():
-        best = best_seconds(lambda: op(a, b), repeats)
+        best = best_seconds(lambda: op(a, b), repeats, threads)
     _PEAK_CACHE[key] = max(2 * size ** 3 / best, _PEAK_CACHE.get(key, 0.0))
     return _PEAK_CACHE[key]
 
@@ -118,7 +125,7 @@ def numpy_gemm(threads: int, size: int, repeats: int = 3) -> float:
     a = rng.standard_normal((size, size), dtype=np.float32)
     b = rng.standard_normal((size, size), dtype=np.float32)
     with threadpool_limits(limits=threads, user_api="blas"):
-        return 2 * size ** 3 / best_seconds(lambda: a @ b, repeats)
+        return 2 * size ** 3 / best_seconds(lambda: a @ b, repeats, threads)
 
 
 def onnxruntime_gemm(precision: str, threads: int, size: int, repeats: int = 3) -> float:
@@ -148,7 +155,7 @@ def onnxruntime_gemm(precision: str, threads: int, size: int, repeats: int = 3) 
     opts.inter_op_num_threads = 1
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no spinning threads left to slow what runs next
     sess = ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
-    return 2 * size ** 3 / best_seconds(lambda: sess.run(None, {"A": a}), repeats)
+    return 2 * size ** 3 / best_seconds(lambda: sess.run(None, {"A": a}), repeats, threads)
 
 
 def gemm_peaks(precision: str, threads: int, size: int, repeats: int = 3) -> tuple[dict[str, float], list[str]]:
