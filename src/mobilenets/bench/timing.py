@@ -24,8 +24,7 @@ from mobilenets.errors import MobileNetsError
 class BenchSettings:
     """How a benchmark runs: torch/engine threads, the batch-N size, interleaved rounds, the time
     per unit per round (it sets the calls per visit), untimed warm-up calls, the int8 exports'
-    calibration images, the size of the GEMMs and the seconds of each peak kernel that measure
-    the peak."""
+    calibration images and the size of the GEMMs that measure the peak."""
 
     threads: int = 2
     batch: int = 8
@@ -34,21 +33,20 @@ class BenchSettings:
     warmup: int = 3
     calibration_size: int = 64
     matmul_size: int = 4096
-    peak_seconds: float = 0.2
 
     @classmethod
     def quick(cls, threads: int = 2, batch: int = 4, **changes: Any) -> BenchSettings:
-        """A smoke run's settings: 2 rounds, short visits, 16 calibration images, 1024² GEMMs,
-        0.05 s a peak kernel; ``changes`` override any of them."""
+        """A smoke run's settings: 2 rounds, short visits, 16 calibration images, 1024² GEMMs;
+        ``changes`` override any of them."""
         settings = dict(threads=threads, batch=batch, rounds=2, unit_seconds=0.03, warmup=1, calibration_size=16,
-                        matmul_size=1024, peak_seconds=0.05)
+                        matmul_size=1024)
         return cls(**{**settings, **changes})
 
     def validate(self) -> BenchSettings:
         """``self``, once every field is checked (integers >= 1, ``warmup`` >= 0, positive
-        ``unit_seconds`` and ``peak_seconds``); else :class:`~mobilenets.errors.MobileNetsError`."""
+        ``unit_seconds``); else :class:`~mobilenets.errors.MobileNetsError`."""
         for f in fields(self):
-            if f.name in ("unit_seconds", "peak_seconds"):
+            if f.name == "unit_seconds":
                 value = getattr(self, f.name)
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                     raise MobileNetsError(f"{f.name} must be a number > 0, got {value!r}")

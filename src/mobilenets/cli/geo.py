@@ -100,7 +100,7 @@ def _add_train(geo) -> None:
 
 
 def cmd_cells(args: argparse.Namespace) -> None:
-    from mobilenets.tasks.geo.cells import make_cells
+    from mobilenets.tasks.geo.run import make_cells
 
     summary = make_cells(args.photos, args.max_per_cell, args.min_per_cell, args.output, args.min_level,
                          args.max_level, map_png=args.map, log=_stderr)

@@ -282,8 +282,10 @@ def finetune(data: str | os.PathLike | None, init: str | os.PathLike | None = No
 
 
 def finetune_text(result: dict[str, Any]) -> str:
+    from mobilenets.models.registry import paper_name
+
     cfg = result["model"]
-    name = f"{cfg['alpha']:g}{'.0' if cfg['alpha'] == int(cfg['alpha']) else ''} MobileNet-{cfg['resolution']}"
+    name = paper_name(cfg["alpha"], cfg["resolution"])
     start = f"from {result['init']}" if result["init"] else "from scratch"
     val = "no epoch finished" if result["val_top1"] is None else f"val top-1 {100 * result['val_top1']:.2f}%"
     lines = [f"fine-tuned {start} in {result['seconds']:.0f} s ({result['epochs']} epochs, {result['steps']} steps): "

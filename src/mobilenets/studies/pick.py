@@ -4,7 +4,8 @@ The candidates are α x resolution (the paper's 16, or a finer grid), 1000 Image
 Budgets on parameters, mult-adds and file size are checked from our counter before anything is
 timed; the candidates left are timed at batch 1 in the asked engine by the bench package
 (:func:`mobilenets.bench.run.bench`, its interleaved timing), and the times are cached per
-machine, engine and thread count (``~/.cache/mobilenets/pick/``), so a second query times only
+machine, engine and thread count (``cache_dir("pick")``: ``~/.cache/mobilenets/pick/`` by default,
+see :mod:`mobilenets.utils.cache`), so a second query times only
 what is missing. Accuracy is predicted from a source (:class:`~mobilenets.studies.accuracy.Predictor`:
 the paper's printed Tables 6-7, the TF-slim table, or run folders; the log-linear fit of Figure 4
 where the source lacks a model). The frontier is the Pareto set (faster, or more accurate); the
@@ -24,9 +25,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mobilenets.cost.count import analytical_cost
 from mobilenets.errors import MobileNetsError
 from mobilenets.models.config import MobileNetConfig
-from mobilenets.studies.costcache import CostCache, cache_root
+from mobilenets.models.registry import model_name
+from mobilenets.utils.cache import cache_dir
 
 GRIDS = {
     "paper": ((1.0, 0.75, 0.5, 0.25), (224, 192, 160, 128)),
@@ -71,15 +74,13 @@ def candidates(grid: str = "paper") -> list[dict[str, Any]]:
     if grid not in GRIDS:
         raise MobileNetsError(f"unknown grid {grid!r}; choose one of {', '.join(GRIDS)}")
     alphas, sizes = GRIDS[grid]
-    costs = CostCache()
     out = []
     for a in alphas:
         for r in sizes:
-            madds, params, total = costs.cost(MobileNetConfig(alpha=a, resolution=r, num_classes=1000))
-            # the registry's naming (models.registry.model_name), without loading the registry
-            out.append({"model": f"mobilenet_v1_{a:g}{'.0' if a == int(a) else ''}_{r}", "alpha": a,
-                        "resolution": r, "mult_adds": madds, "params": params, "params_total": total})
-    costs.save()
+            # counted from the formulas every time (torch-free, well under a millisecond a model)
+            cost = analytical_cost(MobileNetConfig(alpha=a, resolution=r, num_classes=1000))
+            out.append({"model": model_name(a, r), "alpha": a, "resolution": r, "mult_adds": cost.mult_adds,
+                        "params": cost.params, "params_total": cost.params_total})
     return out
 
 
@@ -87,7 +88,7 @@ def measure(cands: Sequence[dict[str, Any]], engine: str, threads: int = 2, roun
             progress: bool = True, verbose: bool = False, cache: str | os.PathLike | None = None) -> dict[str, Any]:
     """Batch-1 times of ``cands`` in ``engine`` ({model: {"median_ms", "p10_ms", "p90_ms"}}), from
     the cache where there, else timed now (and cached); ``"timed"`` lists what was timed now."""
-    folder = Path(cache) if cache is not None else cache_root()
+    folder = Path(cache) if cache is not None else cache_dir("pick")
     path = folder / f"{machine_key(engine, threads)}.json"
     try:
         cached = json.loads(path.read_text()) if path.is_file() else {}
@@ -103,7 +104,7 @@ def measure(cands: Sequence[dict[str, Any]], engine: str, threads: int = 2, roun
     # Short visits, few rounds: the machine is shared, and the pick needs ranks and a budget
     # check, not a benchmark; the small matmul keeps the bench's peak measurement cheap.
     settings = BenchSettings(threads=threads, batch=1, rounds=rounds, unit_seconds=0.1, warmup=2,
-                             calibration_size=16, matmul_size=512, peak_seconds=0.05)
+                             calibration_size=16, matmul_size=512)
     bar = progress_bar(len(todo), f"timing candidates ({engine})", progress)
     for c in todo:
         cfg = MobileNetConfig(alpha=c["alpha"], resolution=c["resolution"], num_classes=1000)

@@ -60,7 +60,8 @@ def detector_latency(checkpoint: str | None = None, *, config=None, settings: Be
     """``{"results": {engine: {median_ms, p10_ms, p90_ms, samples}}, "settings", "models"}`` for
     our detector (a detection checkpoint, or a :class:`~mobilenets.tasks.detect.config.
     DetectorConfig` with random weights) and, with ``peer``, torchvision's SSDLite320."""
-    from mobilenets.tasks.detect.config import build_detector, make_config
+    from mobilenets.tasks.detect.build import build_detector
+    from mobilenets.tasks.detect.config import make_config
     from mobilenets.tasks.detect.run import load_detector
 
     s = (settings or BenchSettings()).validate()
@@ -93,8 +94,10 @@ def detector_latency(checkpoint: str | None = None, *, config=None, settings: Be
         if peer:
             from torchvision.models.detection import ssdlite320_mobilenet_v3_large
 
-            torch.manual_seed(0)
-            tv = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None).eval()
+            # the peer's random init from seed 0, on a forked generator: the caller's is left as it was
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                tv = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None).eval()
             background_biased(tv)
             tv_image = torch.rand(3, 320, 320, generator=gen)
             runs["torchvision ssdlite320 eager"] = lambda: tv([tv_image])

@@ -19,7 +19,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from mobilenets.errors import MobileNetsError
-from mobilenets.tasks.detect.config import DetectorConfig, build_detector, make_config
+from mobilenets.tasks.detect.build import build_detector
+from mobilenets.tasks.detect.config import DetectorConfig, make_config
 from mobilenets.tasks.detect.curves import plot_curves
 from mobilenets.tasks.detect.data import DetectionSplit, load_splits, summary_line
 from mobilenets.tasks.detect.evaluate import coco_metrics, original_scale, plot_pr, to_results

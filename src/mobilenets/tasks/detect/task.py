@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from mobilenets.errors import MobileNetsError
-from mobilenets.tasks.detect.config import DetectorConfig, build_detector
+from mobilenets.tasks.detect.build import build_detector
+from mobilenets.tasks.detect.config import DetectorConfig
 from mobilenets.tasks.detect.data import DetectionDataset, DetectionSplit, collate_detection
 from mobilenets.tasks.detect.evaluate import DetectionMetrics
 from mobilenets.tasks.detect.recipes import DETECT_PRESETS, detect_recipe
