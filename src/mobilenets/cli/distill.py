@@ -13,6 +13,7 @@ from mobilenets.cli.common import (
     add_json_arg,
     add_model_args,
     add_progress_arg,
+    examples,
     positive_float,
     positive_int,
 )
@@ -61,9 +62,16 @@ def register(sub) -> None:
     add_json_arg(p)
     p.set_defaults(func=cmd_distill)
 
-    f = sub.add_parser("faces", help="face crops from photos (dlib's detector and 5-point alignment)")
+    f = sub.add_parser("faces", help="face crops from photos (dlib's detector and 5-point alignment)",
+                       description="Face data for distillation: crops of the faces in photos, aligned as dlib's "
+                                   "face recognition expects.")
     faces = f.add_subparsers(dest="faces_command", required=True, metavar="COMMAND", parser_class=type(f))
-    c = faces.add_parser("crop", help="find and align the faces in a folder of photos; write one crop per face")
+    c = faces.add_parser("crop", help="find and align the faces in a folder of photos; write one crop per face",
+                         description="Find the faces in a folder of photos with dlib's detector, align each by its "
+                                     "5 landmarks and write one square crop per face (<photo>_<k>.jpg): the images "
+                                     "a face teacher (dlib, age-gender) is distilled on.",
+                         epilog=examples("mobilenet faces crop photos/ --output faces/",
+                                         "mobilenet faces crop photos/ --output faces/ --size 112 --upsample 2 --json"))
     c.add_argument("input", metavar="DIR", help="folder of photos, flat or nested")
     c.add_argument("--output", required=True, metavar="DIR", help="folder for the crops (<photo>_<k>.jpg)")
     c.add_argument("--size", type=positive_int, default=150, help="crop side in pixels (default 150, dlib's chip)")

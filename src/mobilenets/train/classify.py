@@ -269,7 +269,7 @@ def label_mapping(model_classes: list[str] | None, num_classes: int, data_classe
     return list(range(num_classes))
 
 
-def _eval_model(checkpoint: str, dev: torch.device, threads: int):
+def _eval_model(checkpoint: str, dev: torch.device, engine_threads: int):
     """``(model as a module, its config, class names, preprocessing, recorded training data)`` of
     a checkpoint or an exported file; the data is a folder, ``"digits"`` (DIGITS_SOURCE) or None
     (not recorded)."""
@@ -278,7 +278,7 @@ def _eval_model(checkpoint: str, dev: torch.device, threads: int):
     if is_exported_model(checkpoint):
         if dev.type != "cpu":
             raise MobileNetsError(f"{checkpoint} is an exported model: its engine runs on the CPU, not {dev}")
-        runner = open_exported(checkpoint, threads=threads)
+        runner = open_exported(checkpoint, threads=engine_threads)
         pre, meta = runner.preprocessing, runner.meta
         cfg = MobileNetConfig.from_dict(meta["model"])
         return _RunnerModule(runner), cfg, runner.classes, pre, meta.get("trained_on")
@@ -292,15 +292,15 @@ def _eval_model(checkpoint: str, dev: torch.device, threads: int):
 
 
 def eval_checkpoint(checkpoint: str, data: str | None = None, batch_size: int = 256, workers: int = 0,
-                    device: str = "auto", progress: bool = False, threads: int = 2) -> dict[str, Any]:
+                    device: str = "auto", progress: bool = False, engine_threads: int = 2) -> dict[str, Any]:
     """Top-1/top-5 of a checkpoint, or of an exported file (its sidecar's preprocessing and
-    classes; ``threads`` for its engine), on ``data`` (default: the data it was trained on),
+    classes; ``engine_threads``: its runtime's CPU threads), on ``data`` (default: the data it was trained on),
     evaluated with the preprocessing it records. Labels are matched to the model's classes by
     name where it records them."""
     from mobilenets.data.datasets import DIGITS_SOURCE, Augment, load_data
 
     dev = resolve_device(device)
-    module, cfg, classes, pre, recorded = _eval_model(checkpoint, dev, threads)
+    module, cfg, classes, pre, recorded = _eval_model(checkpoint, dev, engine_threads)
     if data is None and recorded is None:
         raise MobileNetsError(f"{checkpoint} records no training data to evaluate on; pass data=DIR "
                               f"(an ImageNet-style folder: its val/ is evaluated)")
