@@ -80,7 +80,7 @@ def register(sub: Any) -> None:
     add_plot_arg(p, "its folder must exist; with --all-models only; default: none",
                  "latency against mult-adds")
     add_threads_arg(p, 2, " of the torch engines (and the FLOP-peak measurement)")
-    add_engine_threads_arg(p, None, " engines")
+    add_engine_threads_arg(p, None)
     add_json_arg(p)
     add_verbose_arg(p)
     add_progress_arg(p)
@@ -101,7 +101,7 @@ def register(sub: Any) -> None:
     p.add_argument("--calibration", metavar="DIR", help=CALIBRATION_HELP)
     p.add_argument("--runs", type=positive_int, default=20, help="timed forward passes per engine (default 20)")
     add_threads_arg(p, 2, " of torch-eager")
-    add_engine_threads_arg(p, None, " engines")
+    add_engine_threads_arg(p, None)
     add_json_arg(p)
     add_verbose_arg(p)
     add_progress_arg(p)

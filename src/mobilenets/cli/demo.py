@@ -24,7 +24,7 @@ def register(subparsers) -> None:
                               epilog=examples("mobilenet demo", "mobilenet demo --epochs 3 --output runs/demo-quick"))
     p.add_argument("--output", metavar="DIR", help="run FOLDER (default: a new folder under runs/)")
     add_threads_arg(p, 2, " of eager PyTorch in the latency table")
-    add_engine_threads_arg(p, None, " files in the latency table")
+    add_engine_threads_arg(p, None, " in the latency table")
     p.add_argument("--rounds", type=positive_int, default=5, help="interleaved timing rounds (default 5)")
     p.add_argument("--epochs", type=positive_int, help="training epochs (default: the digits recipe's, 30)")
     add_progress_arg(p)

@@ -75,7 +75,9 @@ def register(sub) -> None:
     c.add_argument("input", metavar="DIR", help="folder of photos, flat or nested")
     c.add_argument("--output", required=True, metavar="DIR", help="folder for the crops (<photo>_<k>.jpg)")
     c.add_argument("--size", type=positive_int, default=150, help="crop side in pixels (default 150, dlib's chip)")
-    c.add_argument("--padding", type=float, default=0.25, help="margin around the face, as dlib's (default 0.25)")
+    # not --padding: that flag names the convolution padding (symmetric, tf_same) in `train`
+    c.add_argument("--margin", dest="padding", type=float, default=0.25,
+                   help="margin around the face, a fraction of its size (dlib's get_face_chip padding; default 0.25)")
     c.add_argument("--upsample", type=int, default=1, help="detector upsampling passes (default 1; finds smaller faces)")
     add_progress_arg(c)
     add_json_arg(c)
