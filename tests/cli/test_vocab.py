@@ -183,3 +183,24 @@ def test_version_imports_no_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0].startswith("mobilenet ") and done.stdout.splitlines()[-1] == "False"
+
+
+def test_add_command_reads_description_and_examples_from_the_docstring():
+    from mobilenets.cli.common import Parser, add_command
+
+    def cmd_toy(args):
+        """Count the toys in a box:
+        every toy, once.
+
+        Broken toys too.
+
+        examples:
+          mobilenet toy --box a
+          mobilenet toy --box b --json
+        """
+
+    sub = Parser(prog="mobilenet").add_subparsers()
+    p = add_command(sub, "toy", cmd_toy, help="count toys")
+    assert p.description == "Count the toys in a box: every toy, once.\n\nBroken toys too."
+    assert p.epilog == "examples:\n  mobilenet toy --box a\n  mobilenet toy --box b --json"
+    assert p.get_default("func") is cmd_toy

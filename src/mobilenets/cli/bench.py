@@ -18,6 +18,7 @@ from mobilenets.cli.common import (
     CHECKPOINT_HELP,
     UsageError,
     add_batch_size_arg,
+    add_command,
     add_engine_threads_arg,
     add_json_arg,
     add_model_args,
@@ -26,7 +27,6 @@ from mobilenets.cli.common import (
     add_threads_arg,
     add_verbose_arg,
     choice,
-    examples,
     positive_int,
 )
 from mobilenets.cli.detect import SSD_DETECTORS
@@ -44,15 +44,8 @@ def engine_list(text: str) -> list[str]:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("bench", help="inference latency across engines (eager, compiled, ONNX Runtime, TFLite, "
-                                     "ExecuTorch; --peers adds timm and Keras)",
-                       description="Batch-1 and batch-N latency of one model in every engine, interleaved round by "
-                                   "round, beside its mult-adds and the FLOP floor of this CPU; or of the 16 paper "
-                                   "models (--all-models), or of a detector (--detector).",
-                       epilog=examples("mobilenet bench --model mobilenet_v1_0.5_160 --quick",
-                                       "mobilenet bench --checkpoint model.onnx --threads 4 --engine-threads 4",
-                                       "mobilenet bench --all-models --plot latency.png",
-                                       "mobilenet bench --detector ssdlite --json"))
+    p = add_command(sub, "bench", cmd_bench, help="inference latency across engines (eager, compiled, ONNX Runtime, TFLite, "
+                                                  "ExecuTorch; --peers adds timm and Keras)")
     add_model_args(p, checkpoint=False)
     p.add_argument("--checkpoint", metavar="PATH", help=f"{CHECKPOINT_HELP} (its weights are timed, instead of random "
                                                         "ones), or an exported .onnx/.tflite/.pte/TorchScript file "
@@ -84,14 +77,8 @@ def register(sub: Any) -> None:
     add_json_arg(p)
     add_verbose_arg(p)
     add_progress_arg(p)
-    p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("profile", help="measured time per layer type beside the mult-add share",
-                       description="Where the time goes: measured time per layer group (stem, depthwise, "
-                                   "pointwise, pool, classifier) in torch-eager and ONNX Runtime (fp32, int8), "
-                                   "beside each group's share of the mult-adds.",
-                       epilog=examples("mobilenet profile --model mobilenet_v1_1.0_224 --runs 10",
-                                       "mobilenet profile --checkpoint model.onnx --engine-threads 4 --json"))
+    p = add_command(sub, "profile", cmd_profile, help="measured time per layer type beside the mult-add share")
     add_model_args(p, checkpoint=False)
     p.add_argument("--checkpoint", metavar="PATH", help=f"{CHECKPOINT_HELP} (instead of random weights), or an "
                                                         "exported .onnx file (profiled itself)")
@@ -105,7 +92,6 @@ def register(sub: Any) -> None:
     add_json_arg(p)
     add_verbose_arg(p)
     add_progress_arg(p)
-    p.set_defaults(func=cmd_profile)
 
 
 def model_and_checkpoint(args: argparse.Namespace) -> tuple[Any, str | None]:
@@ -140,6 +126,16 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
+    """Batch-1 and batch-N latency of one model in every engine, interleaved round by round, beside its mult-
+    adds and the FLOP floor of this CPU; or of the 16 paper models (--all-models), or of a detector
+    (--detector).
+
+    examples:
+      mobilenet bench --model mobilenet_v1_0.5_160 --quick
+      mobilenet bench --checkpoint model.onnx --threads 4 --engine-threads 4
+      mobilenet bench --all-models --plot latency.png
+      mobilenet bench --detector ssdlite --json
+    """
     if args.plot and not args.all_models:
         raise UsageError("--plot needs --all-models")
     if args.detector:
@@ -188,6 +184,13 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def cmd_profile(args: argparse.Namespace) -> None:
+    """Where the time goes: measured time per layer group (stem, depthwise, pointwise, pool, classifier) in
+    torch-eager and ONNX Runtime (fp32, int8), beside each group's share of the mult-adds.
+
+    examples:
+      mobilenet profile --model mobilenet_v1_1.0_224 --runs 10
+      mobilenet profile --checkpoint model.onnx --engine-threads 4 --json
+    """
     from mobilenets.bench.profiling import profile
     from mobilenets.bench.report import profile_text
 

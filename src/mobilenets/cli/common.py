@@ -49,10 +49,19 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def examples(*lines: str) -> str:
-    """An ``epilog`` of full command lines (``mobilenet ...``), one per line, indented; a test
-    parses each of them with the real parser."""
-    return ("example:" if len(lines) == 1 else "examples:") + "".join(f"\n  {line}" for line in lines)
+def add_command(sub: Any, name: str, func: Any, help: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """A subcommand that runs ``func``, described by ``func``'s docstring: the paragraphs before
+    its ``example:``/``examples:`` line are the description, the rest (indented ``mobilenet ...``
+    lines, which a test parses) the epilog."""
+    import inspect
+    import re
+
+    doc = inspect.cleandoc(func.__doc__ or "")
+    head, *tail = re.split(r"^(?=examples?:$)", doc, maxsplit=1, flags=re.M)
+    description = "\n\n".join(" ".join(par.split()) for par in head.strip().split("\n\n"))
+    p = sub.add_parser(name, help=help, description=description or None, epilog=tail[0] if tail else None, **kwargs)
+    p.set_defaults(func=func)
+    return p
 
 
 def canonical(name: str) -> str:

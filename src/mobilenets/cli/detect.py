@@ -17,6 +17,7 @@ import typing
 from mobilenets.cli.common import (
     Choices,
     add_batch_size_arg,
+    add_command,
     add_device_arg,
     add_engine_threads_arg,
     add_json_arg,
@@ -25,7 +26,6 @@ from mobilenets.cli.common import (
     add_progress_arg,
     add_threads_arg,
     choice,
-    examples,
     nonnegative_int,
     positive_float,
     positive_int,
@@ -49,13 +49,7 @@ def register(sub) -> None:
                                        "Detection API's ssd_mobilenet_v1, Faster R-CNN as its faster_rcnn_mobilenet_v1.")
     sub = group.add_subparsers(dest="detect_command", required=True, metavar="COMMAND", parser_class=type(group))
     _add_train(sub)
-    p = sub.add_parser("eval", help="COCO's 12 numbers of a detector (--checkpoint) or of a results file",
-                       description="COCO's 12 numbers (AP, AP50, ..., AR100) and per-class AP: of a detection run "
-                                   "on its data's split (writes detections.json and pr.png), or of a COCO results "
-                                   "file against an annotations file.",
-                       epilog=examples("mobilenet detect eval --checkpoint runs/detect-ssd",
-                                       "mobilenet detect eval --annotations instances_val2017.json --results "
-                                       "detections.json --plot pr.png --json"))
+    p = add_command(sub, "eval", cmd_eval, help="COCO's 12 numbers of a detector (--checkpoint) or of a results file")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--checkpoint", metavar="RUN", help=CHECKPOINT_HELP)
     g.add_argument("--annotations", metavar="ANN.json", help="COCO instances file to score --results against")
@@ -73,15 +67,8 @@ def register(sub) -> None:
     add_threads_arg(p)
     add_progress_arg(p)
     add_json_arg(p)
-    p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("predict", help="boxes for images, optionally drawn with --draw",
-                       description="The detections above --score of each image (label, COCO category id, score, "
-                                   "box in pixels [x1, y1, x2, y2]); --draw also writes the images with their boxes.",
-                       epilog=examples("mobilenet detect predict --checkpoint runs/detect-ssd street.jpg --draw "
-                                       "boxes.png",
-                                       "mobilenet detect predict --checkpoint runs/detect-ssd a.jpg b.jpg --score 0.5 "
-                                       "--json"))
+    p = add_command(sub, "predict", cmd_predict, help="boxes for images, optionally drawn with --draw")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--checkpoint", required=True, metavar="RUN", help=CHECKPOINT_HELP)
     p.add_argument("--score", type=float, default=0.3, help="lowest score shown (default 0.3)")
@@ -90,7 +77,6 @@ def register(sub) -> None:
     add_device_arg(p)
     add_threads_arg(p)
     add_json_arg(p)
-    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="export a detector to ONNX and TFLite (box decoding and NMS inside)")
     p.add_argument("--checkpoint", required=True, metavar="RUN", help=CHECKPOINT_HELP)
@@ -101,14 +87,8 @@ def register(sub) -> None:
     add_json_arg(p)
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("bench", help="batch-1 latency beside torchvision's ssdlite320_mobilenet_v3_large "
-                                     "(eager and ONNX Runtime, interleaved)",
-                       description="Batch-1 latency of an SSD/SSDLite detector, eager PyTorch and ONNX Runtime (fp32 "
-                                   "and int8, box decoding and NMS inside), interleaved with torchvision's "
-                                   "ssdlite320_mobilenet_v3_large on the same engines.",
-                       epilog=examples("mobilenet detect bench --detector ssdlite --alpha 0.5 --rounds 5",
-                                       "mobilenet detect bench --checkpoint runs/detect-ssd --threads 4 "
-                                       "--engine-threads 4 --json"))
+    p = add_command(sub, "bench", cmd_bench, help="batch-1 latency beside torchvision's ssdlite320_mobilenet_v3_large "
+                                                  "(eager and ONNX Runtime, interleaved)")
     p.add_argument("--checkpoint", metavar="RUN", help=CHECKPOINT_HELP + " (default: random weights)")
     p.add_argument("--detector", default="ssd", **choice(SSD_DETECTORS), help="without --checkpoint (default ssd)")
     p.add_argument("--alpha", type=positive_float, default=1.0, help="without --checkpoint: width multiplier (default 1.0)")
@@ -120,18 +100,11 @@ def register(sub) -> None:
     p.add_argument("--rounds", type=positive_int, default=10, help="interleaved timing rounds (default 10)")
     add_json_arg(p)
     add_progress_arg(p)
-    p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("anchors", help="every anchor as normalised [cy, cx, h, w] (TF OD API order)",
-                       description="The anchors of a detector at a resolution: per feature map its grid and boxes "
-                                   "per location (text), or every anchor as normalised [cy, cx, h, w] in the TF "
-                                   "Object Detection API's order (--json).",
-                       epilog=examples("mobilenet detect anchors", "mobilenet detect anchors --detector faster_rcnn "
-                                       "--resolution 600 --json"))
+    p = add_command(sub, "anchors", cmd_anchors, help="every anchor as normalised [cy, cx, h, w] (TF OD API order)")
     p.add_argument("--detector", default="ssd", **choice(DETECTORS), help="default ssd")
     p.add_argument("--resolution", type=positive_int, default=300, help="input size (default 300)")
     add_json_arg(p)
-    p.set_defaults(func=cmd_anchors)
 
 
 def _recipe_type(kind: typing.Any):
@@ -245,6 +218,13 @@ def _print_metrics(result: dict, as_json: bool) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
+    """COCO's 12 numbers (AP, AP50, ..., AR100) and per-class AP: of a detection run on its data's split
+    (writes detections.json and pr.png), or of a COCO results file against an annotations file.
+
+    examples:
+      mobilenet detect eval --checkpoint runs/detect-ssd
+      mobilenet detect eval --annotations instances_val2017.json --results detections.json --plot pr.png --json
+    """
     from mobilenets.errors import MobileNetsError
 
     if args.annotations:
@@ -271,6 +251,13 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    """The detections above --score of each image (label, COCO category id, score, box in pixels [x1, y1, x2,
+    y2]); --draw also writes the images with their boxes.
+
+    examples:
+      mobilenet detect predict --checkpoint runs/detect-ssd street.jpg --draw boxes.png
+      mobilenet detect predict --checkpoint runs/detect-ssd a.jpg b.jpg --score 0.5 --json
+    """
     from mobilenets.tasks.detect.predict import predict
     from mobilenets.utils.scoped import torch_threads
 
@@ -301,6 +288,13 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
+    """Batch-1 latency of an SSD/SSDLite detector, eager PyTorch and ONNX Runtime (fp32 and int8, box decoding
+    and NMS inside), interleaved with torchvision's ssdlite320_mobilenet_v3_large on the same engines.
+
+    examples:
+      mobilenet detect bench --detector ssdlite --alpha 0.5 --rounds 5
+      mobilenet detect bench --checkpoint runs/detect-ssd --threads 4 --engine-threads 4 --json
+    """
     run_detector_bench(args.checkpoint, args.detector, args.alpha, args.resolution, peer=not args.no_peer,
                        int8=not args.no_int8, threads=args.threads, engine_threads=args.engine_threads,
                        rounds=args.rounds, as_json=args.json, progress=not args.no_progress)
@@ -328,6 +322,13 @@ def run_detector_bench(checkpoint: str | None, detector: str, alpha: float, reso
 
 
 def cmd_anchors(args: argparse.Namespace) -> None:
+    """The anchors of a detector at a resolution: per feature map its grid and boxes per location (text), or
+    every anchor as normalised [cy, cx, h, w] in the TF Object Detection API's order (--json).
+
+    examples:
+      mobilenet detect anchors
+      mobilenet detect anchors --detector faster_rcnn --resolution 600 --json
+    """
     from mobilenets.tasks.detect.anchors import anchors_table
 
     table = anchors_table(args.detector, args.resolution)

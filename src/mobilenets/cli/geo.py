@@ -12,13 +12,13 @@ import typing
 from mobilenets.cli.common import (
     UsageError,
     add_batch_size_arg,
+    add_command,
     add_device_arg,
     add_json_arg,
     add_model_args,
     add_plot_arg,
     add_progress_arg,
     add_threads_arg,
-    examples,
     nonnegative_int,
     positive_int,
 )
@@ -35,12 +35,7 @@ def register(sub) -> None:
                                    "classify photos into cells, score by great-circle distance.")
     geo = p.add_subparsers(dest="geo_command", required=True, metavar="COMMAND", parser_class=type(p))
 
-    c = geo.add_parser("cells", help="the adaptive S2 partition of a photo list (one row per cell, and a map PNG)",
-                       description="PlaNet's adaptive partition: split S2 cells until none holds more than "
-                                   "--max-per-cell photos, drop those with fewer than --min-per-cell; writes one row "
-                                   "per cell and a map of them.",
-                       epilog=examples("mobilenet geo cells --photos geo/train.csv --max-per-cell 200 --min-per-cell 10 "
-                                       "--output geo/cells.csv"))
+    c = add_command(geo, "cells", cmd_cells, help="the adaptive S2 partition of a photo list (one row per cell, and a map PNG)")
     c.add_argument("--photos", required=True, metavar="CSV", help="photo list: path,latitude,longitude")
     c.add_argument("--max-per-cell", required=True, type=positive_int, metavar="T1",
                    help="split a cell holding more photos than this (PlaNet: 10000)")
@@ -52,14 +47,8 @@ def register(sub) -> None:
     c.add_argument("--output", required=True, metavar="CSV", help="the cells file to write")
     c.add_argument("--map", metavar="PNG", help="the map of the cells (default: the output with .png)")
     add_json_arg(c)
-    c.set_defaults(func=cmd_cells)
 
-    s = geo.add_parser("standin", help="write the built-in geotagged stand-in (photos from population density)",
-                       description="Write the built-in stand-in data set: synthetic geotagged photos taken in cities "
-                                   "drawn by population, as images/ with train.csv and val.csv "
-                                   "(path,latitude,longitude).",
-                       epilog=examples("mobilenet geo standin --output geo", "mobilenet geo standin --output geo-small "
-                                       "--photos 600 --places 20 --json"))
+    s = add_command(geo, "standin", cmd_standin, help="write the built-in geotagged stand-in (photos from population density)")
     s.add_argument("--output", required=True, metavar="DIR", help="folder for images/, train.csv and val.csv")
     s.add_argument("--photos", type=positive_int, default=6000, help="photos in all (default 6000)")
     s.add_argument("--places", type=positive_int, default=150,
@@ -68,17 +57,10 @@ def register(sub) -> None:
     s.add_argument("--seed", type=int, default=0, help="default 0")
     add_progress_arg(s)
     add_json_arg(s)
-    s.set_defaults(func=cmd_standin)
 
     _add_train(geo)
 
-    q = geo.add_parser("predict", help="latitude/longitude and the top-k cells of images",
-                       description="Where each image was taken: latitude and longitude, and the top-k cells with "
-                                   "their probabilities, from a geo train run; --output also writes them as a CSV "
-                                   "that geo eval reads.",
-                       epilog=examples("mobilenet geo predict --checkpoint runs/geo photo.jpg",
-                                       "mobilenet geo predict --checkpoint runs/geo a.jpg b.jpg --top-k 3 --output "
-                                       "predicted.csv --json"))
+    q = add_command(geo, "predict", cmd_predict, help="latitude/longitude and the top-k cells of images")
     q.add_argument("--checkpoint", required=True, metavar="PATH", help=CHECKPOINT_HELP)
     q.add_argument("images", nargs="+", metavar="IMAGE")
     q.add_argument("--top-k", type=positive_int, default=5, help="cells shown per image (default 5)")
@@ -89,14 +71,8 @@ def register(sub) -> None:
     add_device_arg(q)
     add_threads_arg(q)
     add_json_arg(q)
-    q.set_defaults(func=cmd_predict)
 
-    e = geo.add_parser("eval", help="share of photos within 1/25/200/750/2500 km, median error, CDF PNG",
-                       description="Paper Table 11's numbers: the share of photos placed within 1, 25, 200, 750 and "
-                                   "2500 km and the median error, of a predictions CSV against the truth, or of a "
-                                   "geo train run (beside the always-the-biggest-cell baseline); and a CDF plot.",
-                       epilog=examples("mobilenet geo eval --checkpoint runs/geo --plot none",
-                                       "mobilenet geo eval --truth geo/val.csv --predictions predicted.csv --json"))
+    e = add_command(geo, "eval", cmd_eval, help="share of photos within 1/25/200/750/2500 km, median error, CDF PNG")
     e.add_argument("--truth", metavar="CSV", help="true locations (path,latitude,longitude)")
     e.add_argument("--predictions", metavar="CSV", help="predicted locations, same layout, matched on path")
     e.add_argument("--checkpoint", metavar="PATH", help=f"instead: {CHECKPOINT_HELP}, run on --data")
@@ -110,7 +86,6 @@ def register(sub) -> None:
     add_threads_arg(e)
     add_progress_arg(e)
     add_json_arg(e)
-    e.set_defaults(func=cmd_eval)
 
 
 # The recipe and running flags of `mobilenet train`, built the same way. These four helpers could move to
@@ -171,6 +146,12 @@ def _add_train(geo) -> None:
 
 
 def cmd_cells(args: argparse.Namespace) -> None:
+    """PlaNet's adaptive partition: split S2 cells until none holds more than --max-per-cell photos, drop those
+    with fewer than --min-per-cell; writes one row per cell and a map of them.
+
+    example:
+      mobilenet geo cells --photos geo/train.csv --max-per-cell 200 --min-per-cell 10 --output geo/cells.csv
+    """
     from mobilenets.tasks.geo.cells import make_cells
 
     summary = make_cells(args.photos, args.max_per_cell, args.min_per_cell, args.output, args.min_level,
@@ -186,6 +167,13 @@ def cmd_cells(args: argparse.Namespace) -> None:
 
 
 def cmd_standin(args: argparse.Namespace) -> None:
+    """Write the built-in stand-in data set: synthetic geotagged photos taken in cities drawn by population, as
+    images/ with train.csv and val.csv (path,latitude,longitude).
+
+    examples:
+      mobilenet geo standin --output geo
+      mobilenet geo standin --output geo-small --photos 600 --places 20 --json
+    """
     from mobilenets.tasks.geo.standin import write_standin
 
     summary = write_standin(args.output, photos=args.photos, places=args.places, size=args.size, seed=args.seed,
@@ -219,6 +207,13 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    """Where each image was taken: latitude and longitude, and the top-k cells with their probabilities, from a
+    geo train run; --output also writes them as a CSV that geo eval reads.
+
+    examples:
+      mobilenet geo predict --checkpoint runs/geo photo.jpg
+      mobilenet geo predict --checkpoint runs/geo a.jpg b.jpg --top-k 3 --output predicted.csv --json
+    """
     from mobilenets.tasks.geo.predict import predict, write_predictions
     from mobilenets.utils.scoped import torch_threads
 
@@ -236,6 +231,14 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
+    """Paper Table 11's numbers: the share of photos placed within 1, 25, 200, 750 and 2500 km and the median
+    error, of a predictions CSV against the truth, or of a geo train run (beside the always-the-biggest-cell
+    baseline); and a CDF plot.
+
+    examples:
+      mobilenet geo eval --checkpoint runs/geo --plot none
+      mobilenet geo eval --truth geo/val.csv --predictions predicted.csv --json
+    """
     if args.checkpoint and (args.truth or args.predictions):
         raise UsageError("give either --truth and --predictions, or --checkpoint (with --data)")
     plot = True if args.plot is None else args.plot  # True: the default file; False: --plot none

@@ -9,11 +9,11 @@ import argparse
 import json
 
 from mobilenets.cli.common import (
+    add_command,
     add_json_arg,
     add_plot_arg,
     add_progress_arg,
     add_verbose_arg,
-    examples,
     nonnegative_int,
     positive_int,
 )
@@ -22,26 +22,14 @@ TABLES = ("table4", "table5", "table6", "table7")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("figures", help="the paper's Figures 4 and 5 (top-1 vs log mult-adds / params) as PNGs",
-                       description="Draw the paper's Figures 4 and 5 (ImageNet top-1 against log mult-adds and "
-                                   "against log parameters) with the paper's and TF-slim's points, and the points of "
-                                   "your own runs beside them.",
-                       epilog=examples("mobilenet figures", "mobilenet figures runs/ --output figures --json"))
+    p = add_command(sub, "figures", cmd_figures, help="the paper's Figures 4 and 5 (top-1 vs log mult-adds / params) as PNGs")
     p.add_argument("runs", nargs="*", metavar="RUN",
                    help="run folders (or folders of run folders) to plot beside the paper's and TF-slim's points")
     p.add_argument("--output", default=".", metavar="FOLDER",
                    help="FOLDER for figure4.png and figure5.png (default ., the current folder)")
     add_json_arg(p)
-    p.set_defaults(func=cmd_figures)
 
-    p = sub.add_parser("pick", help="the most accurate MobileNet within a latency/size budget on this machine",
-                       description="The MobileNet (width and resolution) with the highest predicted top-1 within a "
-                                   "budget of latency measured on this machine in one engine, parameters, mult-adds "
-                                   "or size; with the Pareto frontier of the candidates.",
-                       epilog=examples("mobilenet pick --latency-ms 5",
-                                       "mobilenet pick --latency-ms 3 --engine onnxruntime-int8 --grid fine "
-                                       "--engine-threads 4 --plot none --json",
-                                       "mobilenet pick --params 2e6"))
+    p = add_command(sub, "pick", cmd_pick, help="the most accurate MobileNet within a latency/size budget on this machine")
     p.add_argument("--latency-ms", type=float, metavar="X", help="batch-1 latency budget in ms (median, in --engine)")
     p.add_argument("--engine", default="onnxruntime", help="a `mobilenet bench` engine of ours (default onnxruntime)")
     p.add_argument("--params", type=float, metavar="N", help="at most N weights (paper convention)")
@@ -60,7 +48,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_arg(p)
     add_verbose_arg(p)
     add_progress_arg(p)
-    p.set_defaults(func=cmd_pick)
 
     p = sub.add_parser("finetune", help="transfer a pretrained MobileNet to a new classification data set "
                                         "(ImageNet-style folders or Stanford Dogs' layout)")
@@ -99,6 +86,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_figures(args: argparse.Namespace) -> None:
+    """Draw the paper's Figures 4 and 5 (ImageNet top-1 against log mult-adds and against log parameters) with
+    the paper's and TF-slim's points, and the points of your own runs beside them.
+
+    examples:
+      mobilenet figures
+      mobilenet figures runs/ --output figures --json
+    """
     from mobilenets.studies.figures import figures, figures_text
 
     result = figures(args.output, args.runs)
@@ -106,6 +100,15 @@ def cmd_figures(args: argparse.Namespace) -> None:
 
 
 def cmd_pick(args: argparse.Namespace) -> None:
+    """The MobileNet (width and resolution) with the highest predicted top-1 within a budget of latency
+    measured on this machine in one engine, parameters, mult-adds or size; with the Pareto frontier of the
+    candidates.
+
+    examples:
+      mobilenet pick --latency-ms 5
+      mobilenet pick --latency-ms 3 --engine onnxruntime-int8 --grid fine --engine-threads 4 --plot none --json
+      mobilenet pick --params 2e6
+    """
     from mobilenets.errors import MobileNetsError
     from mobilenets.studies.pick import pick, pick_text
 

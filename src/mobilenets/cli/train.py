@@ -10,13 +10,13 @@ import typing
 
 from mobilenets.cli.common import (
     add_batch_size_arg,
+    add_command,
     add_device_arg,
     add_engine_threads_arg,
     add_json_arg,
     add_model_args,
     add_progress_arg,
     add_threads_arg,
-    examples,
     nonnegative_int,
     positive_int,
 )
@@ -33,13 +33,7 @@ CHECKPOINT_HELP = ("a run folder (its best weights), a model folder, a weights f
 
 def register(sub) -> None:
     _add_train(sub)
-    p = sub.add_parser("eval", help="top-1/top-5 of a checkpoint or an exported file on a data set",
-                       description="Top-1 and top-5 accuracy of a checkpoint, or of an exported .onnx/.tflite/.pte/"
-                                   "TorchScript file (run by its engine), with the preprocessing and classes it "
-                                   "records; on the data the run was trained on unless --data is given.",
-                       epilog=examples("mobilenet eval --checkpoint runs/digits",
-                                       "mobilenet eval --checkpoint model.onnx --data imagenet --engine-threads 4 "
-                                       "--json"))
+    p = add_command(sub, "eval", cmd_eval, help="top-1/top-5 of a checkpoint or an exported file on a data set")
     p.add_argument("--checkpoint", required=True, metavar="PATH", help=CHECKPOINT_HELP)
     p.add_argument("--data", metavar="DIR",
                    help="ImageNet-style folder (its val/ is used); default: the data the run was trained on")
@@ -50,13 +44,8 @@ def register(sub) -> None:
     add_engine_threads_arg(p)
     add_progress_arg(p)
     add_json_arg(p)
-    p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("predict", help="top-k labels with probabilities for images",
-                       description="The top-k labels of each image, with their probabilities, from a checkpoint "
-                                   "or an exported file (its class names where it records them).",
-                       epilog=examples("mobilenet predict --checkpoint runs/digits cat.jpg dog.jpg --top-k 3",
-                                       "mobilenet predict --checkpoint model.onnx photo.jpg --json"))
+    p = add_command(sub, "predict", cmd_predict, help="top-k labels with probabilities for images")
     p.add_argument("--checkpoint", required=True, metavar="PATH", help=CHECKPOINT_HELP)
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--top-k", type=positive_int, default=5, help="labels shown per image (default 5)")
@@ -64,7 +53,6 @@ def register(sub) -> None:
     add_threads_arg(p)
     add_engine_threads_arg(p)
     add_json_arg(p)
-    p.set_defaults(func=cmd_predict)
 
 
 def _recipe_flag_type(kind: typing.Any):
@@ -177,6 +165,14 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
+    """Top-1 and top-5 accuracy of a checkpoint, or of an exported .onnx/.tflite/.pte/TorchScript file (run by
+    its engine), with the preprocessing and classes it records; on the data the run was trained on unless
+    --data is given.
+
+    examples:
+      mobilenet eval --checkpoint runs/digits
+      mobilenet eval --checkpoint model.onnx --data imagenet --engine-threads 4 --json
+    """
     from mobilenets.train.classify import eval_checkpoint
     from mobilenets.utils.scoped import torch_threads
 
@@ -199,6 +195,13 @@ def eval_text(result: dict) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    """The top-k labels of each image, with their probabilities, from a checkpoint or an exported file (its
+    class names where it records them).
+
+    examples:
+      mobilenet predict --checkpoint runs/digits cat.jpg dog.jpg --top-k 3
+      mobilenet predict --checkpoint model.onnx photo.jpg --json
+    """
     from mobilenets.deploy.predict import predict
     from mobilenets.utils.scoped import torch_threads
 

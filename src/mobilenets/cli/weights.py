@@ -12,7 +12,15 @@ import argparse
 import json
 from pathlib import Path
 
-from mobilenets.cli.common import UsageError, add_json_arg, add_verbose_arg, canonical, choice, examples, positive_int
+from mobilenets.cli.common import (
+    UsageError,
+    add_command,
+    add_json_arg,
+    add_verbose_arg,
+    canonical,
+    choice,
+    positive_int,
+)
 from mobilenets.weights.convert import FORMATS, TARGETS
 
 SOURCE_HELP = ("a .keras/.h5 file (keras), a TF checkpoint prefix or folder (tf_slim), a TF1 frozen graph .pb "
@@ -22,15 +30,8 @@ SOURCE_HELP = ("a .keras/.h5 file (keras), a TF checkpoint prefix or folder (tf_
 
 
 def register(sub) -> None:
-    p = sub.add_parser("convert", help="pretrained weights from keras, tf_slim, tf_frozen, tflite, timm or hf "
-                                       "(and to timm/keras)",
-                       description="Convert pretrained weights. Give the source as SOURCE or as --checkpoint "
-                                   "SOURCE (exactly one of them); without --from its format is detected from "
-                                   "the file name and content.",
-                       epilog=examples("mobilenet convert mobilenet_1_0_224_tf.h5 --output weights/keras-1.0-224",
-                                       "mobilenet convert mobilenet_v1_0.5_160.ckpt --from tf_slim --output "
-                                       "weights/slim-0.5-160",
-                                       "mobilenet convert runs/digits --to keras --output keras-digits"))
+    p = add_command(sub, "convert", cmd_convert, help="pretrained weights from keras, tf_slim, tf_frozen, tflite, timm or hf "
+                                                      "(and to timm/keras)")
     p.add_argument("source", metavar="SOURCE", nargs="?", help=f"the source: {SOURCE_HELP}")
     p.add_argument("--checkpoint", metavar="SOURCE",
                    help="the source, as the other commands name it (instead of SOURCE; default: none)")
@@ -51,10 +52,17 @@ def register(sub) -> None:
                    help="write into an --output folder that exists and is not empty (default: refuse)")
     add_verbose_arg(p)
     add_json_arg(p)
-    p.set_defaults(func=cmd_convert)
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
+    """Convert pretrained weights. Give the source as SOURCE or as --checkpoint SOURCE (exactly one of them);
+    without --from its format is detected from the file name and content.
+
+    examples:
+      mobilenet convert mobilenet_1_0_224_tf.h5 --output weights/keras-1.0-224
+      mobilenet convert mobilenet_v1_0.5_160.ckpt --from tf_slim --output weights/slim-0.5-160
+      mobilenet convert runs/digits --to keras --output keras-digits
+    """
     if (args.source is None) == (args.checkpoint is None):
         raise UsageError("convert: give the source once: either SOURCE or --checkpoint SOURCE")
     source = args.source if args.source is not None else args.checkpoint
