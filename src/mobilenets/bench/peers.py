@@ -84,7 +84,7 @@ def build_keras_tflite(ctx: BenchContext, batch: int) -> Run:
         except Exception as exc:  # the converter raises many types
             raise EngineUnavailable(f"TFLite conversion of Keras MobileNet failed: {first_line(exc)}") from None
         Path(path).write_bytes(content)
-    interp = tf.lite.Interpreter(model_path=path, num_threads=ctx.settings.threads)
+    interp = tf.lite.Interpreter(model_path=path, num_threads=ctx.settings.runtime_threads)
     inp = interp.get_input_details()[0]
     out = interp.get_output_details()[0]
     interp.resize_tensor_input(inp["index"], [batch, res, res, 3], strict=False)
@@ -154,7 +154,7 @@ def build_timm_ort_int8(ctx: BenchContext, batch: int) -> Run:
         raise EngineUnavailable("onnxruntime is not installed") from None
     path = timm_int8_onnx(ctx)
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = ctx.settings.threads
+    opts.intra_op_num_threads = ctx.settings.runtime_threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -32,7 +32,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from mobilenets.bench.catalog import ALL_MODELS_ENGINES, COMPILED, DESCRIPTION, PEERS, PRECISION, resolve_engines
+from mobilenets.bench.catalog import (
+    ALL_MODELS_ENGINES,
+    COMPILED,
+    DESCRIPTION,
+    NATIVE,
+    PEERS,
+    PRECISION,
+    resolve_engines,
+)
 from mobilenets.bench.engines import (
     OUR_BUILDERS,
     RANDOM_WEIGHTS,
@@ -140,7 +148,8 @@ def build_engines(ctx: BenchContext, names: Sequence[str], batches: Sequence[int
         for b in batches:
             rows[(name, b)] = {"model": label, "alpha": cfg.alpha, "resolution": cfg.resolution,
                                "engine": name, "precision": f.precision if mine else PRECISION[name], "batch": b,
-                               "peer": name in PEERS, "threads": s.threads,
+                               "peer": name in PEERS,
+                               "threads": s.threads if name in (*NATIVE, "timm-eager") else s.runtime_threads,
                                "description": f"{f.path} ({f.format}), load_runner" if mine else DESCRIPTION[name],
                                "status": "ok", "note": "; ".join(f.notes) if mine and f.notes else None,
                                "mult_adds": mult_adds}

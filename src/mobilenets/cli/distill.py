@@ -9,6 +9,7 @@ import json
 
 from mobilenets.cli.common import (
     UsageError,
+    add_command,
     add_json_arg,
     add_progress_arg,
     positive_float,
@@ -59,17 +60,20 @@ def register(sub) -> None:
                       fields=NON_CLASSIFICATION_FIELDS)
     p.set_defaults(func=cmd_distill)
 
-    f = sub.add_parser("faces", help="face crops from photos (dlib's detector and 5-point alignment)")
+    f = sub.add_parser("faces", help="face crops from photos (dlib's detector and 5-point alignment)",
+                       description="Face data for distillation: crops of the faces in photos, aligned as dlib's "
+                                   "face recognition expects.")
     faces = f.add_subparsers(dest="faces_command", required=True, metavar="COMMAND", parser_class=type(f))
-    c = faces.add_parser("crop", help="find and align the faces in a folder of photos; write one crop per face")
+    c = add_command(faces, "crop", cmd_faces_crop, help="find and align the faces in a folder of photos; write one crop per face")
     c.add_argument("input", metavar="DIR", help="folder of photos, flat or nested")
     c.add_argument("--output", required=True, metavar="DIR", help="folder for the crops (<photo>_<k>.jpg)")
     c.add_argument("--size", type=positive_int, default=150, help="crop side in pixels (default 150, dlib's chip)")
-    c.add_argument("--padding", type=float, default=0.25, help="margin around the face, as dlib's (default 0.25)")
+    # not --padding: that flag names the convolution padding (symmetric, tf_same) in `train`
+    c.add_argument("--margin", dest="padding", type=float, default=0.25,
+                   help="margin around the face, a fraction of its size (dlib's get_face_chip padding; default 0.25)")
     c.add_argument("--upsample", type=int, default=1, help="detector upsampling passes (default 1; finds smaller faces)")
     add_progress_arg(c)
     add_json_arg(c)
-    c.set_defaults(func=cmd_faces_crop)
 
 
 def cmd_distill(args: argparse.Namespace) -> None:
@@ -136,6 +140,13 @@ def verify_run(run: str, pairs: str, images: str | None) -> dict:
 
 
 def cmd_faces_crop(args: argparse.Namespace) -> None:
+    """Find the faces in a folder of photos with dlib's detector, align each by its 5 landmarks and write one
+    square crop per face (<photo>_<k>.jpg): the images a face teacher (dlib, age-gender) is distilled on.
+
+    examples:
+      mobilenet faces crop photos/ --output faces/
+      mobilenet faces crop photos/ --output faces/ --size 112 --upsample 2 --json
+    """
     from mobilenets.tasks.distill.faces import crop_faces
 
     summary = crop_faces(args.input, args.output, size=args.size, padding=args.padding, upsample=args.upsample,

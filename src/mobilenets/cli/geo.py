@@ -9,9 +9,12 @@ import json
 from mobilenets.cli.common import (
     UsageError,
     add_batch_size_arg,
+    add_command,
     add_device_arg,
     add_json_arg,
+    add_plot_arg,
     add_progress_arg,
+    add_threads_arg,
     nonnegative_int,
     positive_int,
 )
@@ -26,7 +29,7 @@ def register(sub) -> None:
                                    "classify photos into cells, score by great-circle distance.")
     geo = p.add_subparsers(dest="geo_command", required=True, metavar="COMMAND", parser_class=type(p))
 
-    c = geo.add_parser("cells", help="the adaptive S2 partition of a photo list (one row per cell, and a map PNG)")
+    c = add_command(geo, "cells", cmd_cells, help="the adaptive S2 partition of a photo list (one row per cell, and a map PNG)")
     c.add_argument("--photos", required=True, metavar="CSV", help="photo list: path,latitude,longitude")
     c.add_argument("--max-per-cell", required=True, type=positive_int, metavar="T1",
                    help="split a cell holding more photos than this (PlaNet: 10000)")
@@ -38,9 +41,8 @@ def register(sub) -> None:
     c.add_argument("--output", required=True, metavar="CSV", help="the cells file to write")
     c.add_argument("--map", metavar="PNG", help="the map of the cells (default: the output with .png)")
     add_json_arg(c)
-    c.set_defaults(func=cmd_cells)
 
-    s = geo.add_parser("standin", help="write the built-in geotagged stand-in (photos from population density)")
+    s = add_command(geo, "standin", cmd_standin, help="write the built-in geotagged stand-in (photos from population density)")
     s.add_argument("--output", required=True, metavar="DIR", help="folder for images/, train.csv and val.csv")
     s.add_argument("--photos", type=positive_int, default=6000, help="photos in all (default 6000)")
     s.add_argument("--places", type=positive_int, default=150,
@@ -49,34 +51,35 @@ def register(sub) -> None:
     s.add_argument("--seed", type=int, default=0, help="default 0")
     add_progress_arg(s)
     add_json_arg(s)
-    s.set_defaults(func=cmd_standin)
 
     _add_train(geo)
 
-    q = geo.add_parser("predict", help="latitude/longitude and the top-k cells of images")
+    q = add_command(geo, "predict", cmd_predict, help="latitude/longitude and the top-k cells of images")
     q.add_argument("--checkpoint", required=True, metavar="PATH", help=CHECKPOINT_HELP)
     q.add_argument("images", nargs="+", metavar="IMAGE")
     q.add_argument("--top-k", type=positive_int, default=5, help="cells shown per image (default 5)")
     q.add_argument("--centre", action="store_true", help="place a photo at its cell's centre (default: the mean "
                                                          "position of the cell's training photos)")
-    q.add_argument("--output", metavar="CSV", help="also write path,latitude,longitude (what geo eval reads)")
+    q.add_argument("--output", metavar="CSV", help="also write path,latitude,longitude (what geo eval reads; "
+                                                   "default: no file)")
     add_device_arg(q)
+    add_threads_arg(q)
     add_json_arg(q)
-    q.set_defaults(func=cmd_predict)
 
-    e = geo.add_parser("eval", help="share of photos within 1/25/200/750/2500 km, median error, CDF PNG")
+    e = add_command(geo, "eval", cmd_eval, help="share of photos within 1/25/200/750/2500 km, median error, CDF PNG")
     e.add_argument("--truth", metavar="CSV", help="true locations (path,latitude,longitude)")
     e.add_argument("--predictions", metavar="CSV", help="predicted locations, same layout, matched on path")
     e.add_argument("--checkpoint", metavar="PATH", help=f"instead: {CHECKPOINT_HELP}, run on --data")
     e.add_argument("--data", metavar="CSV", help="with --checkpoint: the photos (default: the run's validation list)")
     e.add_argument("--centre", action="store_true", help="with --checkpoint: predict cell centres, not photo means")
-    e.add_argument("--plot", metavar="PNG", help="the CDF plot (default: beside the predictions or the checkpoint)")
+    add_plot_arg(e, "default: PREDICTIONS.cdf.png, or geo_eval_cdf.png in the checkpoint's folder",
+                 "the CDF of the errors")
     add_batch_size_arg(e, 256)
     e.add_argument("--workers", type=nonnegative_int, default=0, help="DataLoader workers (default 0)")
     add_device_arg(e)
+    add_threads_arg(e)
     add_progress_arg(e)
     add_json_arg(e)
-    e.set_defaults(func=cmd_eval)
 
 
 def _add_train(geo) -> None:
@@ -100,6 +103,12 @@ def _add_train(geo) -> None:
 
 
 def cmd_cells(args: argparse.Namespace) -> None:
+    """PlaNet's adaptive partition: split S2 cells until none holds more than --max-per-cell photos, drop those
+    with fewer than --min-per-cell; writes one row per cell and a map of them.
+
+    example:
+      mobilenet geo cells --photos geo/train.csv --max-per-cell 200 --min-per-cell 10 --output geo/cells.csv
+    """
     from mobilenets.tasks.geo.run import make_cells
 
     summary = make_cells(args.photos, args.max_per_cell, args.min_per_cell, args.output, args.min_level,
@@ -115,6 +124,13 @@ def cmd_cells(args: argparse.Namespace) -> None:
 
 
 def cmd_standin(args: argparse.Namespace) -> None:
+    """Write the built-in stand-in data set: synthetic geotagged photos taken in cities drawn by population, as
+    images/ with train.csv and val.csv (path,latitude,longitude).
+
+    examples:
+      mobilenet geo standin --output geo
+      mobilenet geo standin --output geo-small --photos 600 --places 20 --json
+    """
     from mobilenets.tasks.geo.standin import write_standin
 
     summary = write_standin(args.output, photos=args.photos, places=args.places, size=args.size, seed=args.seed,
@@ -148,9 +164,18 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from mobilenets.tasks.geo.predict import predict, write_predictions
+    """Where each image was taken: latitude and longitude, and the top-k cells with their probabilities, from a
+    geo train run; --output also writes them as a CSV that geo eval reads.
 
-    results = predict(args.checkpoint, args.images, args.top_k, centre=args.centre, device=args.device)
+    examples:
+      mobilenet geo predict --checkpoint runs/geo photo.jpg
+      mobilenet geo predict --checkpoint runs/geo a.jpg b.jpg --top-k 3 --output predicted.csv --json
+    """
+    from mobilenets.tasks.geo.predict import predict, write_predictions
+    from mobilenets.utils.scoped import torch_threads
+
+    with torch_threads(args.threads):  # None: torch's default
+        results = predict(args.checkpoint, args.images, args.top_k, centre=args.centre, device=args.device)
     if args.output:
         write_predictions(results, args.output)
     if args.json:
@@ -163,20 +188,31 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
+    """Paper Table 11's numbers: the share of photos placed within 1, 25, 200, 750 and 2500 km and the median
+    error, of a predictions CSV against the truth, or of a geo train run (beside the always-the-biggest-cell
+    baseline); and a CDF plot.
+
+    examples:
+      mobilenet geo eval --checkpoint runs/geo --plot none
+      mobilenet geo eval --truth geo/val.csv --predictions predicted.csv --json
+    """
     if args.checkpoint and (args.truth or args.predictions):
         raise UsageError("give either --truth and --predictions, or --checkpoint (with --data)")
+    plot = True if args.plot is None else args.plot  # True: the default file; False: --plot none
     if args.checkpoint:
         from mobilenets.tasks.geo.predict import eval_checkpoint
+        from mobilenets.utils.scoped import torch_threads
 
-        result = eval_checkpoint(args.checkpoint, args.data, args.batch_size, args.workers, args.device,
-                                 centre=args.centre, plot=args.plot, progress=not args.no_progress, log=_stderr)
+        with torch_threads(args.threads):  # None: torch's default
+            result = eval_checkpoint(args.checkpoint, args.data, args.batch_size, args.workers, args.device,
+                                     centre=args.centre, plot=plot, progress=not args.no_progress, log=_stderr)
         metrics = result["model"]
     elif args.truth and args.predictions:
         if args.data or args.centre:
             raise UsageError("--data and --centre go with --checkpoint")
         from mobilenets.tasks.geo.evaluate import eval_files
 
-        result = eval_files(args.truth, args.predictions, plot=args.plot, log=_stderr)
+        result = eval_files(args.truth, args.predictions, plot=plot, log=_stderr)
         metrics = result["metrics"]
     else:
         raise UsageError("geo eval needs --truth and --predictions, or --checkpoint")
@@ -184,7 +220,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(json.dumps(metrics))
         return
     print(result["table"])
-    print(f"CDF plot: {result['plot']}")
+    if result["plot"]:
+        print(f"CDF plot: {result['plot']}")
 
 
 def _stderr(line: str) -> None:

@@ -8,21 +8,27 @@ from __future__ import annotations
 import argparse
 import json
 
-from mobilenets.cli.common import add_json_arg, add_progress_arg, add_verbose_arg, positive_int
+from mobilenets.cli.common import (
+    add_command,
+    add_json_arg,
+    add_plot_arg,
+    add_progress_arg,
+    add_verbose_arg,
+    positive_int,
+)
 
 TABLES = ("table4", "table5", "table6", "table7")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("figures", help="the paper's Figures 4 and 5 (top-1 vs log mult-adds / params) as PNGs")
+    p = add_command(sub, "figures", cmd_figures, help="the paper's Figures 4 and 5 (top-1 vs log mult-adds / params) as PNGs")
     p.add_argument("runs", nargs="*", metavar="RUN",
                    help="run folders (or folders of run folders) to plot beside the paper's and TF-slim's points")
     p.add_argument("--output", default=".", metavar="FOLDER",
-                   help="FOLDER for figure4.png and figure5.png (default: the current folder)")
+                   help="FOLDER for figure4.png and figure5.png (default ., the current folder)")
     add_json_arg(p)
-    p.set_defaults(func=cmd_figures)
 
-    p = sub.add_parser("pick", help="the most accurate MobileNet within a latency/size budget on this machine")
+    p = add_command(sub, "pick", cmd_pick, help="the most accurate MobileNet within a latency/size budget on this machine")
     p.add_argument("--latency-ms", type=float, metavar="X", help="batch-1 latency budget in ms (median, in --engine)")
     p.add_argument("--engine", default="onnxruntime", help="a `mobilenet bench` engine of ours (default onnxruntime)")
     p.add_argument("--params", type=float, metavar="N", help="at most N weights (paper convention)")
@@ -35,13 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--margin", type=float, default=0.1,
                    help="latency headroom: the pick's median is at most (1 - margin) x budget (default 0.1)")
     p.add_argument("--rounds", type=positive_int, default=3, help="timing rounds per candidate (default 3)")
-    p.add_argument("--threads", type=positive_int, default=2, help="engine threads (default 2)")
-    p.add_argument("--plot", default="pick.png", metavar="FILE.png",
-                   help="PNG of predicted top-1 vs latency with the budget (default pick.png; 'none': no plot)")
+    p.add_argument("--engine-threads", type=positive_int, default=2, metavar="N",
+                   help="CPU threads of the --engine (default 2)")
+    add_plot_arg(p, "default pick.png", "predicted top-1 against latency, with the budget", default="pick.png")
     add_json_arg(p)
     add_verbose_arg(p)
     add_progress_arg(p)
-    p.set_defaults(func=cmd_pick)
 
     _add_finetune(sub)
     _add_reproduce(sub)
@@ -92,6 +97,13 @@ def _add_reproduce(sub) -> None:
 
 
 def cmd_figures(args: argparse.Namespace) -> None:
+    """Draw the paper's Figures 4 and 5 (ImageNet top-1 against log mult-adds and against log parameters) with
+    the paper's and TF-slim's points, and the points of your own runs beside them.
+
+    examples:
+      mobilenet figures
+      mobilenet figures runs/ --output figures --json
+    """
     from mobilenets.studies.figures import figures, figures_text
 
     result = figures(args.output, args.runs)
@@ -99,13 +111,22 @@ def cmd_figures(args: argparse.Namespace) -> None:
 
 
 def cmd_pick(args: argparse.Namespace) -> None:
+    """The MobileNet (width and resolution) with the highest predicted top-1 within a budget of latency
+    measured on this machine in one engine, parameters, mult-adds or size; with the Pareto frontier of the
+    candidates.
+
+    examples:
+      mobilenet pick --latency-ms 5
+      mobilenet pick --latency-ms 3 --engine onnxruntime-int8 --grid fine --engine-threads 4 --plot none --json
+      mobilenet pick --params 2e6
+    """
     from mobilenets.errors import MobileNetsError
     from mobilenets.studies.pick import pick, pick_text
 
     source = args.accuracy_from[0] if args.accuracy_from in (["paper"], ["slim"]) else args.accuracy_from
     result = pick(args.latency_ms, args.engine, params=args.params, mult_adds=args.mult_adds, size_mb=args.size_mb,
-                  accuracy_from=source, grid=args.grid, threads=args.threads, rounds=args.rounds, margin=args.margin,
-                  plot=None if args.plot == "none" else args.plot, progress=not args.no_progress,
+                  accuracy_from=source, grid=args.grid, engine_threads=args.engine_threads, rounds=args.rounds,
+                  margin=args.margin, plot=args.plot or None, progress=not args.no_progress,
                   verbose=args.verbose)
     if args.json:
         keys = ("model", "alpha", "resolution", "latency_ms", "predicted_top1", "frontier")

@@ -7,9 +7,12 @@ import json
 
 from mobilenets.cli.common import (
     add_batch_size_arg,
+    add_command,
     add_device_arg,
+    add_engine_threads_arg,
     add_json_arg,
     add_progress_arg,
+    add_threads_arg,
     nonnegative_int,
     positive_int,
 )
@@ -21,29 +24,30 @@ CONVERT_TARGETS = tuple(t for t in TARGETS if t != "mobilenets")  # `convert --t
 
 CHECKPOINT_HELP = ("a run folder (its best weights), a model folder, a weights file, or an exported .onnx/.tflite/"
                    ".pte/TorchScript file (run by its engine, with the preprocessing and classes of its FILE.json)")
-EXPORT_THREADS_HELP = "CPU threads of an exported file's engine (default 2)"
 
 
 def register(sub) -> None:
     _add_train(sub)
-    p = sub.add_parser("eval", help="top-1/top-5 of a checkpoint (prints one JSON object)")
+    p = add_command(sub, "eval", cmd_eval, help="top-1/top-5 of a checkpoint or an exported file on a data set")
     p.add_argument("--checkpoint", required=True, metavar="PATH", help=CHECKPOINT_HELP)
     p.add_argument("--data", metavar="DIR",
                    help="ImageNet-style folder (its val/ is used); default: the data the run was trained on")
     add_batch_size_arg(p, 256)
     p.add_argument("--workers", type=nonnegative_int, default=0, help="DataLoader workers (default 0)")
     add_device_arg(p)
-    p.add_argument("--threads", type=positive_int, default=2, help=EXPORT_THREADS_HELP)
+    add_threads_arg(p)
+    add_engine_threads_arg(p)
     add_progress_arg(p)
-    p.set_defaults(func=cmd_eval)
+    add_json_arg(p)
 
-    p = sub.add_parser("predict", help="top-k labels with probabilities for images")
+    p = add_command(sub, "predict", cmd_predict, help="top-k labels with probabilities for images")
     p.add_argument("--checkpoint", required=True, metavar="PATH", help=CHECKPOINT_HELP)
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--top-k", type=positive_int, default=5, help="labels shown per image (default 5)")
-    p.add_argument("--threads", type=positive_int, default=2, help=EXPORT_THREADS_HELP)
+    add_device_arg(p)
+    add_threads_arg(p)
+    add_engine_threads_arg(p)
     add_json_arg(p)
-    p.set_defaults(func=cmd_predict)
 
 
 def _add_train(sub) -> None:
@@ -85,16 +89,49 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from mobilenets.train.classify import eval_checkpoint
+    """Top-1 and top-5 accuracy of a checkpoint, or of an exported .onnx/.tflite/.pte/TorchScript file (run by
+    its engine), with the preprocessing and classes it records; on the data the run was trained on unless
+    --data is given.
 
-    print(json.dumps(eval_checkpoint(args.checkpoint, args.data, args.batch_size, args.workers, args.device,
-                                     progress=not args.no_progress, threads=args.threads)))
+    examples:
+      mobilenet eval --checkpoint runs/digits
+      mobilenet eval --checkpoint model.onnx --data imagenet --engine-threads 4 --json
+    """
+    from mobilenets.train.classify import eval_checkpoint
+    from mobilenets.utils.scoped import torch_threads
+
+    with torch_threads(args.threads):  # None: torch's default
+        result = eval_checkpoint(args.checkpoint, args.data, args.batch_size, args.workers, args.device,
+                                 progress=not args.no_progress, engine_threads=args.engine_threads)
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(eval_text(result))
+
+
+def eval_text(result: dict) -> str:
+    """``mobilenet eval``'s line: top-1, top-5 (fractions in the result), loss, and what was evaluated."""
+    shown = [f"{name} {result[k]:.2%}" for k, name in (("top1", "top-1"), ("top5", "top-5")) if k in result]
+    if "loss" in result:
+        shown.append(f"loss {result['loss']:.4f}")
+    images = f"{result['images']} images of " if "images" in result else ""
+    return f"{'  '.join(shown)}  ({images}{result['data']}; {result['checkpoint']})"
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from mobilenets.deploy.predict import predict
+    """The top-k labels of each image, with their probabilities, from a checkpoint or an exported file (its
+    class names where it records them).
 
-    results = predict(args.checkpoint, args.images, args.top_k, threads=args.threads)
+    examples:
+      mobilenet predict --checkpoint runs/digits cat.jpg dog.jpg --top-k 3
+      mobilenet predict --checkpoint model.onnx photo.jpg --json
+    """
+    from mobilenets.deploy.predict import predict
+    from mobilenets.utils.scoped import torch_threads
+
+    with torch_threads(args.threads):
+        results = predict(args.checkpoint, args.images, args.top_k, engine_threads=args.engine_threads,
+                          device=args.device)
     if args.json:
         print(json.dumps(results, indent=2))
         return

@@ -16,7 +16,7 @@ from mobilenets.infer.images import predict_files
 from mobilenets.weights.checkpoint import load_checkpoint
 
 
-def _model(checkpoint: str, threads: int, ctx: StepContext) -> tuple[Callable[[torch.Tensor], torch.Tensor], Any,
+def _model(checkpoint: str, engine_threads: int, ctx: StepContext) -> tuple[Callable[[torch.Tensor], torch.Tensor], Any,
                                                                     list[str] | None, int, int]:
     """``(logits of an NCHW batch, eval Augment, class names, resolution, class count)``; a
     checkpoint's model is placed as ``ctx`` says, an exported file runs in its engine (CPU)."""
@@ -26,7 +26,7 @@ def _model(checkpoint: str, threads: int, ctx: StepContext) -> tuple[Callable[[t
         if ctx.device.type != "cpu" or ctx.amp or ctx.channels_last:
             raise MobileNetsError(f"{checkpoint} is an exported model: its engine runs on the CPU in its own "
                                   f"precision (device, amp and channels_last apply to checkpoints)")
-        runner = open_exported(checkpoint, threads=threads)
+        runner = open_exported(checkpoint, threads=engine_threads)
         pre = runner.preprocessing
         augment = Augment(mean=pre.mean, std=pre.std, eval_crop=pre.crop_pct, interpolation=pre.interpolation)
         num_classes = int((runner.meta or {}).get("model", {}).get("num_classes") or 0)
@@ -40,16 +40,21 @@ def _model(checkpoint: str, threads: int, ctx: StepContext) -> tuple[Callable[[t
             model.config.num_classes)
 
 
-def predict(checkpoint: str, images: Sequence[str], top_k: int = 5, threads: int = 2, *, device: str = "cpu",
-            amp: bool = False, channels_last: bool = False, batch_size: int = 32) -> list[dict[str, Any]]:
+def predict(checkpoint: str, images: Sequence[str], top_k: int = 5, engine_threads: int = 2, *,
+            device: str = "auto", amp: bool = False, channels_last: bool = False,
+            batch_size: int = 32) -> list[dict[str, Any]]:
     """For each image: the ``top_k`` labels with their probabilities. ``checkpoint`` is a
-    checkpoint or an exported file (``threads``: its engine's CPU threads). The images run in
-    batches of ``batch_size`` (:func:`~mobilenets.infer.images.predict_files`); a checkpoint on
-    ``device``, with bf16 autocast (``amp``) and ``channels_last`` as asked."""
+    checkpoint (run on ``device``: auto, cpu, cuda, cuda:N, with bf16 autocast (``amp``) and
+    ``channels_last`` as asked) or an exported file (run on the CPU by its runtime with
+    ``engine_threads`` threads; ``device`` auto means that CPU). The images run in batches of
+    ``batch_size`` (:func:`~mobilenets.infer.images.predict_files`)."""
+    from mobilenets.deploy.runtime import is_exported_model
+
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise MobileNetsError(f"top_k must be an integer >= 1, got {top_k!r}")
-    ctx = inference_context(device, amp, channels_last)
-    logits_of, augment, classes, resolution, num_classes = _model(checkpoint, threads, ctx)
+    exported_on_auto = is_exported_model(checkpoint) and str(device).strip().lower() == "auto"
+    ctx = inference_context("cpu" if exported_on_auto else device, amp, channels_last)
+    logits_of, augment, classes, resolution, num_classes = _model(checkpoint, engine_threads, ctx)
     probs = predict_files(logits_of, images, eval_transform(resolution, augment), ctx, batch_size=batch_size)
     results = []
     for path, row in zip(images, probs):

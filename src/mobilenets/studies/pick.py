@@ -155,12 +155,14 @@ def commands(row: dict[str, Any], engine: str) -> list[str]:
 
 def pick(latency_ms: float | None = None, engine: str = "onnxruntime", *, params: float | None = None,
          mult_adds: float | None = None, size_mb: float | None = None, accuracy_from: str | Sequence[str] = "paper",
-         grid: str = "paper", threads: int = 2, rounds: int = 3, margin: float = 0.1, plot: str | os.PathLike | None = None,
+         grid: str = "paper", engine_threads: int = 2, rounds: int = 3, margin: float = 0.1,
+         plot: str | os.PathLike | None = None,
          progress: bool = True, verbose: bool = False, cache: str | os.PathLike | None = None) -> dict[str, Any]:
     """The most accurate candidate of ``grid`` within every budget given (``latency_ms`` in
     ``engine`` on this machine, its median at most ``(1 - margin) x latency_ms``; ``params`` and
     ``mult_adds`` in units, our counter's convention; ``size_mb`` the weights at the engine's
-    precision, 10^6 bytes), predicted top-1 from ``accuracy_from``. Returns the pick (``model``
+    precision, 10^6 bytes), predicted top-1 from ``accuracy_from``; the engine runs on
+    ``engine_threads`` CPU threads; ``plot``: a PNG path, or None for no plot. Returns the pick (``model``
     None when nothing fits the latency budget), the frontier, the candidates and the commands."""
     from mobilenets.bench.catalog import OURS, PRECISION, resolve_engines
     from mobilenets.studies.accuracy import Predictor
@@ -185,7 +187,7 @@ def pick(latency_ms: float | None = None, engine: str = "onnxruntime", *, params
                               f"{smallest['model']}, has {smallest['params'] / 1e6:.3f}M params, "
                               f"{smallest['mult_adds'] / 1e6:.1f}M mult-adds, {smallest['size_mb']:.2f} MB")
     started = time.perf_counter()
-    measured = measure(static, engine, threads, rounds, progress, verbose, cache)
+    measured = measure(static, engine, engine_threads, rounds, progress, verbose, cache)
     for c in static:
         t = measured["times"][c["model"]]
         c.update(latency_ms=t["median_ms"], p10_ms=t["p10_ms"], p90_ms=t["p90_ms"])
@@ -198,7 +200,7 @@ def pick(latency_ms: float | None = None, engine: str = "onnxruntime", *, params
               "latency_ms": best["latency_ms"] if best else None,
               "predicted_top1": best["predicted_top1"] if best else None,
               "frontier": [_short(c) for c in frontier],
-              "engine": engine, "threads": threads, "budget": {"latency_ms": latency_ms, "params": params,
+              "engine": engine, "threads": engine_threads, "budget": {"latency_ms": latency_ms, "params": params,
                                                                 "mult_adds": mult_adds, "size_mb": size_mb},
               "margin": margin, "accuracy_from": predictor.source, "fit": predictor.fit.describe("M mult-adds"),
               "candidates": [_short(c) for c in static], "timed_now": measured["timed"], "cache": measured["cache"],

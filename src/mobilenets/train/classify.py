@@ -219,7 +219,7 @@ def label_mapping(model_classes: list[str] | None, num_classes: int, data_classe
     return list(range(num_classes))
 
 
-def _eval_model(checkpoint: str, ctx: StepContext, threads: int):
+def _eval_model(checkpoint: str, ctx: StepContext, engine_threads: int):
     """``(model as a module on ctx's device, its config, class names, preprocessing, recorded
     training data)`` of a checkpoint or an exported file; the data is a folder, ``"digits"``
     (DIGITS_SOURCE) or None (not recorded)."""
@@ -232,7 +232,7 @@ def _eval_model(checkpoint: str, ctx: StepContext, threads: int):
         if ctx.amp or ctx.channels_last:
             raise MobileNetsError(f"{checkpoint} is an exported model: its engine fixes its own precision and "
                                   f"memory format (amp and channels_last apply to checkpoints)")
-        runner = open_exported(checkpoint, threads=threads)
+        runner = open_exported(checkpoint, threads=engine_threads)
         pre, meta = runner.preprocessing, runner.meta
         cfg = MobileNetConfig.from_dict(meta["model"])
         return _RunnerModule(runner), cfg, runner.classes, pre, meta.get("trained_on")
@@ -246,18 +246,22 @@ def _eval_model(checkpoint: str, ctx: StepContext, threads: int):
 
 
 def eval_checkpoint(checkpoint: str, data: str | None = None, batch_size: int = 256, workers: int = 0,
-                    device: str = "auto", progress: bool = False, threads: int = 2, *, amp: bool = False,
+                    device: str = "auto", progress: bool = False, engine_threads: int = 2, *, amp: bool = False,
                     channels_last: bool = False) -> dict[str, Any]:
     """Top-1/top-5 of a checkpoint, or of an exported file (its sidecar's preprocessing and
-    classes; ``threads`` for its engine), on ``data`` (default: the data it was trained on),
+    classes; ``engine_threads``: its runtime's CPU threads), on ``data`` (default: the data it was trained on),
     evaluated with the preprocessing it records. Labels are matched to the model's classes by
     name where it records them. ``device``, ``amp`` (bf16 autocast) and ``channels_last`` say how
     a checkpoint runs (:func:`~mobilenets.infer.loop.evaluate`, the training loop's validation);
     an exported file runs in its engine on the CPU."""
     from mobilenets.data.datasets import DIGITS_SOURCE, Augment, load_data
 
+    from mobilenets.deploy.runtime import is_exported_model
+
+    if is_exported_model(checkpoint) and str(device).strip().lower() == "auto":
+        device = "cpu"  # auto: where the exported file's runtime runs
     ctx = StepContext(resolve_device(device), amp=amp, channels_last=channels_last)
-    module, cfg, classes, pre, recorded = _eval_model(checkpoint, ctx, threads)
+    module, cfg, classes, pre, recorded = _eval_model(checkpoint, ctx, engine_threads)
     if data is None and recorded is None:
         raise MobileNetsError(f"{checkpoint} records no training data to evaluate on; pass data=DIR "
                               f"(an ImageNet-style folder: its val/ is evaluated)")

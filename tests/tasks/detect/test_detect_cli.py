@@ -154,13 +154,17 @@ def test_predict_draws_labelled_boxes(run, tmp_path, capsys):
     photo = tmp_path / "photo.png"
     Image.open(next((run.parent / "data" / "val").glob("*.jpg"))).resize((96, 80)).save(photo)
     assert main(["detect", "predict", str(photo), "--checkpoint", str(run), "--score", "0", "--draw",
-                 str(tmp_path / "drawn.png")]) == 0
+                 str(tmp_path / "drawn.png"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out[0]["width"] == 96 and 0 < len(out[0]["detections"]) <= 100
     for d in out[0]["detections"]:
         assert 0 <= d["score"] <= 1 and d["label"] in ("circle", "square", "triangle", "cross")
         assert 0 <= d["box"][0] <= d["box"][2] <= 96 and 0 <= d["box"][1] <= d["box"][3] <= 80
     assert Image.open(tmp_path / "drawn.png").size == (96, 80)
+    assert main(["detect", "predict", str(photo), "--checkpoint", str(run), "--score", "0"]) == 0  # text by default
+    text = capsys.readouterr().out.splitlines()
+    assert text[0] == f"{photo} (96x80): {len(out[0]['detections'])} detection(s)"
+    assert len(text) == 1 + len(out[0]["detections"])
     assert main(["detect", "predict", str(tmp_path / "missing.jpg"), "--checkpoint", str(run)]) == 2
 
 

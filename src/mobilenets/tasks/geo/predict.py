@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from mobilenets.errors import MobileNetsError
-from mobilenets.tasks.geo.evaluate import distance_metrics, haversine_km, plot_cdf, table11_text
+from mobilenets.tasks.geo.evaluate import distance_metrics, haversine_km, plot_cdf, plot_path, table11_text
 from mobilenets.tasks.geo.task import GeoPhotos, biggest_cell_distances, cells_from_meta
 
 
@@ -105,12 +105,13 @@ def predict_table(model, cells, meta: dict[str, Any], table, batch_size: int = 2
 
 
 def eval_checkpoint(checkpoint: str, data: str | None = None, batch_size: int = 256, workers: int = 0,
-                    device: str = "auto", centre: bool = False, plot: str | Path | None = None,
+                    device: str = "auto", centre: bool = False, plot: str | Path | bool | None = True,
                     progress: bool = False, log: Any = print, *, amp: bool = False,
                     channels_last: bool = False) -> dict[str, Any]:
     """Score a geolocation checkpoint on the photo CSV ``data`` (default: the run's validation
     list): distance metrics of the model and of the always-the-biggest-cell baseline, the Table 11
-    text, and the CDF PNG (default: ``geo_eval_cdf.png`` beside the checkpoint)."""
+    text, and the CDF PNG ``plot`` (True, the default: ``geo_eval_cdf.png`` beside the checkpoint;
+    None or False: no plot, the result's ``plot`` is None)."""
     from mobilenets.tasks.geo.data import read_photos, write_skipped
     from mobilenets.weights.checkpoint import resolve_checkpoint
 
@@ -123,8 +124,10 @@ def eval_checkpoint(checkpoint: str, data: str | None = None, batch_size: int = 
                                         amp=amp, channels_last=channels_last)
     why = dict(bad)
     scored = table.drop(~used, [f"unreadable image ({why.get(p, 'not decoded')})" for p in np.asarray(table.paths)[~used]])
-    png = Path(plot) if plot else resolve_checkpoint(checkpoint).parent / "geo_eval_cdf.png"
-    line = scored.skipped_line(write_skipped(png.with_name(png.stem + "_skipped.csv"), scored))
+    default_png = resolve_checkpoint(checkpoint).parent / "geo_eval_cdf.png"
+    png = plot_path(plot, default_png)
+    beside = png or default_png  # the skipped rows are listed beside the plot, or where it would be
+    line = scored.skipped_line(write_skipped(beside.with_name(beside.stem + "_skipped.csv"), scored))
     if line:
         log(line)
     if not len(scored):
@@ -134,7 +137,7 @@ def eval_checkpoint(checkpoint: str, data: str | None = None, batch_size: int = 
     result = {"model": distance_metrics(km), "baseline": distance_metrics(base_km), "skipped_rows": len(scored.bad),
               "cells": len(cells)}
     result["plot"] = str(plot_cdf({"MobileNet": km, "biggest cell": base_km}, png,
-                                  title=f"Geolocation error on {Path(data).name}"))
+                                  title=f"Geolocation error on {Path(data).name}")) if png else None
     result["table"] = table11_text({"MobileNet": result["model"], "biggest cell": result["baseline"]})
     return result
 
