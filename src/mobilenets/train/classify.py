@@ -255,7 +255,6 @@ def eval_checkpoint(checkpoint: str, data: str | None = None, batch_size: int = 
     a checkpoint runs (:func:`~mobilenets.infer.loop.evaluate`, the training loop's validation);
     an exported file runs in its engine on the CPU."""
     from mobilenets.data.datasets import DIGITS_SOURCE, Augment, load_data
-
     from mobilenets.deploy.runtime import is_exported_model
 
     if is_exported_model(checkpoint) and str(device).strip().lower() == "auto":
