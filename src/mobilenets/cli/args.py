@@ -20,7 +20,7 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-from mobilenets.cli.common import nonnegative_int, positive_float, positive_int
+from mobilenets.cli.common import DEVICE_HELP, choice, nonnegative_int, positive_float, positive_int
 from mobilenets.models.config import VARIANTS
 from mobilenets.train.options import TrainOptions
 from mobilenets.train.recipes import FIELD_HELP, Recipe
@@ -73,11 +73,11 @@ def add_model_args(p: argparse.ArgumentParser, default: str, init_aliases: Seque
     g = p.add_argument_group(f"model (default: {default}): --model NAME and/or --alpha/--resolution/--variant, "
                              f"or --init WEIGHTS")
     g.add_argument("--model", metavar="NAME",
-                   help="a registry name, e.g. mobilenet_v1_0.5_160 (see `mobilenet models`); default: the "
-                        "command's default model")
+                   help="a registry name, e.g. mobilenet_v1_0.5_160 (see `mobilenet models`); when not given, the "
+                        "model in this group's title")
     g.add_argument("--alpha", type=positive_float, help="width multiplier α > 0 (default: the model's)")
     g.add_argument("--resolution", type=positive_int, help="input size in pixels, >= 32 (default: the model's)")
-    g.add_argument("--variant", choices=VARIANTS,
+    g.add_argument("--variant", **choice(VARIANTS),
                    help="separable (MobileNet), conv (full 3x3 convs) or shallow (blocks 7-11 removed); "
                         "default: the model's")
     g.add_argument("--init", *init_aliases, metavar="WEIGHTS", help=INIT_HELP)
@@ -99,8 +99,7 @@ def add_running_args(p: argparse.ArgumentParser, *, exclude: Sequence[str] = ())
         "seed": lambda: o.add_argument("--seed", type=int, default=d.seed,
                                        help=f"seed of the data order, augmentation and initial weights (default "
                                             f"{d.seed})"),
-        "device": lambda: o.add_argument("--device", default=d.device,
-                                         help="auto (default: the GPU if there is one), cpu, cuda or cuda:N"),
+        "device": lambda: o.add_argument("--device", default=d.device, help=DEVICE_HELP),
         "threads": lambda: o.add_argument("--threads", type=positive_int,
                                           help="torch CPU threads (default: torch's)"),
         "amp": lambda: o.add_argument("--amp", action="store_true", help="bf16 autocast"),
@@ -142,7 +141,7 @@ def add_recipe_args(p: argparse.ArgumentParser, presets: dict[str, Recipe], defa
                     fields: Sequence[str] | None = None) -> None:
     """``--recipe`` (one of ``presets``, default ``default``) and one flag per Recipe field the
     task honours (``fields``; None: all), each with the presets' values as its default."""
-    p.add_argument("--recipe", default=default, choices=list(presets),
+    p.add_argument("--recipe", default=default, **choice(presets),
                    help=f"training preset (default {default}); the overrides below change single fields of it")
     g = p.add_argument_group("recipe overrides (default: the preset's value; 'none' where a field may be empty)")
     for name in RECIPE_FIELDS:

@@ -118,13 +118,13 @@ def _add_train(sub) -> None:
     g = p.add_argument_group("detection")
     g.add_argument("--data", metavar="DIR", help="COCO folder (annotations/instances_{train,val}*.json) or VOC "
                                                  "folder; default: the built-in stand-in (shapes on photos)")
-    g.add_argument("--detector", choices=DETECTOR_CHOICES, help="default ssd")
-    g.add_argument("--classification", choices=("softmax", "sigmoid"),
+    g.add_argument("--detector", **choice(DETECTORS), help="default: ssd")
+    g.add_argument("--classification", **choice(("softmax", "sigmoid")),
                    help="SSD loss/scores: softmax (torchvision, default) or per-class sigmoid (TF)")
-    g.add_argument("--head-kernel", type=int, choices=(1, 3), help="SSD box predictor kernel (default 1, TF's)")
+    g.add_argument("--head-kernel", type=int, choices=(1, 3), help="SSD box predictor kernel (default: 1, TF's)")
     g.add_argument("--zoom-out", type=parse_bool, metavar="BOOL",
                    help="random zoom-out augmentation (default: on with the modern recipe, off on the stand-in)")
-    g.add_argument("--bn-momentum", type=float, help="BatchNorm momentum in training, PyTorch's sense (default 0.03, "
+    g.add_argument("--bn-momentum", type=float, help="BatchNorm momentum in training, PyTorch's sense (default: 0.03, "
                                                     "whatever the --init checkpoint has)")
     add_training_args(p, model_default="alpha 0.25, 160 px on the stand-in; alpha 1.0, 300 px otherwise",
                       presets=DETECT_PRESETS, recipe_default="modern", fields=NON_CLASSIFICATION_FIELDS,

@@ -12,6 +12,7 @@ from mobilenets.cli.common import (
     add_command,
     add_json_arg,
     add_progress_arg,
+    choice,
     positive_float,
     positive_int,
 )
@@ -38,7 +39,7 @@ def register(sub) -> None:
     g = p.add_argument_group("distillation")
     g.add_argument("--teacher", metavar="SPEC", help=TEACHER_HELP)
     g.add_argument("--data", metavar="DIR", help="folder of images, flat or nested (no labels needed)")
-    g.add_argument("--task", choices=("classify", "multilabel", "embedding"), default="classify",
+    g.add_argument("--task", **choice(("classify", "multilabel", "embedding")), default="classify",
                    help="what the student learns (default classify)")
     g.add_argument("--val-data", metavar="DIR", help="held-out images (default: every --val-every-th of --data)")
     g.add_argument("--val-every", type=positive_int, default=10, help="hold out every N-th image (default 10)")

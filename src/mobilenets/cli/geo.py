@@ -15,6 +15,7 @@ from mobilenets.cli.common import (
     add_plot_arg,
     add_progress_arg,
     add_threads_arg,
+    choice,
     nonnegative_int,
     positive_int,
 )
@@ -96,8 +97,8 @@ def _add_train(geo) -> None:
     g.add_argument("--data", metavar="CSV", help="training photos: path,latitude,longitude")
     g.add_argument("--val", metavar="CSV", help="validation photos, same layout")
     g.add_argument("--cells", metavar="CSV", help="the cells (`mobilenet geo cells --output`)")
-    g.add_argument("--activation", choices=("relu", "relu6"), help="default relu (the paper's)")
-    g.add_argument("--dropout", type=float, help="dropout before the classifier (default 0.001)")
+    g.add_argument("--activation", **choice(("relu", "relu6")), help="default: relu (the paper's)")
+    g.add_argument("--dropout", type=float, help="dropout before the classifier (default: 0.001)")
     add_training_args(p, model_default="alpha 0.5 at 64 px", presets=PRESETS, recipe_default="paper")
     p.set_defaults(func=cmd_train)
 

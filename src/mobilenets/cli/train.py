@@ -13,6 +13,7 @@ from mobilenets.cli.common import (
     add_json_arg,
     add_progress_arg,
     add_threads_arg,
+    choice,
     nonnegative_int,
     positive_int,
 )
@@ -64,12 +65,13 @@ def _add_train(sub) -> None:
                "  mobilenet train --resume --output runs/digits")
     g = p.add_argument_group("classification")
     g.add_argument("--data", metavar="DIR", help="ImageNet-style folder with train/ and val/; default: sklearn digits")
-    g.add_argument("--activation", choices=ACTIVATIONS, help="default relu (the paper's), or the --init weights'")
-    g.add_argument("--padding", choices=PADDINGS,
-                   help="symmetric (PyTorch's) or tf_same (TensorFlow SAME, what Keras needs); default symmetric, "
+    g.add_argument("--activation", **choice(ACTIVATIONS), help="default: relu (the paper's), or the --init weights'")
+    g.add_argument("--padding", **choice(PADDINGS),
+                   help="symmetric (PyTorch's) or tf_same (TensorFlow SAME, what Keras needs); default: symmetric, "
                         "or the --init weights'")
-    g.add_argument("--dropout", type=float, help="dropout before the classifier (default 0.001)")
-    g.add_argument("--convert-to", choices=CONVERT_TARGETS,
+    g.add_argument("--dropout", type=float, help="dropout before the classifier (default: 0.001, or the --init "
+                                                 "weights')")
+    g.add_argument("--convert-to", **choice(CONVERT_TARGETS),
                    help="the run is meant for `mobilenet convert --to` this: warn at the start if its model "
                         "cannot be (keras needs --padding tf_same --activation relu6; default: no check)")
     add_training_args(p, model_default="alpha 0.5 at 32 px", presets=PRESETS, recipe_default="paper")
