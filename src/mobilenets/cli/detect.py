@@ -108,13 +108,7 @@ def _add_train(sub) -> None:
     from mobilenets.tasks.detect.recipes import DETECT_PRESETS
     from mobilenets.train.recipes import NON_CLASSIFICATION_FIELDS
 
-    p = sub.add_parser(
-        "train", help="train SSD/SSDLite/Faster R-CNN (default: SSD on the built-in stand-in data)",
-        description="Train a detector on a COCO or VOC folder, or without --data on the built-in stand-in (shapes "
-                    "on real photos). --init (or its older name --backbone) starts the MobileNet backbone from a "
-                    "classification checkpoint, run folder or model folder (its alpha, padding and activation).",
-        epilog="examples:\n  mobilenet detect train --epochs 2 --output runs/ssd\n"
-               "  mobilenet detect train --data ~/coco --init mobilenet_v1_1.0_224/ --detector ssd --resolution 300")
+    p = add_command(sub, "train", cmd_train, help="train SSD/SSDLite/Faster R-CNN (default: SSD on the built-in stand-in data)")
     g = p.add_argument_group("detection")
     g.add_argument("--data", metavar="DIR", help="COCO folder (annotations/instances_{train,val}*.json) or VOC "
                                                  "folder; default: the built-in stand-in (shapes on photos)")
@@ -129,10 +123,17 @@ def _add_train(sub) -> None:
     add_training_args(p, model_default="alpha 0.25, 160 px on the stand-in; alpha 1.0, 300 px otherwise",
                       presets=DETECT_PRESETS, recipe_default="modern", fields=NON_CLASSIFICATION_FIELDS,
                       init_aliases=("--backbone",))
-    p.set_defaults(func=cmd_train)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    """Train a detector on a COCO or VOC folder, or without --data on the built-in stand-in (shapes on
+    real photos). --init (or its older name --backbone) starts the MobileNet backbone from a
+    classification checkpoint, run folder or model folder (its alpha, padding and activation).
+
+    examples:
+      mobilenet detect train --epochs 2 --output runs/ssd
+      mobilenet detect train --data ~/coco --init mobilenet_v1_1.0_224/ --detector ssd --resolution 300
+    """
     from mobilenets.cli.args import log_for, print_summary, recipe_overrides, train_options
     from mobilenets.tasks.detect.run import train
 

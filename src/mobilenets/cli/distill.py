@@ -27,15 +27,7 @@ def register(sub) -> None:
     from mobilenets.cli.args import add_training_args
     from mobilenets.train.recipes import NON_CLASSIFICATION_FIELDS, PRESETS
 
-    p = sub.add_parser(
-        "distill", help="train a MobileNet to mimic a teacher on unlabelled images (paper Section 4)",
-        description="Distillation: a MobileNet student learns a teacher's outputs on any folder of images (no "
-                    "labels): class scores (Hinton KD), attribute probabilities (BCE) or an embedding (squared L2), "
-                    "through the generic training loop. The teacher runs on the training device. --init starts the "
-                    "student from MobileNet weights (e.g. the teacher's), narrowed to --alpha by keeping each "
-                    "layer's largest-|BN gamma| channels, with their padding and activation.",
-        epilog="example:\n  mobilenet distill --teacher runs/teacher --data photos/ --task classify --alpha 0.25 "
-               "--resolution 128 --epochs 10 --output runs/student")
+    p = add_command(sub, "distill", cmd_distill, help="train a MobileNet to mimic a teacher on unlabelled images (paper Section 4)")
     g = p.add_argument_group("distillation")
     g.add_argument("--teacher", metavar="SPEC", help=TEACHER_HELP)
     g.add_argument("--data", metavar="DIR", help="folder of images, flat or nested (no labels needed)")
@@ -59,7 +51,6 @@ def register(sub) -> None:
                                                          "(default: the pairs file's folder)")
     add_training_args(p, model_default="alpha 0.25 at 128 px", presets=PRESETS, recipe_default="distill",
                       fields=NON_CLASSIFICATION_FIELDS)
-    p.set_defaults(func=cmd_distill)
 
     f = sub.add_parser("faces", help="face crops from photos (dlib's detector and 5-point alignment)",
                        description="Face data for distillation: crops of the faces in photos, aligned as dlib's "
@@ -78,6 +69,15 @@ def register(sub) -> None:
 
 
 def cmd_distill(args: argparse.Namespace) -> None:
+    """Distillation: a MobileNet student learns a teacher's outputs on any folder of images (no
+    labels): class scores (Hinton KD), attribute probabilities (BCE) or an embedding (squared L2),
+    through the generic training loop. The teacher runs on the training device. --init starts the
+    student from MobileNet weights (e.g. the teacher's), narrowed to --alpha by keeping each layer's
+    largest-|BN gamma| channels, with their padding and activation.
+
+    example:
+      mobilenet distill --teacher runs/teacher --data photos/ --task classify --alpha 0.25 --resolution 128 --epochs 10 --output runs/student
+    """
     from mobilenets.cli.args import log_for, print_summary, recipe_overrides, train_options
     from mobilenets.tasks.distill.run import distill
     from mobilenets.train.runner import is_main

@@ -86,13 +86,7 @@ def register(sub) -> None:
 def _add_train(geo) -> None:
     from mobilenets.cli.args import add_training_args
 
-    p = geo.add_parser(
-        "train", help="train a MobileNet to classify photos into cells (the generic training loop)",
-        description="Train a MobileNet to classify photos into the S2 cells of a `geo cells` file, validated by "
-                    "great-circle error. --init starts from a classification checkpoint or model folder (a new "
-                    "classifier over the cells).",
-        epilog="example:\n  mobilenet geo train --data photos/train.csv --val photos/val.csv --cells cells.csv "
-               "--epochs 10 --output runs/geo")
+    p = add_command(geo, "train", cmd_train, help="train a MobileNet to classify photos into cells (the generic training loop)")
     g = p.add_argument_group("geolocation")
     g.add_argument("--data", metavar="CSV", help="training photos: path,latitude,longitude")
     g.add_argument("--val", metavar="CSV", help="validation photos, same layout")
@@ -100,7 +94,6 @@ def _add_train(geo) -> None:
     g.add_argument("--activation", **choice(("relu", "relu6")), help="default: relu (the paper's)")
     g.add_argument("--dropout", type=float, help="dropout before the classifier (default: 0.001)")
     add_training_args(p, model_default="alpha 0.5 at 64 px", presets=PRESETS, recipe_default="paper")
-    p.set_defaults(func=cmd_train)
 
 
 def cmd_cells(args: argparse.Namespace) -> None:
@@ -144,6 +137,13 @@ def cmd_standin(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    """Train a MobileNet to classify photos into the S2 cells of a `geo cells` file, validated by
+    great-circle error. --init starts from a classification checkpoint or model folder (a new
+    classifier over the cells).
+
+    example:
+      mobilenet geo train --data photos/train.csv --val photos/val.csv --cells cells.csv --epochs 10 --output runs/geo
+    """
     from mobilenets.cli.args import log_for, print_summary, recipe_overrides, train_options
     from mobilenets.tasks.geo.evaluate import THRESHOLDS_KM, table11_text
     from mobilenets.tasks.geo.task import train

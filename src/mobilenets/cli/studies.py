@@ -56,15 +56,8 @@ def _add_finetune(sub) -> None:
     from mobilenets.cli.args import add_training_args
     from mobilenets.train.recipes import PRESETS
 
-    p = sub.add_parser(
-        "finetune", help="transfer a pretrained MobileNet to a new classification data set "
-                         "(ImageNet-style folders or Stanford Dogs' layout)",
-        description="Fine-tune (paper Section 4.2, Table 10): --init weights (a checkpoint, run folder or converted "
-                    "model folder; without it, --model from scratch) trained on a new classification data set with "
-                    "the transfer recipe: a new head, the pretrained body at --body-lr-scale of the learning rate. "
-                    "Ends with the confusion matrix of the best weights and the Table 10 layout.",
-        epilog="example:\n  mobilenet finetune --init runs/imagenet --data ~/stanford-dogs --epochs 8 "
-               "--output runs/dogs")
+    p = add_command(sub, "finetune", cmd_finetune, help="transfer a pretrained MobileNet to a new classification data set "
+                         "(ImageNet-style folders or Stanford Dogs' layout)")
     g = p.add_argument_group("fine-tuning")
     g.add_argument("--data", metavar="DIR",
                    help="DIR/train/<class>/ + DIR/val/<class>/, or Stanford Dogs: DIR/Images/ + DIR/lists/*.mat")
@@ -74,18 +67,13 @@ def _add_finetune(sub) -> None:
     g.add_argument("--freeze-bn", action="store_true", help="keep the BatchNorm statistics of the weights")
     add_training_args(p, model_default="mobilenet_v1_1.0_224, or the --init weights'", presets=PRESETS,
                       recipe_default="transfer")
-    p.set_defaults(func=cmd_finetune)
 
 
 def _add_reproduce(sub) -> None:
     from mobilenets.cli.args import add_running_args
     from mobilenets.train.recipes import PRESETS
 
-    p = sub.add_parser(
-        "reproduce", help="re-run the paper's Tables 4-7 (on the digits at small scale without --data)",
-        description="Re-run one of the paper's Tables 4-7: every row trained and evaluated with one recipe, each in "
-                    "its own run folder under --output (finished rows are read back, killed rows resumed).",
-        epilog="example:\n  mobilenet reproduce table6 --epochs 3 --output runs/table6")
+    p = add_command(sub, "reproduce", cmd_reproduce, help="re-run the paper's Tables 4-7 (on the digits at small scale without --data)")
     p.add_argument("table", choices=TABLES)
     p.add_argument("--data", metavar="DIR", help="ImageNet-style folder (default: the built-in digits, small scale)")
     p.add_argument("--epochs", type=positive_int, help="epochs per row (default: 6 on digits, the recipe's with --data)")
@@ -93,7 +81,6 @@ def _add_reproduce(sub) -> None:
                                                                             "(default paper)")
     # --output is the folder of the rows' runs; resume is automatic (finished rows are read back)
     add_running_args(p, exclude=("resume", "max_steps", "keep_last", "checkpoint_every"))
-    p.set_defaults(func=cmd_reproduce)
 
 
 def cmd_figures(args: argparse.Namespace) -> None:
@@ -138,6 +125,14 @@ def cmd_pick(args: argparse.Namespace) -> None:
 
 
 def cmd_finetune(args: argparse.Namespace) -> None:
+    """Fine-tune (paper Section 4.2, Table 10): --init weights (a checkpoint, run folder or converted
+    model folder; without it, --model from scratch) trained on a new classification data set with
+    the transfer recipe: a new head, the pretrained body at --body-lr-scale of the learning rate.
+    Ends with the confusion matrix of the best weights and the Table 10 layout.
+
+    example:
+      mobilenet finetune --init runs/imagenet --data ~/stanford-dogs --epochs 8 --output runs/dogs
+    """
     from mobilenets.cli.args import log_for, print_summary, recipe_overrides, train_options
     from mobilenets.studies.finetune import finetune, finetune_text
 
@@ -153,6 +148,12 @@ def cmd_finetune(args: argparse.Namespace) -> None:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
+    """Re-run one of the paper's Tables 4-7: every row trained and evaluated with one recipe, each in
+    its own run folder under --output (finished rows are read back, killed rows resumed).
+
+    example:
+      mobilenet reproduce table6 --epochs 3 --output runs/table6
+    """
     from mobilenets.cli.args import log_for, print_summary
     from mobilenets.studies.reproduce import reproduce, reproduce_text
     from mobilenets.train.options import TrainOptions

@@ -54,15 +54,7 @@ def register(sub) -> None:
 def _add_train(sub) -> None:
     from mobilenets.cli.args import add_training_args
 
-    p = sub.add_parser(
-        "train", help="train a MobileNet classifier (default: alpha 0.5 at 32 px on the built-in digits data)",
-        description="Train a MobileNet classifier on an ImageNet-style folder (train/<class>/, val/<class>/) or, "
-                    "without --data, on the built-in digits. --init starts from any checkpoint, run folder or "
-                    "converted model folder: its architecture and preprocessing, a new classifier where the "
-                    "classes differ.",
-        epilog="examples:\n  mobilenet train --epochs 5 --output runs/digits\n"
-               "  mobilenet train --data ~/imagenet --model mobilenet_v1_1.0_224 --recipe modern --amp\n"
-               "  mobilenet train --resume --output runs/digits")
+    p = add_command(sub, "train", cmd_train, help="train a MobileNet classifier (default: alpha 0.5 at 32 px on the built-in digits data)")
     g = p.add_argument_group("classification")
     g.add_argument("--data", metavar="DIR", help="ImageNet-style folder with train/ and val/; default: sklearn digits")
     g.add_argument("--activation", **choice(ACTIVATIONS), help="default: relu (the paper's), or the --init weights'")
@@ -75,10 +67,19 @@ def _add_train(sub) -> None:
                    help="the run is meant for `mobilenet convert --to` this: warn at the start if its model "
                         "cannot be (keras needs --padding tf_same --activation relu6; default: no check)")
     add_training_args(p, model_default="alpha 0.5 at 32 px", presets=PRESETS, recipe_default="paper")
-    p.set_defaults(func=cmd_train)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    """Train a MobileNet classifier on an ImageNet-style folder (train/<class>/, val/<class>/) or,
+    without --data, on the built-in digits. --init starts from any checkpoint, run folder or
+    converted model folder: its architecture and preprocessing, a new classifier where the classes
+    differ.
+
+    examples:
+      mobilenet train --epochs 5 --output runs/digits
+      mobilenet train --data ~/imagenet --model mobilenet_v1_1.0_224 --recipe modern --amp
+      mobilenet train --resume --output runs/digits
+    """
     from mobilenets.cli.args import log_for, print_summary, recipe_overrides, train_options
     from mobilenets.demo import train_summary_lines
     from mobilenets.train.classify import train
