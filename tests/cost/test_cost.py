@@ -148,3 +148,48 @@ def test_model_cost_errors():
         model_cost(alpha=-0.5)
     with pytest.raises(ValueError, match="resolution"):
         model_cost("mobilenet_v1_1.0_224", resolution=31)
+
+
+# --- `mobilenet cost` needs no torch --------------------------------------------------------------
+
+_LOADED = """
+import contextlib, io, json, sys
+from mobilenets.cli.main import main
+out = {}
+for argv in json.loads(sys.argv[1]):
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(argv)
+    out[" ".join(argv)] = [code, sorted({m.split(".")[0] for m in sys.modules} & {"torch", "torchvision"})]
+print(json.dumps(out))
+"""
+
+
+def _loaded(*argvs):
+    """For each ``mobilenet`` command line, run in turn in one fresh interpreter: its exit code and
+    which of torch/torchvision were loaded once it had run."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _LOADED, json.dumps(argvs)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_cost_commands_import_no_torch():
+    """The analytical count reads Table 1's plan (``models/plan.py``), not the network: every
+    ``cost``/``models``/``tables --no-reference-nets`` line below answers without loading torch."""
+    argvs = [["cost"], ["cost", "--model", "mobilenet_v1_0.5_160", "--json"],
+             ["cost", "--alpha", "0.75", "--resolution", "192", "--variant", "shallow"],
+             ["cost", "--model", "mobilenet_v1_conv_1.0_224", "--num-classes", "10"],
+             ["cost", "--single-layer"], ["cost", "--detector", "ssdlite", "--json"],
+             ["cost", "--detector", "faster-rcnn", "--resolution", "600"], ["models"],
+             ["tables", "--no-reference-nets"]]
+    for line, (code, heavy) in _loaded(*argvs).items():
+        assert code == 0 and heavy == [], f"mobilenet {line}: exit {code}, loaded {heavy}"
+
+
+def test_the_torch_check_sees_torch_when_it_is_needed():
+    """Negative control: counting a real forward pass does load torch, and the check says so."""
+    (code, heavy), = _loaded(["cost", "--model", "mobilenet_v1_0.25_128", "--measure"]).values()
+    assert code == 0 and "torch" in heavy

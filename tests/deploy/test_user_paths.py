@@ -177,7 +177,7 @@ def test_load_runner_opens_every_torchscript_suffix_and_tells_formats_by_content
 def test_eval_and_predict_run_exported_files_like_checkpoints(confident, photo_run, capsys):
     folder, onnx_file = confident
     _run, data = photo_run
-    args = ["--data", str(data), "--no-progress"]
+    args = ["--data", str(data), "--no-progress", "--json"]
     assert main(["eval", "--checkpoint", str(folder), *args]) == 0
     ref = json.loads(capsys.readouterr().out)
     assert main(["eval", "--checkpoint", str(onnx_file), *args]) == 0
@@ -250,14 +250,14 @@ def test_cli_int8_tflite_by_its_suffix_then_eval_prints_the_same_json_as_the_che
     assert ", int8, tflite)" in capsys.readouterr().out
     assert out.read_bytes()[4:8] == b"TFL3" and load_runner(out).format == "tflite"
     assert json.loads((tmp_path / "model-int8.tflite.json").read_text())["format"] == "tflite"
-    assert main(["eval", "--checkpoint", str(run), "--data", str(data), "--no-progress"]) == 0
+    assert main(["eval", "--checkpoint", str(run), "--data", str(data), "--no-progress", "--json"]) == 0
     ref = json.loads(capsys.readouterr().out)
-    assert main(["eval", "--checkpoint", str(out), "--data", str(data), "--no-progress"]) == 0
+    assert main(["eval", "--checkpoint", str(out), "--data", str(data), "--no-progress", "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
     assert set(got) == set(ref) and got["images"] == ref["images"] == 6
     assert 0 <= got["top1"] <= got["top5"] <= 1
     # without --data: the data the run was trained on, as for the checkpoint
-    assert main(["eval", "--checkpoint", str(out), "--no-progress"]) == 0
+    assert main(["eval", "--checkpoint", str(out), "--no-progress", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["data"] == str(data)
 
 
@@ -266,12 +266,12 @@ def test_cli_int8_tflite_by_its_suffix_then_eval_prints_the_same_json_as_the_che
 def test_eval_of_executorch_and_torchscript_files(confident, photo_run, tmp_path, capsys):
     folder, _ = confident
     _run, data = photo_run
-    assert main(["eval", "--checkpoint", str(folder), "--data", str(data), "--no-progress"]) == 0
+    assert main(["eval", "--checkpoint", str(folder), "--data", str(data), "--no-progress", "--json"]) == 0
     ref = json.loads(capsys.readouterr().out)
     for name in ("m.pte", "m.pt"):
         out = tmp_path / name
         export_model(str(folder), out)
-        assert main(["eval", "--checkpoint", str(out), "--data", str(data), "--no-progress"]) == 0
+        assert main(["eval", "--checkpoint", str(out), "--data", str(data), "--no-progress", "--json"]) == 0
         got = json.loads(capsys.readouterr().out)
         assert set(got) == set(ref) and (got["top1"], got["top5"], got["images"]) == (ref["top1"], ref["top5"], 6)
         assert got["loss"] == pytest.approx(ref["loss"], abs=1e-4)

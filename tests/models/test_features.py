@@ -98,3 +98,36 @@ def test_torchvision_detectors_accept_the_extractor():
     with torch.no_grad():
         det = ssd([torch.rand(3, 128, 128)])
     assert set(det[0]) == {"boxes", "labels", "scores"}
+
+
+@pytest.mark.parametrize("variant, tap, after", [
+    ("separable", "block11", ["12", "13"]), ("separable", 16, ["12", "13"]), ("separable", "block13", []),
+    ("separable", "stem", [str(b) for b in range(1, 14)]),
+    ("shallow", 16, ["12", "13"]),  # the stride-16 tap is block 6: blocks 7-11 are not in the model
+    ("shallow", "block6", ["12", "13"]), ("conv", 8, [str(b) for b in range(6, 14)]),
+])
+def test_blocks_after_a_tap(variant, tap, after):
+    """The model's own blocks after the tap, in order, found by the tap API (not by parsing names);
+    with the extractor up to the tap they compute exactly forward_features."""
+    model = mobilenets.create_model("mobilenet_v1_0.25_128", variant=variant, num_classes=0).eval()
+    blocks = model.blocks_after(tap)
+    own = {id(m): key for key, m in model.blocks.named_children()}
+    assert [own.get(id(b)) for b in blocks] == after  # the model's modules themselves, not copies
+    extractor = feature_extractor(model, (tap,))
+    x = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        y = next(iter(extractor(x).values()))
+        for block in blocks:
+            y = block(y)
+        assert torch.equal(y, model.forward_features(x))
+
+
+def test_faster_rcnn_second_stage_runs_the_blocks_after_its_tap():
+    from mobilenets.tasks.detect.faster_rcnn import second_stage
+
+    model = mobilenets.create_model("mobilenet_v1_0.25_128", variant="shallow", num_classes=0)
+    head = second_stage(model, model.resolve_taps([16])[0])
+    assert [type(m).__name__ for m in head][0] == "MaxPool2d"
+    assert list(head)[1:3] == model.blocks_after(16) and len(head) == 5  # pool, 12, 13, avgpool, flatten
+    with pytest.raises(mobilenets.MobileNetsError, match="unknown tap 'block9'"):
+        model.blocks_after("block9")  # removed in the shallow variant

@@ -12,7 +12,7 @@ import mobilenets
 from mobilenets import MobileNetConfig, create_model, scale_channels
 from mobilenets.cost.count import analytical_cost
 from mobilenets.models.layers import Conv2dSame, tf_same_pad
-from mobilenets.models.mobilenet import BLOCKS
+from mobilenets.models.plan import BLOCKS
 
 ALL = mobilenets.list_models()
 
@@ -37,6 +37,27 @@ def test_registry_has_the_paper_models():
             assert f"mobilenet_v1_{a}_{r}" in ALL
     assert "mobilenet_v1_conv_1.0_224" in ALL and "mobilenet_v1_shallow_1.0_224" in ALL
     assert len(ALL) == 18
+
+
+def test_names_of_a_config():
+    """One width rule for the registry's names and the paper's table names."""
+    from mobilenets.models.registry import model_name, paper_name
+
+    assert [model_name(a, 224) for a in (1.0, 0.75, 2, 0.5)] == [
+        "mobilenet_v1_1.0_224", "mobilenet_v1_0.75_224", "mobilenet_v1_2.0_224", "mobilenet_v1_0.5_224"]
+    assert model_name(1.0, 224, "shallow") == "mobilenet_v1_shallow_1.0_224"
+    assert [paper_name(1.0, 224), paper_name(0.25, 128)] == ["1.0 MobileNet-224", "0.25 MobileNet-128"]
+
+
+def test_the_plan_is_the_network():
+    """The torch-free plan of Table 1 lists exactly the network's convolutions, in order."""
+    from mobilenets.models.plan import layer_plan
+
+    model = create_model("mobilenet_v1_0.5_160", variant="shallow")
+    convs = [(n.removesuffix(".conv"), m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0], m.groups > 1)
+             for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs == [(s.name, s.in_channels, s.out_channels, s.kernel, s.stride, s.depthwise)
+                     for s in layer_plan(model.config)]
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -99,3 +99,30 @@ def test_measure_times_only_what_is_missing(tmp_path, monkeypatch):
     first = pick_module.measure(two, "onnxruntime", cache=tmp_path)
     again = pick_module.measure(candidates("paper")[:3], "onnxruntime", cache=tmp_path)
     assert first["timed"] == [c["model"] for c in two] and len(again["timed"]) == 1 and len(calls) == 3
+
+
+def test_candidates_are_counted_directly_and_named_as_the_registry_names(tmp_path, monkeypatch):
+    """No on-disk cost cache: the counts are the counter's own (so a fix to the counter is seen at
+    once), the names are the registry's, and nothing is written."""
+    from mobilenets.cost.count import analytical_cost
+    from mobilenets.models.registry import get_config
+
+    monkeypatch.setenv("MOBILENETS_CACHE", str(tmp_path / "cache"))
+    for c in candidates("fine"):
+        counted = analytical_cost(get_config("mobilenet_v1_1.0_224", alpha=c["alpha"], resolution=c["resolution"]))
+        assert (c["mult_adds"], c["params"], c["params_total"]) == (counted.mult_adds, counted.params,
+                                                                     counted.params_total)
+        if c["alpha"] in (1.0, 0.75, 0.5, 0.25) and c["resolution"] in (224, 192, 160, 128):
+            assert get_config(c["model"]).alpha == c["alpha"]  # a registry name, e.g. mobilenet_v1_1.0_224
+    assert not (tmp_path / "cache").exists()
+
+
+def test_candidates_load_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom mobilenets.studies.pick import candidates\ncandidates('fine')\n"
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

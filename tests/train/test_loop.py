@@ -106,5 +106,8 @@ def test_resume_says_where_and_what_is_kept(tmp_path, capsys):
                     options=TrainOptions(resume=True, **opts))
     out = capsys.readouterr().out
     assert "resumed" in out and "epoch 2/2, step 2/5 of it (7 steps done)" in out
-    assert "not applied: epochs=5 (the run has 2), lr=0.1" in out and "alpha=0.5 (the run has 0.25)" in out
+    line = next(x for x in out.splitlines() if x.startswith("resuming"))
+    # one line lists what was asked for and is not applied, with the run's own value
+    assert "not applied:" in line and "epochs=5 (the run has 2)" in line and "lr=0.1 (the run has 0.045)" in line
+    assert "alpha=0.5 (the run has 0.25)" in line and "batch_size" not in line
     assert summary["epochs"] == 2 and summary["steps"] == 10

@@ -136,7 +136,7 @@ def test_folder_with_corrupt_files(tmp_path, capsys, photo_folder):
     # over 4 runs of 1 and 2 threads and seeds 0-2.)
     assert max(r["val_top1"] for r in rows) > 0.6
     # eval on the same data prints one JSON object with fractions
-    main(["eval", "--checkpoint", str(tmp_path / "run")])
+    main(["eval", "--checkpoint", str(tmp_path / "run"), "--json"])
     result = json.loads(capsys.readouterr().out)
     assert 0 <= result["top1"] <= result["top5"] <= 1 and result["images"] == 12
     code = main(["predict", "--checkpoint", str(tmp_path / "run"), "--json", "--top-k", "2",

@@ -212,7 +212,7 @@ def test_cli_eval_and_predict_accept_model_folder(tmp_path, capsys):
     model = MobileNet(MobileNetConfig(alpha=0.25, resolution=32, num_classes=3))
     save_model(model, tmp_path / "m", classes=["astronaut", "chelsea", "coffee"])
     assert main(["eval", "--checkpoint", str(tmp_path / "m"), "--data", str(tmp_path / "data"),
-                 "--device", "cpu"]) == 0
+                 "--device", "cpu", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["images"] == 6 and 0 <= result["top1"] <= result["top5"] <= 1
     assert main(["predict", "--checkpoint", str(tmp_path / "m"), "--json", "--top-k", "3",

@@ -1,8 +1,8 @@
 """Inference speed across engines and where the time goes (``mobilenet bench`` / ``profile``).
 
 ``catalog`` names the engines, ``timing`` times callables interleaved, ``roofline`` measures the
-peak the FLOP floor uses (the ``kernels`` compiled here at run time from ``kernel_source``, and
-GEMM libraries), ``engines`` and ``peers`` build our engines and the peers', ``exported`` opens
+peak the FLOP floor uses (GEMM libraries; ``benchmarks/peak_kernels.py`` measures the register-only
+peak for comparison), ``engines`` and ``peers`` build our engines and the peers', ``exported`` opens
 an exported file to time, ``run`` benchmarks one model or the whole family, ``profiling`` splits
 a forward pass by layer type, ``report`` prints and plots. The names below load on first use
 (nothing heavy is imported with the package).
@@ -15,7 +15,6 @@ __getattr__, __dir__ = lazy_exports(__name__, {
                  "QUICK_ENGINES", "PROFILE_ENGINES", "resolve_engines"],
     ".timing": ["BenchSettings", "time_interleaved", "round_order", "percentile"],
     ".roofline": ["matmul_peak", "hardware_peaks", "gemm_peaks", "Peak", "forget_peaks"],
-    ".kernels": ["kernel_peaks", "KernelUnavailable"],
     ".engines": ["EngineUnavailable", "BenchContext", "load_model"],
     ".exported": ["ExportedFile", "open_exported", "exported_format"],
     ".run": ["bench", "bench_all_models", "machine_info", "BUILDERS"],

@@ -104,7 +104,7 @@ class BenchContext:
                 # int8 on a checkpoint's recorded data: from the checkpoint itself, where export finds that data
                 own_data = int8 and calibration is None and self.checkpoint is not None
                 source = os.fspath(self.checkpoint) if own_data else self.model
-                export_model(source, path, fmt, int8=int8, calibration=calibration, threads=self.settings.threads,
+                export_model(source, path, fmt, int8=int8, calibration=calibration, threads=self.settings.runtime_threads,
                              calibration_size=self.settings.calibration_size, verbose=self.verbose,
                              bias_correction=int8 and self.bias_correction)
             except (ImportError, ValueError, RuntimeError, OSError) as exc:
@@ -237,7 +237,7 @@ def export_builder(fmt: str, int8: bool) -> Callable[[BenchContext, int], Run]:
                 raise EngineUnavailable("ExecuTorch is not installed (pip install executorch)")
         from mobilenets.deploy.runtime import load_runner
 
-        runner = load_runner(ctx.export(fmt, int8), threads=ctx.settings.threads)
+        runner = load_runner(ctx.export(fmt, int8), threads=ctx.settings.runtime_threads)
         x = ctx.images(batch)
         if runner.layout == "NHWC":  # each engine gets its own layout, untimed (as the Keras peer)
             x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
@@ -258,7 +258,7 @@ def build_exported_file(ctx: BenchContext, batch: int) -> Run:
 
     f = ctx.exported
     try:
-        runner = load_runner(f.path, threads=ctx.settings.threads)
+        runner = load_runner(f.path, threads=ctx.settings.runtime_threads)
     except (ImportError, MobileNetsError) as exc:
         raise EngineUnavailable(f"cannot load {f.path}: {first_line(exc)}") from None
     x = ctx.images(batch)

@@ -84,7 +84,7 @@ def build_keras_tflite(ctx: BenchContext, batch: int) -> Run:
         except Exception as exc:  # the converter raises many types
             raise EngineUnavailable(f"TFLite conversion of Keras MobileNet failed: {first_line(exc)}") from None
         Path(path).write_bytes(content)
-    interp = tf.lite.Interpreter(model_path=path, num_threads=ctx.settings.threads)
+    interp = tf.lite.Interpreter(model_path=path, num_threads=ctx.settings.runtime_threads)
     inp = interp.get_input_details()[0]
     out = interp.get_output_details()[0]
     interp.resize_tensor_input(inp["index"], [batch, res, res, 3], strict=False)
@@ -155,7 +155,7 @@ def build_timm_ort_int8(ctx: BenchContext, batch: int) -> Run:
     from mobilenets.deploy.ort import session
 
     path = timm_int8_onnx(ctx)
-    sess = session(path, ctx.settings.threads)  # the same settings as our own ONNX files' runner
+    sess = session(path, ctx.settings.runtime_threads)  # the same settings as our own ONNX files' runner
     name = sess.get_inputs()[0].name
     x = ctx.images(batch)
     return lambda: sess.run(None, {name: x})

@@ -217,17 +217,19 @@ def profile_names(engines: Iterable[str] | None, exported: ExportedFile | None) 
 
 def profile(model: str | MobileNetConfig | MobileNet | Mapping[str, Any] | None = None, *,
             engines: Iterable[str] | None = None, batch: int = 1, runs: int = 20, threads: int = 2,
-            checkpoint: str | os.PathLike | None = None, calibration: str | os.PathLike | None = None,
+            engine_threads: int | None = None, checkpoint: str | os.PathLike | None = None, calibration: str | os.PathLike | None = None,
             calibration_size: int = 64, progress: bool = True, verbose: bool = False) -> list[dict[str, Any]]:
     """Per layer group: measured time and share, beside the analytical mult-add share, for each
     of ``engines`` (torch-eager, onnxruntime, onnxruntime-int8; default all three). One row per
     (engine, group); the groups of an engine sum to its ``total_ms``. The model is named as in
     :func:`mobilenets.bench.run.bench`: an exported ``.onnx`` file as ``checkpoint`` is profiled
-    itself; ``calibration`` calibrates the int8 export as there. ``verbose`` lets the ONNX exporter
-    print."""
+    itself; ``calibration`` calibrates the int8 export as there. ``threads``: torch's CPU threads
+    (torch-eager); ``engine_threads``: ONNX Runtime's (None: the same). ``verbose`` lets the ONNX
+    exporter print."""
     check_int("batch", batch)
     check_int("runs", runs)
     check_int("threads", threads)
+    engine_threads = threads if engine_threads is None else check_int("engine_threads", engine_threads)
     check_int("calibration_size", calibration_size)
     exported = open_exported(checkpoint, model) if checkpoint is not None and exported_format(checkpoint) else None
     names = profile_names(engines, exported)
@@ -241,7 +243,7 @@ def profile(model: str | MobileNetConfig | MobileNet | Mapping[str, Any] | None 
         weights = weights_label(net, checkpoint) if isinstance(model, MobileNet) or checkpoint is not None else RANDOM_WEIGHTS
     rows = []
     with tempfile.TemporaryDirectory(prefix="mobilenet-profile-") as workdir:
-        settings = BenchSettings(threads=threads, calibration_size=calibration_size)
+        settings = BenchSettings(threads=threads, engine_threads=engine_threads, calibration_size=calibration_size)
         ctx = BenchContext(net, settings, workdir, verbose, exported=exported,
                            checkpoint=checkpoint if net is not None else None, calibration=calibration)
         bar = progress_bar(len(names), "profiling", progress)
@@ -252,7 +254,7 @@ def profile(model: str | MobileNetConfig | MobileNet | Mapping[str, Any] | None 
                 try:
                     with quiet_output(not verbose):  # the exporter prints; the bar does not
                         path = exported.path if exported is not None else ctx.export("onnx", engine.endswith("int8"))
-                        per, total = profile_onnxruntime(path, batch, runs, threads, cfg.resolution)
+                        per, total = profile_onnxruntime(path, batch, runs, engine_threads, cfg.resolution)
                 except EngineUnavailable as exc:
                     rows.append({"model": label, "weights": weights, "engine": engine, "group": None,
                                  "status": "unavailable", "note": str(exc)})
@@ -265,7 +267,7 @@ def profile(model: str | MobileNetConfig | MobileNet | Mapping[str, Any] | None 
                     continue
                 rows.append({"model": label, "weights": weights, "engine": engine, "precision": PRECISION[engine],
                              "batch": batch,
-                             "threads": threads, "group": g, "time_ms": round(per.get(g, 0.0), 4),
+                             "threads": threads if engine == "torch-eager" else engine_threads, "group": g, "time_ms": round(per.get(g, 0.0), 4),
                              "time_share": round(per.get(g, 0.0) / total, 4) if total else 0.0,
                              "mult_adds": ma, "mult_adds_share": round(share, 4), "total_ms": round(total, 4),
                              "status": "ok", "note": note})

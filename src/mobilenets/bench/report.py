@@ -30,8 +30,7 @@ def peaks_text(rows: Sequence[dict[str, Any]]) -> list[str]:
         return []
     threads = next(r["threads"] for r in rows if r.get("peak_gops"))
     return ([f"peaks on {threads} thread{'s' if threads != 1 else ''} (FLOP floor = 2 x mult-adds x batch / peak; "
-             f"peak = the larger of multiply-add loops compiled here with -march=native, ~0.2 s each, rated by "
-             f"each thread's CPU time, best so far on this machine, and the best GEMM library):"] + [f"  {how[p]}" for p in sorted(how)])
+             f"peak = the best GEMM library's square matmul on these threads):"] + [f"  {how[p]}" for p in sorted(how)])
 
 
 def bench_text(rows: Sequence[dict[str, Any]]) -> str:

@@ -1,19 +1,18 @@
 """The machine's peak rate per precision: the FLOP floor a benchmark row is measured against.
 
 A row's "% floor" is ``floor / median`` with ``floor = 2 x mult-adds x batch / peak``: the
-fraction of this CPU's arithmetic rate (in the row's precision) that the engine reaches. The
-peak must be one no engine can beat, so it is the larger of two estimates:
+fraction of this CPU's arithmetic rate (in the row's precision) that the engine reaches. The peak
+is the best of several GEMM libraries on a ``size``² square matmul, on the bench's threads: torch
+(``torch.mm``; ``torch._int_mm`` for int8), numpy's BLAS (fp32) and ONNX Runtime (``MatMul`` fp32,
+``MatMulInteger`` u8 x s8 int8). A large GEMM is the most arithmetic-bound work those libraries
+do, so no engine built on them should beat it; it is still a measured rate, below the hardware's
+register-only peak (``benchmarks/peak_kernels.py`` measures that one with compiled FMA, VNNI and
+AMX loops, for comparison), so "% floor" errs high, never low.
 
-* the peak kernels (:mod:`mobilenets.bench.kernels`): register-only multiply-add loops compiled
-  here with ``-march=native`` (AVX-512/AVX2 FMA for fp32; VNNI and AMX for int8; AVX512_BF16 and
-  AMX for bf16), on the bench's threads, each the best rate so far on this machine;
-* the best of several GEMM libraries on a ``size``² square matmul, on the same threads: torch
-  (``torch.mm``; ``torch._int_mm`` for int8), numpy's BLAS (fp32) and ONNX Runtime (``MatMul``
-  fp32, ``MatMulInteger`` u8 x s8 int8). Without a C compiler this is the peak, and says so.
-
-Measurements are kept per process, the best so far (a busy machine only lowers a measurement):
-:func:`hardware_peaks` measures the kernels again on ``refresh`` (0.2 s a kind), the GEMMs once
-per process unless asked.
+On one thread each GEMM is timed by the calling thread's CPU time, so that other processes' load
+on a shared machine does not lower the peak (on more threads, by the wall clock). Measurements
+are kept per process, the best so far (a busy machine only lowers a measurement):
+:func:`hardware_peaks` measures the GEMMs once per process unless ``refresh``.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from mobilenets.bench.kernels import KIND_TEXT, SECONDS, kernel_peaks
 from mobilenets.errors import MobileNetsError
 from mobilenets.utils.scoped import torch_threads
 
@@ -35,9 +33,8 @@ PRECISIONS = ("fp32", "bf16", "int8")
 
 # The best measurement so far in this process: a busy machine only lowers a measurement, so the
 # highest one is the closest to the peak. torch's matmul by (precision, threads, size); the
-# kernels by (precision, threads) -> {kind: ops/s}; the GEMMs by (precision, threads, size).
+# GEMMs by (precision, threads, size) -> {library: ops/s}.
 _PEAK_CACHE: dict[tuple[str, int, int], float] = {}
-_KERNELS: dict[tuple[str, int], dict[str, float]] = {}
 _GEMMS: dict[tuple[str, int, int], dict[str, float]] = {}
 _NOTES: dict[tuple[str, int, int], list[str]] = {}
 
@@ -45,38 +42,29 @@ _NOTES: dict[tuple[str, int, int], list[str]] = {}
 @dataclass(frozen=True)
 class Peak:
     """A precision's peak (operations per second, 2 per multiply-add) and how it was measured:
-    every kernel's and every GEMM library's rate, and why any estimate is missing."""
+    every GEMM library's rate, and why any is missing."""
 
     precision: str
     ops_per_s: float
-    source: str  # what measured the peak: a kernel kind or "torch", "numpy", "onnxruntime"
-    kernels: dict[str, float] = field(default_factory=dict)
+    source: str  # the GEMM library that measured the peak: "torch", "numpy" or "onnxruntime"
     gemms: dict[str, float] = field(default_factory=dict)
     size: int = 0
     threads: int = 0
     notes: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        """One line: the peak, what measured it, and the other estimates beside it."""
+        """One line: the peak, the library that measured it, and the other libraries beside it."""
         gops = lambda v: f"{v / 1e9:.0f}"  # noqa: E731
-        if self.source in self.kernels:
-            how = KIND_TEXT[self.source]
-        else:
-            how = f"{self.source} matmul {self.size}²"
-        others = [f"{KIND_TEXT[k]} {gops(v)}" for k, v in self.kernels.items() if k != self.source]
-        gemms = ", ".join(f"{lib} {gops(v)}" for lib, v in self.gemms.items())
-        if gemms:
-            others.append(f"GEMMs at {self.size}²: {gemms}")
-        text = f"{self.precision} {gops(self.ops_per_s)} GOP/s: {how}"
+        text = f"{self.precision} {gops(self.ops_per_s)} GOP/s: {self.source} matmul {self.size}²"
+        others = ", ".join(f"{lib} {gops(v)}" for lib, v in self.gemms.items() if lib != self.source)
         if others:
-            text += f" ({'; '.join(others)})"
-        if not self.kernels:
-            text += f"; no peak kernel: {'; '.join(self.notes) or 'none measured'}"
+            text += f" ({others})"
+        if self.notes:
+            text += f"; {'; '.join(self.notes)}"
         return text
 
     def to_dict(self) -> dict[str, Any]:
         return {"precision": self.precision, "gops": round(self.ops_per_s / 1e9, 1), "source": self.source,
-                "kernels_gops": {k: round(v / 1e9, 1) for k, v in self.kernels.items()},
                 "gemms_gops": {k: round(v / 1e9, 1) for k, v in self.gemms.items()}, "size": self.size,
                 "threads": self.threads, "notes": list(self.notes), "how": self.describe()}
 
@@ -86,15 +74,20 @@ def check_precision(precision: str) -> None:
         raise MobileNetsError(f"unknown precision {precision!r}; choose fp32, bf16 or int8")
 
 
-def best_seconds(op: Callable[[], Any], repeats: int) -> float:
-    """The fastest of ``repeats`` timed calls of ``op``, after one untimed call."""
+def best_seconds(op: Callable[[], Any], repeats: int, threads: int | None = None) -> float:
+    """The fastest of ``repeats`` timed calls of ``op``, after one untimed call. With
+    ``threads=1`` each call is timed by the calling thread's CPU time, which is the whole call
+    (every library here runs a one-thread GEMM in the caller): other processes' load on a shared
+    machine then cannot lower the peak below what an engine reaches between interruptions. With
+    more threads (or None) by the wall clock."""
+    clock = time.thread_time if threads == 1 else time.perf_counter
     op()
     best = math.inf
     for _ in range(max(repeats, 1)):
-        t = time.perf_counter()
+        t = clock()
         op()
-        best = min(best, time.perf_counter() - t)
-    return best
+        best = min(best, clock() - t)
+    return max(best, 1e-9)
 
 
 def matmul_peak(precision: str, threads: int = 2, size: int = 4096, repeats: int = 3, refresh: bool = False) -> float:
@@ -118,7 +111,7 @@ def matmul_peak(precision: str, threads: int = 2, size: int = 4096, repeats: int
         b = torch.randn(size, size, generator=gen).to(dtype)
         op = torch.mm
     with torch_threads(threads), torch.inference_mode():
-        best = best_seconds(lambda: op(a, b), repeats)
+        best = best_seconds(lambda: op(a, b), repeats, threads)
     _PEAK_CACHE[key] = max(2 * size ** 3 / best, _PEAK_CACHE.get(key, 0.0))
     return _PEAK_CACHE[key]
 
@@ -132,7 +125,7 @@ def numpy_gemm(threads: int, size: int, repeats: int = 3) -> float:
     a = rng.standard_normal((size, size), dtype=np.float32)
     b = rng.standard_normal((size, size), dtype=np.float32)
     with threadpool_limits(limits=threads, user_api="blas"):
-        return 2 * size ** 3 / best_seconds(lambda: a @ b, repeats)
+        return 2 * size ** 3 / best_seconds(lambda: a @ b, repeats, threads)
 
 
 def onnxruntime_gemm(precision: str, threads: int, size: int, repeats: int = 3) -> float:
@@ -160,7 +153,7 @@ def onnxruntime_gemm(precision: str, threads: int, size: int, repeats: int = 3) 
     onnx.checker.check_model(model)
     # no spinning threads left to slow what runs next
     sess = session(model.SerializeToString(), threads, spinning=False)
-    return 2 * size ** 3 / best_seconds(lambda: sess.run(None, {"A": a}), repeats)
+    return 2 * size ** 3 / best_seconds(lambda: sess.run(None, {"A": a}), repeats, threads)
 
 
 def gemm_peaks(precision: str, threads: int, size: int, repeats: int = 3) -> tuple[dict[str, float], list[str]]:
@@ -191,37 +184,27 @@ def merge_best(store: dict, key: Any, measured: dict[str, float]) -> dict[str, f
     return best
 
 
-def hardware_peaks(precisions: Iterable[str], threads: int = 2, size: int = 4096, refresh: bool = False,
-                   gemms: bool = True, seconds: float = SECONDS) -> dict[str, Peak]:
-    """The :class:`Peak` of each of ``precisions`` on ``threads`` threads: the larger of the
-    best peak kernel (``seconds`` each) and the best GEMM library (``size``² matmuls). Kept per
-    process, the best so far; ``refresh`` measures the kernels again (and the GEMMs too, with
-    ``gemms``)."""
+def hardware_peaks(precisions: Iterable[str], threads: int = 2, size: int = 4096,
+                   refresh: bool = False) -> dict[str, Peak]:
+    """The :class:`Peak` of each of ``precisions`` on ``threads`` threads: the best GEMM library
+    on ``size``² matmuls. Kept per process, the best so far; ``refresh`` measures again."""
     wanted = list(dict.fromkeys(precisions))
     for p in wanted:
         check_precision(p)
-    todo = [p for p in wanted if refresh or (p, threads) not in _KERNELS]
-    if todo:
-        measured, notes = kernel_peaks(todo, threads, seconds)
-        for p in todo:
-            merge_best(_KERNELS, (p, threads), measured[p])
-            _NOTES[(p, threads, size)] = notes[p]
     out = {}
     for p in wanted:
         key = (p, threads, size)
-        if key not in _GEMMS or (refresh and gemms):
+        if key not in _GEMMS or refresh:
             found, notes = gemm_peaks(p, threads, size)
             merge_best(_GEMMS, key, found)
             _NOTES[key] = list(dict.fromkeys(_NOTES.get(key, []) + notes))
-        candidates = {**_KERNELS.get((p, threads), {}), **_GEMMS[key]}
+        candidates = _GEMMS[key]
         source = max(candidates, key=candidates.get)
-        out[p] = Peak(p, candidates[source], source, dict(_KERNELS.get((p, threads), {})), dict(_GEMMS[key]),
-                      size, threads, tuple(_NOTES.get(key, [])))
+        out[p] = Peak(p, candidates[source], source, dict(candidates), size, threads, tuple(_NOTES.get(key, [])))
     return out
 
 
 def forget_peaks() -> None:
     """Drop every measurement kept in this process (the next call measures afresh)."""
-    for store in (_PEAK_CACHE, _KERNELS, _GEMMS, _NOTES):
+    for store in (_PEAK_CACHE, _GEMMS, _NOTES):
         store.clear()
-

@@ -9,8 +9,8 @@ when asked for; one that cannot be built (ExecuTorch not installed, ...) gives a
 (:mod:`mobilenets.bench.timing`). Each row reports the median, p10 and p90 of the per-call times,
 images/s, the ratio to the fastest engine at that batch size, and the fraction of the FLOP floor
 it reaches: ``2 x mult-adds x batch / peak``, with the peak of the row's precision measured
-before and after the timing (:func:`mobilenets.bench.roofline.hardware_peaks`: peak kernels and
-GEMM libraries, the best counts), so no engine can beat its floor.
+before the timing (:func:`mobilenets.bench.roofline.hardware_peaks`: the best of the GEMM
+libraries).
 
 Nothing of the caller's process is left changed: torch's thread count is restored, dynamo's
 caches are emptied around the compiled engines only (see :func:`bench`), third-party output is
@@ -32,7 +32,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from mobilenets.bench.catalog import ALL_MODELS_ENGINES, COMPILED, DESCRIPTION, PEERS, PRECISION, resolve_engines
+from mobilenets.bench.catalog import (
+    ALL_MODELS_ENGINES,
+    COMPILED,
+    DESCRIPTION,
+    NATIVE,
+    PEERS,
+    PRECISION,
+    resolve_engines,
+)
 from mobilenets.bench.engines import (
     OUR_BUILDERS,
     RANDOM_WEIGHTS,
@@ -111,11 +119,10 @@ def bench(model: str | MobileNetConfig | MobileNet | Mapping[str, Any] | None = 
         if check and net is not None:
             check_fast_paths(net, ctx, rows, runs, batches)
         precisions = sorted({r["precision"] for r in rows.values()})
-        # the peaks are measured before and after the timing (the kernels 0.2 s a kind; the GEMMs
-        # before only): a busy machine only lowers a measurement, so the best counts
-        hardware_peaks(precisions, s.threads, s.matmul_size, refresh=True, seconds=s.peak_seconds)
+        # measured again for this bench (refresh); the best of this process's measurements counts,
+        # since a busy machine only lowers one
+        peaks = hardware_peaks(precisions, s.threads, s.matmul_size, refresh=True)
         samples = interleave(runs, call_seconds, s, progress)
-        peaks = hardware_peaks(precisions, s.threads, s.matmul_size, refresh=True, gemms=False, seconds=s.peak_seconds)
     out = summarize(list(rows.values()), samples, {p: v.ops_per_s for p, v in peaks.items()},
                     {p: v.describe() for p, v in peaks.items()})
     if not any(r["median_ms"] is not None for r in out):
@@ -141,7 +148,8 @@ def build_engines(ctx: BenchContext, names: Sequence[str], batches: Sequence[int
         for b in batches:
             rows[(name, b)] = {"model": label, "alpha": cfg.alpha, "resolution": cfg.resolution,
                                "engine": name, "precision": f.precision if mine else PRECISION[name], "batch": b,
-                               "peer": name in PEERS, "threads": s.threads,
+                               "peer": name in PEERS,
+                               "threads": s.threads if name in (*NATIVE, "timm-eager") else s.runtime_threads,
                                "description": f"{f.path} ({f.format}), load_runner" if mine else DESCRIPTION[name],
                                "status": "ok", "note": "; ".join(f.notes) if mine and f.notes else None,
                                "mult_adds": mult_adds}

@@ -22,37 +22,42 @@ from mobilenets.errors import MobileNetsError
 
 @dataclass
 class BenchSettings:
-    """How a benchmark runs: torch/engine threads, the batch-N size, interleaved rounds, the time
+    """How a benchmark runs: torch threads and the exported files' runtime threads (ONNX Runtime,
+    TFLite, ExecuTorch; None: the same as torch's), the batch-N size, interleaved rounds, the time
     per unit per round (it sets the calls per visit), untimed warm-up calls, the int8 exports'
-    calibration images, the size of the GEMMs and the seconds of each peak kernel that measure
-    the peak."""
+    calibration images and the size of the GEMMs that measure the peak."""
 
     threads: int = 2
+    engine_threads: int | None = None
     batch: int = 8
     rounds: int = 10
     unit_seconds: float = 0.25
     warmup: int = 3
     calibration_size: int = 64
     matmul_size: int = 4096
-    peak_seconds: float = 0.2
 
     @classmethod
     def quick(cls, threads: int = 2, batch: int = 4, **changes: Any) -> BenchSettings:
-        """A smoke run's settings: 2 rounds, short visits, 16 calibration images, 1024² GEMMs,
-        0.05 s a peak kernel; ``changes`` override any of them."""
+        """A smoke run's settings: 2 rounds, short visits, 16 calibration images, 1024² GEMMs;
+        ``changes`` override any of them."""
         settings = dict(threads=threads, batch=batch, rounds=2, unit_seconds=0.03, warmup=1, calibration_size=16,
-                        matmul_size=1024, peak_seconds=0.05)
+                        matmul_size=1024)
         return cls(**{**settings, **changes})
+
+    @property
+    def runtime_threads(self) -> int:
+        """The CPU threads of ONNX Runtime, TFLite and ExecuTorch: ``engine_threads``, else ``threads``."""
+        return self.threads if self.engine_threads is None else self.engine_threads
 
     def validate(self) -> BenchSettings:
         """``self``, once every field is checked (integers >= 1, ``warmup`` >= 0, positive
-        ``unit_seconds`` and ``peak_seconds``); else :class:`~mobilenets.errors.MobileNetsError`."""
+        ``unit_seconds``); else :class:`~mobilenets.errors.MobileNetsError`."""
         for f in fields(self):
-            if f.name in ("unit_seconds", "peak_seconds"):
+            if f.name == "unit_seconds":
                 value = getattr(self, f.name)
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                     raise MobileNetsError(f"{f.name} must be a number > 0, got {value!r}")
-            else:
+            elif not (f.name == "engine_threads" and self.engine_threads is None):
                 check_int(f.name, getattr(self, f.name), 0 if f.name == "warmup" else 1)
         return self
 

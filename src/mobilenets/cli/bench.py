@@ -18,13 +18,18 @@ from mobilenets.cli.common import (
     CHECKPOINT_HELP,
     UsageError,
     add_batch_size_arg,
+    add_command,
+    add_engine_threads_arg,
     add_json_arg,
     add_model_args,
+    add_plot_arg,
     add_progress_arg,
     add_threads_arg,
     add_verbose_arg,
+    choice,
     positive_int,
 )
+from mobilenets.cli.detect import SSD_DETECTORS
 
 MODEL_FLAGS = ("model", "alpha", "resolution", "variant", "num_classes", "checkpoint")
 
@@ -39,8 +44,8 @@ def engine_list(text: str) -> list[str]:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("bench", help="inference latency across engines (eager, compiled, ONNX Runtime, TFLite, "
-                                     "ExecuTorch; --peers adds timm and Keras)")
+    p = add_command(sub, "bench", cmd_bench, help="inference latency across engines (eager, compiled, ONNX Runtime, TFLite, "
+                                                  "ExecuTorch; --peers adds timm and Keras)")
     add_model_args(p, checkpoint=False)
     p.add_argument("--checkpoint", metavar="PATH", help=f"{CHECKPOINT_HELP} (its weights are timed, instead of random "
                                                         "ones), or an exported .onnx/.tflite/.pte/TorchScript file "
@@ -49,32 +54,31 @@ def register(sub: Any) -> None:
                    help=f"comma-separated engines (default: all of ours, {','.join(OURS)}; with --quick "
                         f"{','.join(QUICK_ENGINES)}; with --all-models {','.join(ALL_MODELS_ENGINES)})")
     p.add_argument("--peers", action="store_true", help=f"also run the peers {', '.join(PEERS)} (default: off)")
-    p.add_argument("--detector", choices=("ssd", "ssdlite"),
+    p.add_argument("--detector", **choice(SSD_DETECTORS),
                    help="time a detector instead (batch 1, beside torchvision's ssdlite320_mobilenet_v3_large; "
                         "as `mobilenet detect bench`: --checkpoint a detection run, or --alpha/--resolution, "
-                        "default 1.0 and 300 px)")
+                        "default: 1.0 and 300 px)")
     p.add_argument("--calibration", metavar="DIR", help=CALIBRATION_HELP)
     p.add_argument("--bias-correction", action="store_true",
                    help="correct the int8 exports' biases first, as export --bias-correction does (default: off)")
     p.add_argument("--batch-size", type=positive_int,
-                   help="the batch-N size; every engine also runs batch 1 (default 8; 4 with --quick)")
-    p.add_argument("--rounds", type=positive_int, help="interleaved timing rounds (default 10; 2 with --quick)")
+                   help="the batch-N size; every engine also runs batch 1 (default: 8; 4 with --quick)")
+    p.add_argument("--rounds", type=positive_int, help="interleaved timing rounds (default: 10; 2 with --quick)")
     p.add_argument("--quick", action="store_true",
                    help=f"a smoke run (well under a minute): engines {','.join(QUICK_ENGINES)} unless --engines, "
                         "2 rounds, short visits, a 1024² matmul for the peak, 16 calibration images")
     p.add_argument("--all-models", action="store_true",
                    help="batch-1 latency of the 16 paper models instead of one model "
-                        f"(default engines {','.join(ALL_MODELS_ENGINES)})")
-    p.add_argument("--plot", metavar="FILE.png",
-                   help="with --all-models: write a PNG file of latency against mult-adds to this path "
-                        "(its folder must exist; default: no plot)")
-    add_threads_arg(p, 2)
+                        f"(engines {','.join(ALL_MODELS_ENGINES)} unless --engines)")
+    add_plot_arg(p, "its folder must exist; with --all-models only; default: none",
+                 "latency against mult-adds")
+    add_threads_arg(p, 2, " of the torch engines (and the FLOP-peak measurement)")
+    add_engine_threads_arg(p, None)
     add_json_arg(p)
     add_verbose_arg(p)
     add_progress_arg(p)
-    p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("profile", help="measured time per layer type beside the mult-add share")
+    p = add_command(sub, "profile", cmd_profile, help="measured time per layer type beside the mult-add share")
     add_model_args(p, checkpoint=False)
     p.add_argument("--checkpoint", metavar="PATH", help=f"{CHECKPOINT_HELP} (instead of random weights), or an "
                                                         "exported .onnx file (profiled itself)")
@@ -83,11 +87,11 @@ def register(sub: Any) -> None:
     add_batch_size_arg(p, 1, "images per forward pass")
     p.add_argument("--calibration", metavar="DIR", help=CALIBRATION_HELP)
     p.add_argument("--runs", type=positive_int, default=20, help="timed forward passes per engine (default 20)")
-    add_threads_arg(p, 2)
+    add_threads_arg(p, 2, " of torch-eager")
+    add_engine_threads_arg(p, None)
     add_json_arg(p)
     add_verbose_arg(p)
     add_progress_arg(p)
-    p.set_defaults(func=cmd_profile)
 
 
 def model_and_checkpoint(args: argparse.Namespace) -> tuple[Any, str | None]:
@@ -113,6 +117,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     from mobilenets.bench.timing import BenchSettings
 
     s = BenchSettings.quick(args.threads) if args.quick else BenchSettings(threads=args.threads)
+    s.engine_threads = args.engine_threads
     if args.batch_size is not None:
         s.batch = args.batch_size
     if args.rounds is not None:
@@ -121,14 +126,24 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
+    """Batch-1 and batch-N latency of one model in every engine, interleaved round by round, beside its mult-
+    adds and the FLOP floor of this CPU; or of the 16 paper models (--all-models), or of a detector
+    (--detector).
+
+    examples:
+      mobilenet bench --model mobilenet_v1_0.5_160 --quick
+      mobilenet bench --checkpoint model.onnx --threads 4 --engine-threads 4
+      mobilenet bench --all-models --plot latency.png
+      mobilenet bench --detector ssdlite --json
+    """
     if args.plot and not args.all_models:
         raise UsageError("--plot needs --all-models")
     if args.detector:
         from mobilenets.cli.detect import run_detector_bench
 
         run_detector_bench(args.checkpoint, args.detector, args.alpha or 1.0, args.resolution or 300, peer=True,
-                           int8=True, threads=args.threads, rounds=args.rounds or 10, as_json=args.json,
-                           progress=not args.no_progress)
+                           int8=True, threads=args.threads, engine_threads=args.engine_threads,
+                           rounds=args.rounds or 10, as_json=args.json, progress=not args.no_progress)
         return
     s = settings_from_args(args)
     progress = not args.no_progress
@@ -141,7 +156,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         from mobilenets.bench.run import bench_all_models
 
         engines = args.engines if args.engines is not None else (list(QUICK_ENGINES) if args.quick else None)
-        rows = bench_all_models(engines=engines, settings=s, plot=args.plot, calibration=args.calibration,
+        rows = bench_all_models(engines=engines, settings=s, plot=args.plot or None, calibration=args.calibration,
                                 progress=progress, verbose=args.verbose)
         print(json.dumps(rows, indent=2) if args.json else all_models_text(rows))
         if args.plot and not args.json:
@@ -161,18 +176,26 @@ def cmd_bench(args: argparse.Namespace) -> None:
         print(json.dumps(rows, indent=2))
         return
     info = machine_info(s.threads)
-    print(f"{rows[0]['model']} ({rows[0]['weights']}): {info['cpu']}, {s.threads} threads, torch {info['torch']}, "
+    threads = f"{s.threads}" if s.runtime_threads == s.threads else f"{s.threads} torch / {s.runtime_threads} engine"
+    print(f"{rows[0]['model']} ({rows[0]['weights']}): {info['cpu']}, {threads} threads, torch {info['torch']}, "
           f"onnxruntime {info['onnxruntime']}, tensorflow {info['tensorflow']}; {s.rounds} interleaved rounds"
           + ("; --quick: a smoke run, not a measurement" if args.quick else ""))
     print(bench_text(rows))
 
 
 def cmd_profile(args: argparse.Namespace) -> None:
+    """Where the time goes: measured time per layer group (stem, depthwise, pointwise, pool, classifier) in
+    torch-eager and ONNX Runtime (fp32, int8), beside each group's share of the mult-adds.
+
+    examples:
+      mobilenet profile --model mobilenet_v1_1.0_224 --runs 10
+      mobilenet profile --checkpoint model.onnx --engine-threads 4 --json
+    """
     from mobilenets.bench.profiling import profile
     from mobilenets.bench.report import profile_text
 
     model, checkpoint = model_and_checkpoint(args)
     rows = profile(model, checkpoint=checkpoint, engines=args.engines, batch=args.batch_size, runs=args.runs,
-                   threads=args.threads, calibration=args.calibration, progress=not args.no_progress,
+                   threads=args.threads, engine_threads=args.engine_threads, calibration=args.calibration, progress=not args.no_progress,
                    verbose=args.verbose)
     print(json.dumps(rows, indent=2) if args.json else profile_text(rows))

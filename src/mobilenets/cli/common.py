@@ -9,29 +9,93 @@ and argument errors answer at once; commands import what they need when they run
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from typing import Any
 
 from mobilenets.models.config import VARIANTS
 
 MODEL_HELP = "a registry name, e.g. mobilenet_v1_0.5_160 (see `mobilenet models`)"
 CHECKPOINT_HELP = "a run folder (its best weights), a model folder (config.json + model.safetensors) or a weights file"
-DEVICE_HELP = "auto (default: the GPU if there is one), cpu, cuda or cuda:N"
+DEVICE_HELP = "cpu, cuda, cuda:N or auto (default auto: the GPU if there is one)"
 
 
 class UsageError(Exception):
     """A bad command line: printed as one line, exit status 2."""
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and epilogs keep their lines (the ``example:`` command lines, indented, are
+    shown as written); a line of prose that is not indented is wrapped to the terminal."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap
+
+        return "\n".join(line if line[:1].isspace() or len(line) <= width else
+                         textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent)
+                         for line in text.splitlines())
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (no usage dump) and exit status 2, and flags are
-    never abbreviated (an old ``--batch`` must not quietly mean ``--batch-size``)."""
+    """argparse, but a usage error is one line (no usage dump) and exit status 2, flags are never
+    abbreviated (an old ``--batch`` must not quietly mean ``--batch-size``), and a description or
+    epilog keeps its line breaks (the ``example:`` lines of every command)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(message)
+
+
+def add_command(sub: Any, name: str, func: Any, help: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """A subcommand that runs ``func``, described by ``func``'s docstring: the paragraphs before
+    its ``example:``/``examples:`` line are the description, the rest (indented ``mobilenet ...``
+    lines, which a test parses) the epilog."""
+    import inspect
+    import re
+
+    doc = inspect.cleandoc(func.__doc__ or "")
+    head, *tail = re.split(r"^(?=examples?:$)", doc, maxsplit=1, flags=re.M)
+    description = "\n\n".join(" ".join(par.split()) for par in head.strip().split("\n\n"))
+    p = sub.add_parser(name, help=help, description=description or None, epilog=tail[0] if tail else None, **kwargs)
+    p.set_defaults(func=func)
+    return p
+
+
+def canonical(name: str) -> str:
+    """A choice's canonical spelling: with underscores (``faster_rcnn``, ``tf_same``, ``tf_slim``)."""
+    return name.replace("-", "_")
+
+
+class Choices(tuple):
+    """The values of a choice flag, shown (help, errors) in the canonical underscore spelling and
+    accepted in either spelling: ``--detector faster-rcnn`` is ``--detector faster_rcnn``. The
+    parsed value is the library's own spelling of it (``FORMATS`` of the converters say
+    ``tf-slim``). Use through :func:`choice`."""
+
+    def __new__(cls, values: Iterable[str]) -> Choices:
+        values = tuple(values)
+        self = super().__new__(cls, (canonical(v) for v in values))
+        self.library = {canonical(v): v for v in values}
+        return self
+
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, str) and canonical(value) in self.library
+
+    def parse(self, text: str) -> str:
+        """The argparse ``type=``: the library's spelling of ``text`` (unknown text is returned as
+        given, so that argparse reports it with the canonical choices)."""
+        return self.library.get(canonical(text), text)
+
+
+def choice(values: Iterable[str]) -> dict[str, Any]:
+    """``add_argument`` keywords of a choice flag: ``p.add_argument("--detector", **choice(DETECTORS))``
+    shows ``{ssd,ssdlite,faster_rcnn}``, takes ``faster-rcnn`` as an alias and parses to the library's
+    spelling."""
+    c = Choices(values)
+    return {"choices": c, "type": c.parse}
 
 
 def positive_float(text: str) -> float:
@@ -67,8 +131,8 @@ def add_model_args(p: argparse.ArgumentParser, *, default: str = "mobilenet_v1_1
     ``checkpoint=False``) ``--checkpoint``, with the same help text everywhere."""
     g = p.add_argument_group("model: --model NAME and/or --alpha/--resolution/--variant"
                              + (", or --checkpoint PATH" if checkpoint else ""))
-    g.add_argument("--model", metavar="NAME", help=f"{MODEL_HELP}{', ' + extra_models if extra_models else ''}; "
-                                                    f"default {default}")
+    g.add_argument("--model", metavar="NAME", help=f"{MODEL_HELP}{', ' + extra_models if extra_models else ''} "
+                                                    f"(default: {default})")
     g.add_argument("--alpha", type=positive_float, help="width multiplier α > 0 (default: the model's)")
     g.add_argument("--resolution", type=positive_int, help="input size in pixels, >= 32 (default: the model's)")
     g.add_argument("--variant", choices=VARIANTS,
@@ -117,9 +181,35 @@ def add_device_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
-def add_threads_arg(p: argparse.ArgumentParser, default: int | None = 2) -> None:
-    p.add_argument("--threads", type=positive_int, default=default,
-                   help=f"CPU threads (default {default})" if default else "CPU threads (default: torch's)")
+def add_threads_arg(p: argparse.ArgumentParser, default: int | None = None, what: str = "") -> None:
+    """``--threads N``: torch's CPU threads, in every command (an exported file's runtime has
+    ``--engine-threads``)."""
+    shown = f"default {default}" if default else "default: torch's"
+    p.add_argument("--threads", type=positive_int, default=default, metavar="N",
+                   help=f"torch CPU threads{what} ({shown})")
+
+
+def add_engine_threads_arg(p: argparse.ArgumentParser, default: int | None = 2, what: str = "") -> None:
+    """``--engine-threads N``: the CPU threads of an exported file's runtime (ONNX Runtime, TFLite,
+    ExecuTorch), in every command that runs one."""
+    p.add_argument("--engine-threads", type=positive_int, default=default, metavar="N",
+                   help=f"CPU threads of an exported file's runtime (ONNX Runtime, TFLite, ExecuTorch){what} "
+                        f"({f'default {default}' if default else 'default: the same as --threads'})")
+
+
+NO_PLOT = False  # what ``--plot none`` parses to
+
+
+def plot_file(text: str) -> str | bool:
+    """``--plot``'s type, the same in every command: a PNG path, or ``none`` for no plot (False)."""
+    return NO_PLOT if text.strip().lower() == "none" else text
+
+
+def add_plot_arg(p: argparse.ArgumentParser, default_help: str, what: str = "the plot",
+                 default: str | None = None) -> None:
+    """``--plot FILE.png`` (a path) or ``--plot none`` (no plot, False); ``default`` when not given."""
+    p.add_argument("--plot", type=plot_file, metavar="FILE.png", default=default,
+                   help=f"{what}: a PNG file to write, or 'none' for no plot ({default_help})")
 
 
 def add_batch_size_arg(p: argparse.ArgumentParser, default: int, what: str = "images per batch") -> None:
@@ -127,7 +217,7 @@ def add_batch_size_arg(p: argparse.ArgumentParser, default: int, what: str = "im
 
 
 def add_json_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of text (default: text)")
 
 
 def add_verbose_arg(p: argparse.ArgumentParser) -> None:

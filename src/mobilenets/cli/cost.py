@@ -5,32 +5,40 @@ from __future__ import annotations
 import argparse
 import json
 
-from mobilenets.cli.common import add_json_arg, add_model_args
+from mobilenets.cli.common import add_command, add_json_arg, add_model_args, choice
+from mobilenets.tasks.detect.config import DETECTORS  # torch-free: the library's one list of names
 
 
 def register(sub) -> None:
-    p = sub.add_parser("cost", help="per-layer mult-adds and parameters of one model (paper Tables 1-3)")
+    p = add_command(sub, "cost", cmd_cost, help="per-layer mult-adds and parameters of one model (paper Tables 1-3)")
     add_model_args(p, extra_models="or torchvision:NAME (any torchvision network, counted on a real forward pass)")
     p.add_argument("--measure", action="store_true",
                    help="count a real forward pass instead of the formulas (always so for torchvision:NAME)")
     p.add_argument("--single-layer", action="store_true", help="print paper Table 3 (one 14x14x512 layer) instead")
-    p.add_argument("--detector", choices=("ssd", "ssdlite", "faster-rcnn"),
-                   help="count a detector on the model instead (per part; default 90 classes, 300 px; paper Table 13)")
+    p.add_argument("--detector", **choice(DETECTORS),
+                   help="count a detector on the model instead (per part, paper Table 13; 90 classes and 300 px "
+                        "unless --num-classes/--resolution say otherwise; default: no detector)")
     add_json_arg(p)
-    p.set_defaults(func=cmd_cost)
 
-    p = sub.add_parser("models", help="list the registry with each model's mult-adds and parameters")
+    p = add_command(sub, "models", cmd_models, help="list the registry with each model's mult-adds and parameters")
     add_json_arg(p)
-    p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("tables", help="reproduce the paper's cost tables (2-9) beside the printed figures")
+    p = add_command(sub, "tables", cmd_tables, help="reproduce the paper's cost tables (2-9) beside the printed figures")
     p.add_argument("--no-reference-nets", action="store_true",
                    help="skip the torchvision networks of Tables 8-9 (they are built and run once each)")
     add_json_arg(p)
-    p.set_defaults(func=cmd_tables)
 
 
 def cmd_cost(args: argparse.Namespace) -> None:
+    """Per-layer mult-adds and parameters of one model, counted exactly from the architecture (or on a real
+    forward pass with --measure), beside the paper's printed figures; or of a detector on it (--detector).
+
+    examples:
+      mobilenet cost --model mobilenet_v1_0.5_160
+      mobilenet cost --alpha 0.75 --resolution 192 --variant shallow --json
+      mobilenet cost --model torchvision:resnet18
+      mobilenet cost --detector faster_rcnn --resolution 600
+    """
     from mobilenets.cost.count import analytical_cost, measure_cost, model_cost, single_layer_rows
     from mobilenets.cost.report import cost_text
     from mobilenets.paper.printed import figures
@@ -74,7 +82,7 @@ def cmd_detector_cost(args: argparse.Namespace) -> None:
 
         base = resolve_config(args.model, alpha=args.alpha, variant=args.variant, default=base)
     num_classes = 90 if args.num_classes is None else args.num_classes
-    detector = args.detector.replace("-", "_")
+    detector = args.detector  # the library's spelling (faster_rcnn), whichever the user typed
     cfg = make_config(detector, backbone=base, resolution=args.resolution or 300, num_classes=num_classes)
     cost = detector_cost(cfg)
     if args.json:
@@ -90,12 +98,26 @@ def cmd_detector_cost(args: argparse.Namespace) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> None:
+    """Every model of the registry by name (the 16 paper models and their variants), with its width,
+    resolution, mult-adds and parameters.
+
+    examples:
+      mobilenet models
+      mobilenet models --json
+    """
     from mobilenets.cost.report import models_rows, models_text
 
     print(json.dumps(models_rows(), indent=2) if args.json else models_text())
 
 
 def cmd_tables(args: argparse.Namespace) -> None:
+    """The paper's cost tables (2-9) recomputed from the architecture, each number beside the printed one with
+    how well they match (exact, rounded, differs).
+
+    examples:
+      mobilenet tables
+      mobilenet tables --no-reference-nets --json
+    """
     from mobilenets.paper.tables import paper_tables_data, paper_tables_text
 
     ref = not args.no_reference_nets

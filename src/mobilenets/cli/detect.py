@@ -10,23 +10,28 @@ Nothing heavy is imported before a command runs.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import typing
 
 from mobilenets.cli.common import (
+    Choices,
     add_batch_size_arg,
+    add_command,
     add_device_arg,
+    add_engine_threads_arg,
     add_json_arg,
-    add_model_args,
+    add_plot_arg,
     add_progress_arg,
     add_threads_arg,
-    nonnegative_int,
+    choice,
     positive_float,
     positive_int,
 )
+from mobilenets.tasks.detect.config import DETECTORS  # torch-free: the library's one list of names
 
-DETECTOR_CHOICES = ("ssd", "ssdlite", "faster-rcnn")
+# Shown as the library spells them (faster_rcnn); faster-rcnn is accepted as an alias.
+DETECTOR_CHOICES = Choices(DETECTORS)
+SSD_DETECTORS = tuple(d for d in DETECTORS if d.startswith("ssd"))  # what `detect bench` times
+BACKENDS = ("auto", "faster_coco_eval", "pycocotools")
 CHECKPOINT_HELP = "a detection run folder (its best weights) or a weights file of one"
 
 
@@ -40,30 +45,34 @@ def register(sub) -> None:
                                        "Detection API's ssd_mobilenet_v1, Faster R-CNN as its faster_rcnn_mobilenet_v1.")
     sub = group.add_subparsers(dest="detect_command", required=True, metavar="COMMAND", parser_class=type(group))
     _add_train(sub)
-    p = sub.add_parser("eval", help="COCO's 12 numbers of a detector (--checkpoint) or of a results file")
+    p = add_command(sub, "eval", cmd_eval, help="COCO's 12 numbers of a detector (--checkpoint) or of a results file")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--checkpoint", metavar="RUN", help=CHECKPOINT_HELP)
     g.add_argument("--annotations", metavar="ANN.json", help="COCO instances file to score --results against")
     p.add_argument("--results", metavar="RES.json", help="COCO results file (with --annotations)")
     p.add_argument("--data", metavar="DIR", help="COCO/VOC folder (default: the data the run was trained on)")
     p.add_argument("--split", default="val", choices=("train", "val"), help="split to score (default val)")
-    p.add_argument("--output", metavar="DIR", help="where detections.json and pr.png go (default: the run folder)")
-    p.add_argument("--plot", metavar="PNG", help="with --results: also draw the precision-recall curves")
-    p.add_argument("--backend", default="auto", choices=("auto", "faster_coco_eval", "pycocotools"),
-                   help="COCO evaluation library (default auto: faster-coco-eval, else pycocotools)")
+    p.add_argument("--output", metavar="DIR",
+                   help="FOLDER where detections.json and pr.png go (default: the run folder)")
+    add_plot_arg(p, "default: none; with --results only: with --checkpoint the run's pr.png is always drawn",
+                 "the precision-recall curves")
+    p.add_argument("--backend", default="auto", **choice(BACKENDS),
+                   help="COCO evaluation library (default auto: faster_coco_eval if installed, else pycocotools)")
     add_batch_size_arg(p, 16)
     add_device_arg(p)
+    add_threads_arg(p)
     add_progress_arg(p)
     add_json_arg(p)
-    p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("predict", help="boxes for images (JSON), optionally drawn with --draw")
+    p = add_command(sub, "predict", cmd_predict, help="boxes for images, optionally drawn with --draw")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--checkpoint", required=True, metavar="RUN", help=CHECKPOINT_HELP)
     p.add_argument("--score", type=float, default=0.3, help="lowest score shown (default 0.3)")
-    p.add_argument("--draw", metavar="OUT.png", help="draw the labelled boxes (several images: OUT-<i>.png)")
+    p.add_argument("--draw", metavar="OUT.png", help="draw the labelled boxes (several images: OUT-<i>.png; "
+                                                     "default: no drawing)")
     add_device_arg(p)
-    p.set_defaults(func=cmd_predict)
+    add_threads_arg(p)
+    add_json_arg(p)
 
     p = sub.add_parser("export", help="export a detector to ONNX and TFLite (box decoding and NMS inside)",
                        description="Writes model.onnx / model.tflite (and with --int8 model-int8.*) and their "
@@ -83,122 +92,72 @@ def register(sub) -> None:
     add_json_arg(p)
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("bench", help="batch-1 latency beside torchvision's ssdlite320_mobilenet_v3_large "
-                                     "(eager and ONNX Runtime, interleaved)")
+    p = add_command(sub, "bench", cmd_bench, help="batch-1 latency beside torchvision's ssdlite320_mobilenet_v3_large "
+                                                  "(eager and ONNX Runtime, interleaved)")
     p.add_argument("--checkpoint", metavar="RUN", help=CHECKPOINT_HELP + " (default: random weights)")
-    p.add_argument("--detector", default="ssd", choices=("ssd", "ssdlite"), help="without --checkpoint (default ssd)")
+    p.add_argument("--detector", default="ssd", **choice(SSD_DETECTORS), help="without --checkpoint (default ssd)")
     p.add_argument("--alpha", type=positive_float, default=1.0, help="without --checkpoint: width multiplier (default 1.0)")
     p.add_argument("--resolution", type=positive_int, default=300, help="without --checkpoint (default 300)")
     p.add_argument("--no-peer", action="store_true", help="leave out torchvision's SSDLite320")
     p.add_argument("--no-int8", action="store_true", help="leave out our int8 ONNX model")
-    p.add_argument("--threads", type=positive_int, default=2, help="torch and ONNX Runtime threads (default 2)")
+    add_threads_arg(p, 2, " of the eager models")
+    add_engine_threads_arg(p, None, " of the ONNX models")
     p.add_argument("--rounds", type=positive_int, default=10, help="interleaved timing rounds (default 10)")
     add_json_arg(p)
     add_progress_arg(p)
-    p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("anchors", help="every anchor as normalised [cy, cx, h, w] (TF OD API order)")
-    p.add_argument("--detector", default="ssd", choices=DETECTOR_CHOICES, help="default ssd")
+    p = add_command(sub, "anchors", cmd_anchors, help="every anchor as normalised [cy, cx, h, w] (TF OD API order)")
+    p.add_argument("--detector", default="ssd", **choice(DETECTORS), help="default ssd")
     p.add_argument("--resolution", type=positive_int, default=300, help="input size (default 300)")
     add_json_arg(p)
-    p.set_defaults(func=cmd_anchors)
-
-
-def _recipe_type(kind: typing.Any):
-    """The argparse type of a Recipe field (``int``, ``float``, ``str``, ``bool``, or ``X | None``)."""
-    args = [a for a in typing.get_args(kind) if a is not type(None)] or [kind]
-    base, optional = args[0], type(None) in typing.get_args(kind)
-
-    def parse(text: str):
-        if optional and text.lower() == "none":
-            return None
-        if base is bool:
-            if text.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-                return text.lower() in ("1", "true", "yes", "on")
-            raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
-        try:
-            return base(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a valid {base.__name__}: {text!r}") from None
-
-    return parse
 
 
 def _add_train(sub) -> None:
-    from mobilenets.train.options import TrainOptions
-    from mobilenets.train.recipes import FIELD_HELP, Recipe
+    from mobilenets.cli.args import add_training_args, parse_bool
+    from mobilenets.tasks.detect.recipes import DETECT_PRESETS
+    from mobilenets.train.recipes import NON_CLASSIFICATION_FIELDS
 
-    p = sub.add_parser("train", help="train SSD/SSDLite/Faster R-CNN (default: SSD on the built-in stand-in data)")
-    p.add_argument("--data", metavar="DIR", help="COCO folder (annotations/instances_{train,val}*.json) or VOC "
+    p = add_command(sub, "train", cmd_train, help="train SSD/SSDLite/Faster R-CNN (default: SSD on the built-in stand-in data)")
+    g = p.add_argument_group("detection")
+    g.add_argument("--data", metavar="DIR", help="COCO folder (annotations/instances_{train,val}*.json) or VOC "
                                                  "folder; default: the built-in stand-in (shapes on photos)")
-    p.add_argument("--detector", choices=DETECTOR_CHOICES, help="default ssd")
-    add_model_args(p, default="alpha 0.25, 160 px on the stand-in; alpha 1.0, 300 px otherwise",
-                   checkpoint=False, num_classes=False)
-    p.add_argument("--backbone", metavar="PATH", help="classification checkpoint the MobileNet starts from")
-    p.add_argument("--classification", choices=("softmax", "sigmoid"),
+    g.add_argument("--detector", **choice(DETECTORS), help="default: ssd")
+    g.add_argument("--classification", **choice(("softmax", "sigmoid")),
                    help="SSD loss/scores: softmax (torchvision, default) or per-class sigmoid (TF)")
-    p.add_argument("--head-kernel", type=int, choices=(1, 3), help="SSD box predictor kernel (default 1, TF's)")
-    p.add_argument("--zoom-out", type=_recipe_type(bool), metavar="BOOL",
+    g.add_argument("--head-kernel", type=int, choices=(1, 3), help="SSD box predictor kernel (default: 1, TF's)")
+    g.add_argument("--zoom-out", type=parse_bool, metavar="BOOL",
                    help="random zoom-out augmentation (default: on with the modern recipe, off on the stand-in)")
-    p.add_argument("--recipe", default="modern", choices=("modern", "tf_ssd"), help="training preset (default modern)")
-    p.add_argument("--bn-momentum", type=float, help="BatchNorm momentum in training, PyTorch's sense (default 0.03, "
-                                                    "whatever the --backbone checkpoint has)")
-    g = p.add_argument_group("recipe overrides (default: the preset's)")
-    hints = typing.get_type_hints(Recipe)
-    for f in dataclasses.fields(Recipe):
-        if f.name not in ("name", "label_smoothing", "randaugment"):
-            g.add_argument("--" + f.name.replace("_", "-"), type=_recipe_type(hints[f.name]), help=FIELD_HELP[f.name])
-    o = p.add_argument_group("running")
-    d = TrainOptions()
-    o.add_argument("--output", metavar="DIR", help="run folder (default: a new folder under runs/)")
-    o.add_argument("--resume", action="store_true", help="continue the run in --output from its newest checkpoint")
-    o.add_argument("--workers", type=nonnegative_int, default=0, help="DataLoader workers (default 0)")
-    o.add_argument("--seed", type=int, default=0, help="default 0")
-    add_device_arg(o)
-    o.add_argument("--amp", action="store_true", help="bf16 autocast")
-    o.add_argument("--channels-last", action="store_true", help="channels_last memory format")
-    o.add_argument("--keep-last", type=positive_int, default=d.keep_last, help=f"default {d.keep_last}")
-    o.add_argument("--checkpoint-every", type=nonnegative_int, default=0, help="also checkpoint every N steps")
-    o.add_argument("--max-steps", type=nonnegative_int, default=0, help="stop after N steps (default 0: no limit)")
-    o.add_argument("--eval-batch-size", type=positive_int, default=16, help="validation batch (default 16)")
-    # 1 on a shared machine: with torch's default (2 on 2 cores) at load average ~10, the stand-in
-    # SSD made < 100 steps of 16 in 17 min; one thread made 300 steps of 32 in 4 min (the OpenMP
-    # threads wait for each other when the cores are oversubscribed)
-    add_threads_arg(o, default=None)
-    add_progress_arg(o)
-    p.set_defaults(func=cmd_train)
+    g.add_argument("--bn-momentum", type=float, help="BatchNorm momentum in training, PyTorch's sense (default: 0.03, "
+                                                    "whatever the --init checkpoint has)")
+    add_training_args(p, model_default="alpha 0.25, 160 px on the stand-in; alpha 1.0, 300 px otherwise",
+                      presets=DETECT_PRESETS, recipe_default="modern", fields=NON_CLASSIFICATION_FIELDS,
+                      init_aliases=("--backbone",))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    """Train a detector on a COCO or VOC folder, or without --data on the built-in stand-in (shapes on
+    real photos). --init (or its older name --backbone) starts the MobileNet backbone from a
+    classification checkpoint, run folder or model folder (its alpha, padding and activation).
+
+    examples:
+      mobilenet detect train --epochs 2 --output runs/ssd
+      mobilenet detect train --data ~/coco --init mobilenet_v1_1.0_224/ --detector ssd --resolution 300
+    """
+    from mobilenets.cli.args import log_for, print_summary, recipe_overrides, train_options
     from mobilenets.tasks.detect.run import train
-    from mobilenets.train.options import TrainOptions
-    from mobilenets.train.recipes import Recipe
 
-    recipe = {f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe)
-              if getattr(args, f.name, None) is not None and f.name != "name"}
     detector = {k: getattr(args, k) for k in ("classification", "head_kernel") if getattr(args, k) is not None}
-    alpha, resolution, variant = args.alpha, args.resolution, args.variant
-    if args.model:
-        from mobilenets.models.registry import resolve_config
-
-        named = resolve_config(args.model, alpha=alpha, resolution=resolution, variant=variant)
-        alpha, variant, resolution = named.alpha, named.variant, resolution or named.resolution
-    opts = TrainOptions(output=args.output, resume=args.resume, workers=args.workers, seed=args.seed,
-                        device=args.device, amp=args.amp, channels_last=args.channels_last, keep_last=args.keep_last,
-                        checkpoint_every=args.checkpoint_every, max_steps=args.max_steps,
-                        progress=not args.no_progress, eval_batch_size=args.eval_batch_size)
-    from mobilenets.utils.scoped import torch_threads
-
-    with torch_threads(args.threads):  # None: torch's default
-        summary = train(args.data, _detector(args.detector) if args.detector else None, alpha=alpha,
-                        resolution=resolution, variant=variant, backbone=args.backbone, recipe=args.recipe,
-                        recipe_overrides=recipe, detector_overrides=detector, zoom_out=args.zoom_out,
-                        bn_momentum=args.bn_momentum, options=opts)
+    summary = train(args.data, _detector(args.detector) if args.detector else None, alpha=args.alpha,
+                    resolution=args.resolution, variant=args.variant, model=args.model, init=args.init,
+                    recipe=args.recipe, recipe_overrides=recipe_overrides(args), detector_overrides=detector,
+                    zoom_out=args.zoom_out, bn_momentum=args.bn_momentum, options=train_options(args),
+                    log=log_for(args))
     m = summary["metrics"]
     line = "  ".join(f"{k} {m[k]:.3f}" for k in ("AP", "AP50", "AP75", "AR100") if k in m)
-    print(f"trained {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.1f} s; "
-          f"val {line or '(no validation data)'}; best AP {summary['best'] if summary['best'] is not None else 'n/a'}")
-    print(f"run folder: {summary['output']}" + (f"; curves: {summary['curves']}" if "curves" in summary else ""))
+    print_summary(args, summary, [
+        f"trained {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.1f} s; "
+        f"val {line or '(no validation data)'}; best AP {summary['best'] if summary['best'] is not None else 'n/a'}",
+        f"run folder: {summary['output']}" + (f"; curves: {summary['curves']}" if "curves" in summary else "")])
 
 
 def _print_metrics(result: dict, as_json: bool) -> None:
@@ -215,6 +174,13 @@ def _print_metrics(result: dict, as_json: bool) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
+    """COCO's 12 numbers (AP, AP50, ..., AR100) and per-class AP: of a detection run on its data's split
+    (writes detections.json and pr.png), or of a COCO results file against an annotations file.
+
+    examples:
+      mobilenet detect eval --checkpoint runs/detect-ssd
+      mobilenet detect eval --annotations instances_val2017.json --results detections.json --plot pr.png --json
+    """
     from mobilenets.errors import MobileNetsError
 
     if args.annotations:
@@ -222,23 +188,46 @@ def cmd_eval(args: argparse.Namespace) -> None:
             raise MobileNetsError("--annotations needs --results (a COCO results file to score)")
         from mobilenets.tasks.detect.evaluate import evaluate_files
 
-        _print_metrics(evaluate_files(args.annotations, args.results, backend=args.backend, plot=args.plot), args.json)
+        _print_metrics(evaluate_files(args.annotations, args.results, backend=args.backend, plot=args.plot or None),
+                       args.json)
         return
+    if args.plot:
+        raise MobileNetsError("--plot goes with --annotations and --results; with --checkpoint the run's pr.png is "
+                              "drawn in --output")
     if args.results:
         raise MobileNetsError("--results goes with --annotations; with --checkpoint the detections are computed")
     from mobilenets.tasks.detect.run import eval_checkpoint
+    from mobilenets.utils.scoped import torch_threads
 
-    result = eval_checkpoint(args.checkpoint, args.data, split=args.split, output=args.output,
-                             batch_size=args.batch_size, device=args.device, backend=args.backend,
-                             progress=not args.no_progress)
+    with torch_threads(args.threads):  # None: torch's default
+        result = eval_checkpoint(args.checkpoint, args.data, split=args.split, output=args.output,
+                                 batch_size=args.batch_size, device=args.device, backend=args.backend,
+                                 progress=not args.no_progress)
     _print_metrics(result, args.json)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from mobilenets.tasks.detect.predict import predict
+    """The detections above --score of each image (label, COCO category id, score, box in pixels [x1, y1, x2,
+    y2]); --draw also writes the images with their boxes.
 
-    print(json.dumps(predict(args.checkpoint, args.images, score=args.score, draw_to=args.draw, device=args.device),
-                     indent=2))
+    examples:
+      mobilenet detect predict --checkpoint runs/detect-ssd street.jpg --draw boxes.png
+      mobilenet detect predict --checkpoint runs/detect-ssd a.jpg b.jpg --score 0.5 --json
+    """
+    from mobilenets.tasks.detect.predict import predict
+    from mobilenets.utils.scoped import torch_threads
+
+    with torch_threads(args.threads):  # None: torch's default
+        results = predict(args.checkpoint, args.images, score=args.score, draw_to=args.draw, device=args.device)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    for item in results:
+        found = item["detections"]
+        print(f"{item['image']} ({item['width']}x{item['height']}): {len(found)} detection(s)"
+              + (f", drawn in {item['drawn']}" if "drawn" in item else ""))
+        for d in found:
+            print(f"  {d['score']:.3f}  {d['label']:20s} [{', '.join(f'{v:.1f}' for v in d['box'])}]")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -264,33 +253,50 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
+    """Batch-1 latency of an SSD/SSDLite detector, eager PyTorch and ONNX Runtime (fp32 and int8, box decoding
+    and NMS inside), interleaved with torchvision's ssdlite320_mobilenet_v3_large on the same engines.
+
+    examples:
+      mobilenet detect bench --detector ssdlite --alpha 0.5 --rounds 5
+      mobilenet detect bench --checkpoint runs/detect-ssd --threads 4 --engine-threads 4 --json
+    """
     run_detector_bench(args.checkpoint, args.detector, args.alpha, args.resolution, peer=not args.no_peer,
-                       int8=not args.no_int8, threads=args.threads, rounds=args.rounds, as_json=args.json,
-                       progress=not args.no_progress)
+                       int8=not args.no_int8, threads=args.threads, engine_threads=args.engine_threads,
+                       rounds=args.rounds, as_json=args.json, progress=not args.no_progress)
 
 
 def run_detector_bench(checkpoint: str | None, detector: str, alpha: float, resolution: int, *, peer: bool,
-                       int8: bool, threads: int, rounds: int, as_json: bool, progress: bool) -> None:
-    """What ``mobilenet detect bench`` and ``mobilenet bench --detector`` print."""
+                       int8: bool, threads: int, engine_threads: int | None, rounds: int, as_json: bool,
+                       progress: bool) -> None:
+    """What ``mobilenet detect bench`` and ``mobilenet bench --detector`` print: ``threads`` torch
+    threads for the eager models, ``engine_threads`` (None: the same) for ONNX Runtime."""
     from mobilenets.bench.timing import BenchSettings
     from mobilenets.tasks.detect.config import make_config
     from mobilenets.tasks.detect.latency import detector_latency
 
     config = None if checkpoint else make_config(detector, alpha=alpha, resolution=resolution)
-    result = detector_latency(checkpoint, config=config, peer=peer, int8=int8,
-                              settings=BenchSettings(threads=threads, batch=1, rounds=rounds), progress=progress)
+    settings = BenchSettings(threads=threads, engine_threads=engine_threads, batch=1, rounds=rounds)
+    result = detector_latency(checkpoint, config=config, peer=peer, int8=int8, settings=settings, progress=progress)
     if as_json:
         print(json.dumps(result, indent=2))
         return
-    print(f"batch 1, {threads} threads, {rounds} interleaved rounds (median, p10-p90 ms)")
+    print(f"batch 1, {threads} torch threads, {settings.runtime_threads} ONNX Runtime threads, {rounds} interleaved "
+          f"rounds (median, p10-p90 ms)")
     for name, r in result["results"].items():
         print(f"  {name:34s} {r['median_ms']:8.2f}  ({r['p10_ms']:.2f}-{r['p90_ms']:.2f})")
 
 
 def cmd_anchors(args: argparse.Namespace) -> None:
+    """The anchors of a detector at a resolution: per feature map its grid and boxes per location (text), or
+    every anchor as normalised [cy, cx, h, w] in the TF Object Detection API's order (--json).
+
+    examples:
+      mobilenet detect anchors
+      mobilenet detect anchors --detector faster_rcnn --resolution 600 --json
+    """
     from mobilenets.tasks.detect.anchors import anchors_table
 
-    table = anchors_table(_detector(args.detector), args.resolution)
+    table = anchors_table(args.detector, args.resolution)
     if args.json:
         print(json.dumps(table))
         return

@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
 from mobilenets.cli.common import (
     UsageError,
+    add_command,
     add_json_arg,
-    add_model_args,
     add_progress_arg,
+    choice,
     positive_float,
     positive_int,
 )
-from mobilenets.cli.geo import add_recipe_args, recipe_overrides, train_options
-from mobilenets.cli.train import add_running_args
 
 TEACHER_HELP = ("a model folder/run/.safetensors of ours, a .onnx file, precomputed outputs: a .npz "
                 "(arrays 'paths' and 'outputs') or a .parquet (columns 'path' and 'outputs'; needs pyarrow), "
@@ -26,61 +24,70 @@ TEACHER_HELP = ("a model folder/run/.safetensors of ours, a .onnx file, precompu
 
 
 def register(sub) -> None:
-    p = sub.add_parser("distill", help="train a MobileNet to mimic a teacher on unlabelled images (paper Section 4)",
-                       description="Distillation: a MobileNet student learns a teacher's outputs on any folder of "
-                                   "images (no labels): class scores (Hinton KD), attribute probabilities (BCE) or "
-                                   "an embedding (squared L2), through the generic training loop.")
-    p.add_argument("--teacher", metavar="SPEC", help=TEACHER_HELP)
-    p.add_argument("--data", metavar="DIR", help="folder of images, flat or nested (no labels needed)")
-    p.add_argument("--task", choices=("classify", "multilabel", "embedding"), default="classify",
+    from mobilenets.cli.args import add_training_args
+    from mobilenets.train.recipes import NON_CLASSIFICATION_FIELDS, PRESETS
+
+    p = add_command(sub, "distill", cmd_distill, help="train a MobileNet to mimic a teacher on unlabelled images (paper Section 4)")
+    g = p.add_argument_group("distillation")
+    g.add_argument("--teacher", metavar="SPEC", help=TEACHER_HELP)
+    g.add_argument("--data", metavar="DIR", help="folder of images, flat or nested (no labels needed)")
+    g.add_argument("--task", **choice(("classify", "multilabel", "embedding")), default="classify",
                    help="what the student learns (default classify)")
-    p.add_argument("--val-data", metavar="DIR", help="held-out images (default: every --val-every-th of --data)")
-    p.add_argument("--val-every", type=positive_int, default=10, help="hold out every N-th image (default 10)")
-    p.add_argument("--temperature", type=positive_float, default=4.0, help="classify: KD temperature T (default 4)")
-    p.add_argument("--label-weight", type=float, default=0.0, metavar="W",
+    g.add_argument("--val-data", metavar="DIR", help="held-out images (default: every --val-every-th of --data)")
+    g.add_argument("--val-every", type=positive_int, default=10, help="hold out every N-th image (default 10)")
+    g.add_argument("--temperature", type=positive_float, default=4.0, help="classify: KD temperature T (default 4.0)")
+    g.add_argument("--label-weight", type=float, default=0.0, metavar="W",
                    help="classify with images in class folders (DIR/<class>/...): loss = (1-W) KD + W cross-entropy "
-                        "to the folder label (default 0: KD only)")
-    p.add_argument("--normalize", action="store_true", help="embedding: L2-normalise both embeddings for the loss")
-    p.add_argument("--embedding-dim", type=positive_int,
+                        "to the folder label (default 0.0: KD only)")
+    g.add_argument("--normalize", action="store_true", help="embedding: L2-normalise both embeddings for the loss")
+    g.add_argument("--embedding-dim", type=positive_int,
                    help="embedding: the student's size (default: the teacher's; else a projection is learnt)")
-    p.add_argument("--pairs", metavar="FILE", help="embedding: after training, a verification report of student and "
+    g.add_argument("--pairs", metavar="FILE", help="embedding: after training, a verification report of student and "
                                                    "teacher on these pairs (LFW pairs.txt layout or a.jpg,b.jpg,same CSV)")
-    p.add_argument("--celeba", metavar="DIR", help="multilabel: after training, mean AP against the ground truth of "
+    g.add_argument("--celeba", metavar="DIR", help="multilabel: after training, mean AP against the ground truth of "
                                                    "this CelebA folder's test partition (list_attr_celeba.txt, "
                                                    "list_eval_partition.txt, img_align_celeba/)")
-    p.add_argument("--pairs-images", metavar="DIR", help="folder the pairs' image paths are relative to "
+    g.add_argument("--pairs-images", metavar="DIR", help="folder the pairs' image paths are relative to "
                                                          "(default: the pairs file's folder)")
-    add_model_args(p, default="alpha 0.25 at 128 px", checkpoint=False, num_classes=False)
-    p.add_argument("--init", metavar="WEIGHTS",
-                   help="start the student from these MobileNet weights (a checkpoint or model folder, e.g. the "
-                        "teacher's), narrowed to --alpha by keeping each layer's largest-|BN gamma| channels, "
-                        "with their padding and activation (default: random)")
-    add_recipe_args(p)
-    p.set_defaults(recipe="distill")
-    add_running_args(p, "with its own recipe and model")
-    add_json_arg(p)
-    p.set_defaults(func=cmd_distill)
+    add_training_args(p, model_default="alpha 0.25 at 128 px", presets=PRESETS, recipe_default="distill",
+                      fields=NON_CLASSIFICATION_FIELDS)
 
-    f = sub.add_parser("faces", help="face crops from photos (dlib's detector and 5-point alignment)")
+    f = sub.add_parser("faces", help="face crops from photos (dlib's detector and 5-point alignment)",
+                       description="Face data for distillation: crops of the faces in photos, aligned as dlib's "
+                                   "face recognition expects.")
     faces = f.add_subparsers(dest="faces_command", required=True, metavar="COMMAND", parser_class=type(f))
-    c = faces.add_parser("crop", help="find and align the faces in a folder of photos; write one crop per face")
+    c = add_command(faces, "crop", cmd_faces_crop, help="find and align the faces in a folder of photos; write one crop per face")
     c.add_argument("input", metavar="DIR", help="folder of photos, flat or nested")
     c.add_argument("--output", required=True, metavar="DIR", help="folder for the crops (<photo>_<k>.jpg)")
     c.add_argument("--size", type=positive_int, default=150, help="crop side in pixels (default 150, dlib's chip)")
-    c.add_argument("--padding", type=float, default=0.25, help="margin around the face, as dlib's (default 0.25)")
+    # not --padding: that flag names the convolution padding (symmetric, tf_same) in `train`
+    c.add_argument("--margin", dest="padding", type=float, default=0.25,
+                   help="margin around the face, a fraction of its size (dlib's get_face_chip padding; default 0.25)")
     c.add_argument("--upsample", type=int, default=1, help="detector upsampling passes (default 1; finds smaller faces)")
     add_progress_arg(c)
     add_json_arg(c)
-    c.set_defaults(func=cmd_faces_crop)
 
 
 def cmd_distill(args: argparse.Namespace) -> None:
+    """Distillation: a MobileNet student learns a teacher's outputs on any folder of images (no
+    labels): class scores (Hinton KD), attribute probabilities (BCE) or an embedding (squared L2),
+    through the generic training loop. The teacher runs on the training device. --init starts the
+    student from MobileNet weights (e.g. the teacher's), narrowed to --alpha by keeping each layer's
+    largest-|BN gamma| channels, with their padding and activation.
+
+    example:
+      mobilenet distill --teacher runs/teacher --data photos/ --task classify --alpha 0.25 --resolution 128 --epochs 10 --output runs/student
+    """
+    from mobilenets.cli.args import log_for, print_summary, recipe_overrides, train_options
     from mobilenets.tasks.distill.run import distill
+    from mobilenets.train.runner import is_main
 
     if not args.resume and not (args.teacher and args.data):
         raise UsageError("distill needs --teacher and --data (or --resume with --output)")
     if args.pairs and args.task != "embedding":
         raise UsageError("--pairs goes with --task embedding")
+    if args.pairs_images and not args.pairs:
+        raise UsageError("--pairs-images goes with --pairs")
     if args.celeba and args.task != "multilabel":
         raise UsageError("--celeba goes with --task multilabel")
     summary = distill(args.teacher, args.data, args.task, args.model, alpha=args.alpha, resolution=args.resolution,
@@ -88,8 +95,8 @@ def cmd_distill(args: argparse.Namespace) -> None:
                       temperature=args.temperature, normalize=args.normalize, embedding_dim=args.embedding_dim,
                       label_weight=args.label_weight, init=args.init,
                       recipe=args.recipe, recipe_overrides=recipe_overrides(args), options=train_options(args),
-                      log=_stderr if args.json else print)  # stdout holds only the JSON document
-    if int(os.environ.get("RANK", "0")) != 0:
+                      log=log_for(args))
+    if not is_main():
         return
     if args.pairs:
         summary["verification"] = verify_run(summary["output"], args.pairs, args.pairs_images)
@@ -100,20 +107,18 @@ def cmd_distill(args: argparse.Namespace) -> None:
         student, meta = load_student(summary["output"])
         summary["celeba"] = celeba_report(student, student_preprocessing(meta, student), args.celeba, "test",
                                           output_names=meta.get("output_names"))
-    if args.json:
-        print(json.dumps(summary, indent=2, default=str))
-        return
-    print(f"distilled {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.1f} s from "
-          f"{summary['teacher']['spec']} on {summary['train_images']} images ({summary['val_images']} held out)")
-    print("validation: " + ", ".join(f"{k} {v:.4g}" for k, v in summary["metrics"].items()))
+    lines = [f"distilled {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.1f} s from "
+             f"{summary['teacher']['spec']} on {summary['train_images']} images ({summary['val_images']} held out)",
+             "validation: " + ", ".join(f"{k} {v:.4g}" for k, v in summary["metrics"].items())]
     if "verification" in summary:
         v = summary["verification"]
-        print(v["table"])
-        print(f"same/different agreement with the teacher: {100 * v['agreement']:.2f}%  ROC: {v['roc_png']}")
+        lines += [v["table"], f"same/different agreement with the teacher: {100 * v['agreement']:.2f}%  "
+                              f"ROC: {v['roc_png']}"]
     if "celeba" in summary:
-        print(f"CelebA {summary['celeba']['split']} partition ({summary['celeba']['images']} images), ground truth:")
-        print(summary["celeba"]["table"])
-    print(f"saved in {summary['output']}; the student as a model folder: {summary.get('student_folder')}")
+        lines += [f"CelebA {summary['celeba']['split']} partition ({summary['celeba']['images']} images), "
+                  f"ground truth:", summary["celeba"]["table"]]
+    lines.append(f"saved in {summary['output']}; the student as a model folder: {summary.get('student_folder')}")
+    print_summary(args, summary, lines)
 
 
 def verify_run(run: str, pairs: str, images: str | None) -> dict:
@@ -136,6 +141,13 @@ def verify_run(run: str, pairs: str, images: str | None) -> dict:
 
 
 def cmd_faces_crop(args: argparse.Namespace) -> None:
+    """Find the faces in a folder of photos with dlib's detector, align each by its 5 landmarks and write one
+    square crop per face (<photo>_<k>.jpg): the images a face teacher (dlib, age-gender) is distilled on.
+
+    examples:
+      mobilenet faces crop photos/ --output faces/
+      mobilenet faces crop photos/ --output faces/ --size 112 --upsample 2 --json
+    """
     from mobilenets.tasks.distill.faces import crop_faces
 
     summary = crop_faces(args.input, args.output, size=args.size, padding=args.padding, upsample=args.upsample,

@@ -4,24 +4,22 @@ a thin layer over :mod:`mobilenets.tasks.geo` (each subcommand is a plain functi
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import os
-import typing
 
 from mobilenets.cli.common import (
     UsageError,
     add_batch_size_arg,
+    add_command,
     add_device_arg,
     add_json_arg,
-    add_model_args,
+    add_plot_arg,
     add_progress_arg,
+    add_threads_arg,
+    choice,
     nonnegative_int,
     positive_int,
 )
-from mobilenets.cli.train import add_running_args, parse_bool
-from mobilenets.train.options import TrainOptions
-from mobilenets.train.recipes import FIELD_HELP, PRESETS, Recipe
+from mobilenets.train.recipes import PRESETS
 
 CHECKPOINT_HELP = "a geo train run folder (its best weights) or its weights file"
 
@@ -32,7 +30,7 @@ def register(sub) -> None:
                                    "classify photos into cells, score by great-circle distance.")
     geo = p.add_subparsers(dest="geo_command", required=True, metavar="COMMAND", parser_class=type(p))
 
-    c = geo.add_parser("cells", help="the adaptive S2 partition of a photo list (one row per cell, and a map PNG)")
+    c = add_command(geo, "cells", cmd_cells, help="the adaptive S2 partition of a photo list (one row per cell, and a map PNG)")
     c.add_argument("--photos", required=True, metavar="CSV", help="photo list: path,latitude,longitude")
     c.add_argument("--max-per-cell", required=True, type=positive_int, metavar="T1",
                    help="split a cell holding more photos than this (PlaNet: 10000)")
@@ -44,9 +42,8 @@ def register(sub) -> None:
     c.add_argument("--output", required=True, metavar="CSV", help="the cells file to write")
     c.add_argument("--map", metavar="PNG", help="the map of the cells (default: the output with .png)")
     add_json_arg(c)
-    c.set_defaults(func=cmd_cells)
 
-    s = geo.add_parser("standin", help="write the built-in geotagged stand-in (photos from population density)")
+    s = add_command(geo, "standin", cmd_standin, help="write the built-in geotagged stand-in (photos from population density)")
     s.add_argument("--output", required=True, metavar="DIR", help="folder for images/, train.csv and val.csv")
     s.add_argument("--photos", type=positive_int, default=6000, help="photos in all (default 6000)")
     s.add_argument("--places", type=positive_int, default=150,
@@ -55,95 +52,58 @@ def register(sub) -> None:
     s.add_argument("--seed", type=int, default=0, help="default 0")
     add_progress_arg(s)
     add_json_arg(s)
-    s.set_defaults(func=cmd_standin)
 
     _add_train(geo)
 
-    q = geo.add_parser("predict", help="latitude/longitude and the top-k cells of images")
+    q = add_command(geo, "predict", cmd_predict, help="latitude/longitude and the top-k cells of images")
     q.add_argument("--checkpoint", required=True, metavar="PATH", help=CHECKPOINT_HELP)
     q.add_argument("images", nargs="+", metavar="IMAGE")
     q.add_argument("--top-k", type=positive_int, default=5, help="cells shown per image (default 5)")
     q.add_argument("--centre", action="store_true", help="place a photo at its cell's centre (default: the mean "
                                                          "position of the cell's training photos)")
-    q.add_argument("--output", metavar="CSV", help="also write path,latitude,longitude (what geo eval reads)")
+    q.add_argument("--output", metavar="CSV", help="also write path,latitude,longitude (what geo eval reads; "
+                                                   "default: no file)")
     add_device_arg(q)
+    add_threads_arg(q)
     add_json_arg(q)
-    q.set_defaults(func=cmd_predict)
 
-    e = geo.add_parser("eval", help="share of photos within 1/25/200/750/2500 km, median error, CDF PNG")
+    e = add_command(geo, "eval", cmd_eval, help="share of photos within 1/25/200/750/2500 km, median error, CDF PNG")
     e.add_argument("--truth", metavar="CSV", help="true locations (path,latitude,longitude)")
     e.add_argument("--predictions", metavar="CSV", help="predicted locations, same layout, matched on path")
     e.add_argument("--checkpoint", metavar="PATH", help=f"instead: {CHECKPOINT_HELP}, run on --data")
     e.add_argument("--data", metavar="CSV", help="with --checkpoint: the photos (default: the run's validation list)")
     e.add_argument("--centre", action="store_true", help="with --checkpoint: predict cell centres, not photo means")
-    e.add_argument("--plot", metavar="PNG", help="the CDF plot (default: beside the predictions or the checkpoint)")
+    add_plot_arg(e, "default: PREDICTIONS.cdf.png, or geo_eval_cdf.png in the checkpoint's folder",
+                 "the CDF of the errors")
     add_batch_size_arg(e, 256)
     e.add_argument("--workers", type=nonnegative_int, default=0, help="DataLoader workers (default 0)")
     add_device_arg(e)
+    add_threads_arg(e)
     add_progress_arg(e)
     add_json_arg(e)
-    e.set_defaults(func=cmd_eval)
-
-
-# The recipe and running flags of `mobilenet train`, built the same way. These four helpers could move to
-# cli/train.py as its public API (its versions are private), so both commands share one definition.
-def recipe_flag_type(kind: typing.Any):
-    """The argparse type of a Recipe field, from its annotation."""
-    args = [a for a in typing.get_args(kind) if a is not type(None)] or [kind]
-    base, optional = args[0], type(None) in typing.get_args(kind)
-    if base is bool:
-        return parse_bool
-
-    def parse(text: str):
-        if optional and text.lower() == "none":
-            return None
-        try:
-            return base(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a{'n integer' if base is int else ' number'}: {text!r}") from None
-
-    return parse if base in (int, float) else (lambda text: None if optional and text.lower() == "none" else text)
-
-
-def add_recipe_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--recipe", default="paper", choices=sorted(PRESETS), help="training preset (default paper)")
-    g = p.add_argument_group("recipe overrides (default: the preset's value; 'none' where a field may be empty)")
-    hints = typing.get_type_hints(Recipe)
-    for f in dataclasses.fields(Recipe):
-        if f.name != "name":
-            defaults = ", ".join(f"{name} {getattr(r, f.name)}" for name, r in PRESETS.items())
-            g.add_argument("--" + f.name.replace("_", "-"), type=recipe_flag_type(hints[f.name]),
-                           metavar="BOOL" if hints[f.name] is bool else None,
-                           help=f"{FIELD_HELP[f.name]} (default: {defaults})")
-
-
-def recipe_overrides(args: argparse.Namespace) -> dict[str, typing.Any]:
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe)
-            if f.name != "name" and getattr(args, f.name, None) is not None}
-
-
-def train_options(args: argparse.Namespace) -> TrainOptions:
-    return TrainOptions(output=args.output, resume=args.resume, workers=args.workers, seed=args.seed,
-                        device=args.device, amp=args.amp, float64=args.float64, channels_last=args.channels_last, compile=args.compile,
-                        sync_bn=args.sync_bn, keep_last=args.keep_last, checkpoint_every=args.checkpoint_every,
-                        deterministic=args.deterministic, max_steps=args.max_steps, progress=not args.no_progress)
 
 
 def _add_train(geo) -> None:
-    p = geo.add_parser("train", help="train a MobileNet to classify photos into cells (the generic training loop)")
-    p.add_argument("--data", metavar="CSV", help="training photos: path,latitude,longitude")
-    p.add_argument("--val", metavar="CSV", help="validation photos, same layout")
-    p.add_argument("--cells", metavar="CSV", help="the cells (`mobilenet geo cells --output`)")
-    add_model_args(p, default="alpha 0.5 at 64 px", checkpoint=False, num_classes=False)
-    p.add_argument("--activation", choices=("relu", "relu6"), help="default relu (the paper's)")
-    p.add_argument("--dropout", type=float, help="dropout before the classifier (default 0.001)")
-    add_recipe_args(p)
-    add_running_args(p, "with its own data, cells, recipe and model")
-    p.set_defaults(func=cmd_train)
+    from mobilenets.cli.args import add_training_args
+
+    p = add_command(geo, "train", cmd_train, help="train a MobileNet to classify photos into cells (the generic training loop)")
+    g = p.add_argument_group("geolocation")
+    g.add_argument("--data", metavar="CSV", help="training photos: path,latitude,longitude")
+    g.add_argument("--val", metavar="CSV", help="validation photos, same layout")
+    g.add_argument("--cells", metavar="CSV", help="the cells (`mobilenet geo cells --output`)")
+    g.add_argument("--activation", **choice(("relu", "relu6")), help="default: relu (the paper's)")
+    g.add_argument("--dropout", type=float, help="dropout before the classifier (default: 0.001)")
+    add_training_args(p, model_default="alpha 0.5 at 64 px", presets=PRESETS, recipe_default="paper")
 
 
 def cmd_cells(args: argparse.Namespace) -> None:
-    from mobilenets.tasks.geo.cells import make_cells
+    """PlaNet's adaptive partition: split S2 cells until none holds more than --max-per-cell photos, drop those
+    with fewer than --min-per-cell; writes one row per cell and a map of them.
+
+    example:
+      mobilenet geo cells --photos geo/train.csv --max-per-cell 200 --min-per-cell 10 --output geo/cells.csv
+    """
+    from mobilenets.tasks.geo.run import make_cells
 
     summary = make_cells(args.photos, args.max_per_cell, args.min_per_cell, args.output, args.min_level,
                          args.max_level, map_png=args.map, log=_stderr)
@@ -158,6 +118,13 @@ def cmd_cells(args: argparse.Namespace) -> None:
 
 
 def cmd_standin(args: argparse.Namespace) -> None:
+    """Write the built-in stand-in data set: synthetic geotagged photos taken in cities drawn by population, as
+    images/ with train.csv and val.csv (path,latitude,longitude).
+
+    examples:
+      mobilenet geo standin --output geo
+      mobilenet geo standin --output geo-small --photos 600 --places 20 --json
+    """
     from mobilenets.tasks.geo.standin import write_standin
 
     summary = write_standin(args.output, photos=args.photos, places=args.places, size=args.size, seed=args.seed,
@@ -170,6 +137,14 @@ def cmd_standin(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    """Train a MobileNet to classify photos into the S2 cells of a `geo cells` file, validated by
+    great-circle error. --init starts from a classification checkpoint or model folder (a new
+    classifier over the cells).
+
+    example:
+      mobilenet geo train --data photos/train.csv --val photos/val.csv --cells cells.csv --epochs 10 --output runs/geo
+    """
+    from mobilenets.cli.args import log_for, print_summary, recipe_overrides, train_options
     from mobilenets.tasks.geo.evaluate import THRESHOLDS_KM, table11_text
     from mobilenets.tasks.geo.task import train
 
@@ -178,22 +153,30 @@ def cmd_train(args: argparse.Namespace) -> None:
     model_overrides = {k: getattr(args, k) for k in ("activation", "dropout") if getattr(args, k) is not None}
     summary = train(args.data, args.val, args.cells, args.model, alpha=args.alpha, resolution=args.resolution,
                     variant=args.variant, recipe=args.recipe, recipe_overrides=recipe_overrides(args),
-                    model_overrides=model_overrides, options=train_options(args))
-    if int(os.environ.get("RANK", "0")) != 0:
-        return
+                    model_overrides=model_overrides, init=args.init, options=train_options(args), log=log_for(args))
     m = summary["metrics"]
-    print(f"trained {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.1f} s over "
-          f"{summary['cells']} cells, {summary['train_photos']} training photos")
+    lines = [f"trained {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.1f} s over "
+             f"{summary['cells']} cells, {summary['train_photos']} training photos"]
     if "median_km" in m:
         last = {str(t): m[f"within_{t}km"] for t in THRESHOLDS_KM} | {"median_km": m["median_km"], "n": m["images"]}
-        print(table11_text({"MobileNet": last, "biggest cell": summary["baseline"]}, paper=False))
-    print(f"saved in {summary['output']}")
+        lines.append(table11_text({"MobileNet": last, "biggest cell": summary["baseline"]}, paper=False))
+    lines.append(f"saved in {summary['output']}")
+    print_summary(args, summary, lines)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from mobilenets.tasks.geo.predict import predict, write_predictions
+    """Where each image was taken: latitude and longitude, and the top-k cells with their probabilities, from a
+    geo train run; --output also writes them as a CSV that geo eval reads.
 
-    results = predict(args.checkpoint, args.images, args.top_k, centre=args.centre, device=args.device)
+    examples:
+      mobilenet geo predict --checkpoint runs/geo photo.jpg
+      mobilenet geo predict --checkpoint runs/geo a.jpg b.jpg --top-k 3 --output predicted.csv --json
+    """
+    from mobilenets.tasks.geo.predict import predict, write_predictions
+    from mobilenets.utils.scoped import torch_threads
+
+    with torch_threads(args.threads):  # None: torch's default
+        results = predict(args.checkpoint, args.images, args.top_k, centre=args.centre, device=args.device)
     if args.output:
         write_predictions(results, args.output)
     if args.json:
@@ -206,20 +189,31 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
+    """Paper Table 11's numbers: the share of photos placed within 1, 25, 200, 750 and 2500 km and the median
+    error, of a predictions CSV against the truth, or of a geo train run (beside the always-the-biggest-cell
+    baseline); and a CDF plot.
+
+    examples:
+      mobilenet geo eval --checkpoint runs/geo --plot none
+      mobilenet geo eval --truth geo/val.csv --predictions predicted.csv --json
+    """
     if args.checkpoint and (args.truth or args.predictions):
         raise UsageError("give either --truth and --predictions, or --checkpoint (with --data)")
+    plot = True if args.plot is None else args.plot  # True: the default file; False: --plot none
     if args.checkpoint:
         from mobilenets.tasks.geo.predict import eval_checkpoint
+        from mobilenets.utils.scoped import torch_threads
 
-        result = eval_checkpoint(args.checkpoint, args.data, args.batch_size, args.workers, args.device,
-                                 centre=args.centre, plot=args.plot, progress=not args.no_progress, log=_stderr)
+        with torch_threads(args.threads):  # None: torch's default
+            result = eval_checkpoint(args.checkpoint, args.data, args.batch_size, args.workers, args.device,
+                                     centre=args.centre, plot=plot, progress=not args.no_progress, log=_stderr)
         metrics = result["model"]
     elif args.truth and args.predictions:
         if args.data or args.centre:
             raise UsageError("--data and --centre go with --checkpoint")
         from mobilenets.tasks.geo.evaluate import eval_files
 
-        result = eval_files(args.truth, args.predictions, plot=args.plot, log=_stderr)
+        result = eval_files(args.truth, args.predictions, plot=plot, log=_stderr)
         metrics = result["metrics"]
     else:
         raise UsageError("geo eval needs --truth and --predictions, or --checkpoint")
@@ -227,7 +221,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(json.dumps(metrics))
         return
     print(result["table"])
-    print(f"CDF plot: {result['plot']}")
+    if result["plot"]:
+        print(f"CDF plot: {result['plot']}")
 
 
 def _stderr(line: str) -> None:

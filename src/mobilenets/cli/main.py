@@ -21,10 +21,23 @@ from mobilenets.cli.common import Parser, UsageError
 GROUPS = ("cost", "train", "weights", "deploy", "bench", "detect", "geo", "distill", "studies", "demo")
 
 
+def package_version() -> str:
+    """The installed package's version (from its metadata: no torch import)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mobilenets")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="mobilenet",
                     description="MobileNets (Howard et al., 2017): build, count, train, convert, export and "
-                                "benchmark any member of the family.")
+                                "benchmark any member of the family.",
+                    epilog="examples:\n  mobilenet cost --model mobilenet_v1_0.5_160\n  mobilenet demo\n"
+                           "run `mobilenet COMMAND --help` for a command's flags and examples")
+    parser.add_argument("--version", action="version", version=f"mobilenet {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
     for group in GROUPS:
         importlib.import_module(f"mobilenets.cli.{group}").register(sub)

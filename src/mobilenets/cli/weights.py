@@ -9,46 +9,60 @@ onto it. Nothing heavy is imported until the command runs (the format names are 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
-from mobilenets.cli.common import UsageError, add_verbose_arg, positive_int
+from mobilenets.cli.common import (
+    UsageError,
+    add_command,
+    add_json_arg,
+    add_verbose_arg,
+    canonical,
+    choice,
+    positive_int,
+)
 from mobilenets.weights.convert import FORMATS, TARGETS
 
-SOURCE_HELP = ("a .keras/.h5 file (keras), a TF checkpoint prefix or folder (tf-slim), a TF1 frozen graph .pb "
-               "(tf-frozen), a float .tflite file (tflite), a .safetensors/.pt/.pth/.bin weights file (timm), a "
+SOURCE_HELP = ("a .keras/.h5 file (keras), a TF checkpoint prefix or folder (tf_slim), a TF1 frozen graph .pb "
+               "(tf_frozen), a float .tflite file (tflite), a .safetensors/.pt/.pth/.bin weights file (timm), a "
                "Hugging Face model folder (hf), or a model folder, run folder or weights file of this package "
                "(mobilenets)")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("convert", help="pretrained weights from keras, tf-slim, tf-frozen, tflite, timm or hf "
-                                       "(and to timm/keras)",
-                       description="Convert pretrained weights. Give the source as SOURCE or as --checkpoint "
-                                   "SOURCE (exactly one of them); without --from its format is detected from "
-                                   "the file name and content.")
+    p = add_command(sub, "convert", cmd_convert, help="pretrained weights from keras, tf_slim, tf_frozen, tflite, timm or hf "
+                                                      "(and to timm/keras)")
     p.add_argument("source", metavar="SOURCE", nargs="?", help=f"the source: {SOURCE_HELP}")
     p.add_argument("--checkpoint", metavar="SOURCE",
                    help="the source, as the other commands name it (instead of SOURCE; default: none)")
-    p.add_argument("--from", dest="source_format", choices=FORMATS,
+    p.add_argument("--from", dest="source_format", **choice(FORMATS),
                    help="the source's format (default: detected from the file name and content)")
     p.add_argument("--output", required=True, metavar="FOLDER",
                    help="the output FOLDER (created if missing; required, no default): config.json + model.safetensors, "
                         "<timm name>.safetensors or model.keras go in it")
-    p.add_argument("--to", default="mobilenets", choices=TARGETS,
+    p.add_argument("--to", default="mobilenets", **choice(TARGETS),
                    help="mobilenets (config.json + model.safetensors), timm or keras (default mobilenets)")
     p.add_argument("--keep-background", action="store_true",
-                   help="tf-slim, tf-frozen, tflite: keep the 1001st (background, index 0) class (default: "
+                   help="tf_slim, tf_frozen, tflite: keep the 1001st (background, index 0) class (default: "
                         "dropped, 1000 classes)")
     p.add_argument("--resolution", type=positive_int,
-                   help="tf-slim, tf-frozen: the input size in pixels (default: the graph's input shape, else "
+                   help="tf_slim, tf_frozen: the input size in pixels (default: the graph's input shape, else "
                         "the checkpoint's file name, else 224; other formats record it)")
     p.add_argument("--force", action="store_true",
                    help="write into an --output folder that exists and is not empty (default: refuse)")
     add_verbose_arg(p)
-    p.set_defaults(func=cmd_convert)
+    add_json_arg(p)
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
+    """Convert pretrained weights. Give the source as SOURCE or as --checkpoint SOURCE (exactly one of them);
+    without --from its format is detected from the file name and content.
+
+    examples:
+      mobilenet convert mobilenet_1_0_224_tf.h5 --output weights/keras-1.0-224
+      mobilenet convert mobilenet_v1_0.5_160.ckpt --from tf_slim --output weights/slim-0.5-160
+      mobilenet convert runs/digits --to keras --output keras-digits
+    """
     if (args.source is None) == (args.checkpoint is None):
         raise UsageError("convert: give the source once: either SOURCE or --checkpoint SOURCE")
     source = args.source if args.source is not None else args.checkpoint
@@ -64,7 +78,12 @@ def cmd_convert(args: argparse.Namespace) -> None:
         model, written = convert(source, fmt, out, to=args.to, keep_background=args.keep_background,
                                  resolution=args.resolution, overwrite=args.force)
     cfg = model.config
+    if args.json:
+        print(json.dumps({"source": str(source), "source_format": canonical(fmt),
+                          "detected": args.source_format is None, "to": args.to, "written": str(written),
+                          "config": cfg.to_dict()}, indent=2))
+        return
     detected = " (detected)" if args.source_format is None else ""
-    print(f"converted {fmt}{detected} -> {args.to}: alpha {cfg.alpha:g}, {cfg.resolution} px, "
+    print(f"converted {canonical(fmt)}{detected} -> {args.to}: alpha {cfg.alpha:g}, {cfg.resolution} px, "
           f"{cfg.num_classes} classes, padding {cfg.padding}, {cfg.activation}, bn_eps {cfg.bn_eps:g}")
     print(f"wrote {written}")

@@ -3,7 +3,8 @@
 Two counts that tests hold equal on every MobileNet:
 
 * :func:`analytical_cost` computes the cost of a :class:`MobileNetConfig` from the paper's
-  formulas (§3.1-3.4), layer by layer, without building a network;
+  formulas (§3.1-3.4), layer by layer, without building a network (and without importing torch:
+  the plan of Table 1 is :mod:`mobilenets.models.plan`);
 * :func:`measure_cost` runs a real forward pass of any ``torch.nn.Module`` and counts what its
   convolution, linear and pooling layers did, so it counts torchvision's reference networks too.
 
@@ -21,14 +22,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from mobilenets.errors import MobileNetsError
 from mobilenets.models.config import MobileNetConfig
-from mobilenets.models.mobilenet import layer_plan
+from mobilenets.models.plan import layer_plan
+
+if TYPE_CHECKING:
+    from torch import nn
 
 # Layer kinds, as in paper Table 2 ("Conv 1x1", "Conv DW 3x3", "Conv 3x3", "Fully Connected").
 KIND_LABELS = {
@@ -188,16 +189,10 @@ def describe(cfg: MobileNetConfig) -> str:
     return f"{prefix}MobileNet alpha={cfg.alpha:g} resolution={cfg.resolution}"
 
 
-_POOLS = (
-    nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.MaxPool2d,
-)
-
-
 def _own_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters(recurse=False))
 
 
-@torch.no_grad()
 def measure_cost(
     model: nn.Module,
     input_size: tuple[int, int, int] = (3, 224, 224),
@@ -210,11 +205,15 @@ def measure_cost(
     other modules (BatchNorm, ...) are attributed to the conv/linear layer that ran just before
     them, or else reported as unattached, so that ``params_total`` always equals the model's.
     """
+    import torch
+    from torch import nn
+
+    pools = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.MaxPool2d)
     records: list[dict[str, Any]] = []
     weights_seen: set[int] = set()
     names = {m: n for n, m in model.named_modules()}
 
-    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+    def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
         x = inputs[0]
         mname = names[module]
         first_call = id(module) not in weights_seen
@@ -264,7 +263,7 @@ def measure_cost(
         other_seen.add(id(module))
 
     for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear) + _POOLS):
+        if isinstance(module, (nn.Conv2d, nn.Linear) + pools):
             handles.append(module.register_forward_hook(hook))
         elif _own_params(module):
             handles.append(module.register_forward_hook(other_hook))
@@ -273,7 +272,8 @@ def measure_cost(
     model.eval()
     try:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        model(torch.zeros((1, *input_size), device=device))
+        with torch.no_grad():
+            model(torch.zeros((1, *input_size), device=device))
     finally:
         for h in handles:
             h.remove()
@@ -281,7 +281,7 @@ def measure_cost(
 
     unattached = 0
     for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear) + _POOLS) or not _own_params(module):
+        if isinstance(module, (nn.Conv2d, nn.Linear) + pools) or not _own_params(module):
             continue
         if id(module) in owners:
             records[owners[id(module)]]["extra_params"] += _own_params(module)

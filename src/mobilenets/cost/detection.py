@@ -29,7 +29,7 @@ from mobilenets.cost.count import (
     pointwise_conv_cost,
     standard_conv_cost,
 )
-from mobilenets.models.mobilenet import layer_plan
+from mobilenets.models.plan import layer_plan
 
 
 @dataclass
@@ -85,8 +85,8 @@ def _fc(name: str, cin: int, cout: int, times: int = 1) -> LayerCost:
 
 
 def _ssd_parts(config) -> dict[str, list[LayerCost]]:
-    from mobilenets.tasks.detect.anchors import box_specs
-    from mobilenets.tasks.detect.ssd import extra_depths
+    from mobilenets.tasks.detect.anchor_specs import box_specs
+    from mobilenets.tasks.detect.config import extra_depths
 
     backbone = [x for x in analytical_cost(config.backbone.replace(num_classes=0, resolution=config.resolution)).layers
                 if x.kind != "pool"]
@@ -156,7 +156,7 @@ def measure_detector_cost(config) -> DetectorCost:
     from torch import nn
 
     from mobilenets.cost.count import measure_cost
-    from mobilenets.tasks.detect.config import build_detector
+    from mobilenets.tasks.detect.build import build_detector
 
     model = build_detector(config).eval()
     r = config.resolution

@@ -7,12 +7,12 @@ beside every checkpoint and export and rebuild the exact same network later.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from mobilenets.errors import MobileNetsError
 from mobilenets.utils.serial import JsonDataclass
+from mobilenets.utils.validate import is_real
 
 VARIANTS = ("separable", "conv", "shallow")
 ACTIVATIONS = ("relu", "relu6")
@@ -70,13 +70,9 @@ class MobileNetConfig(JsonDataclass):
         return cls(**data)
 
 
-def _is_real(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def validate(cfg: MobileNetConfig) -> None:
     """Raise ``ValueError`` naming the bad value; called by the dataclass itself."""
-    if not _is_real(cfg.alpha) or cfg.alpha <= 0:
+    if not is_real(cfg.alpha) or cfg.alpha <= 0:
         raise MobileNetsError(f"alpha (width multiplier) must be a number > 0, got {cfg.alpha!r}")
     if not isinstance(cfg.resolution, int) or isinstance(cfg.resolution, bool):
         raise MobileNetsError(f"resolution must be an integer number of pixels, got {cfg.resolution!r}")
@@ -92,11 +88,11 @@ def validate(cfg: MobileNetConfig) -> None:
         raise MobileNetsError(f"unknown padding {cfg.padding!r}; choose one of {', '.join(PADDINGS)}")
     if not isinstance(cfg.num_classes, int) or isinstance(cfg.num_classes, bool) or cfg.num_classes < 0:
         raise MobileNetsError(f"num_classes must be an integer >= 0, got {cfg.num_classes!r}")
-    if not _is_real(cfg.dropout) or not 0 <= cfg.dropout < 1:
+    if not is_real(cfg.dropout) or not 0 <= cfg.dropout < 1:
         raise MobileNetsError(f"dropout must be in [0, 1), got {cfg.dropout!r}")
-    if not _is_real(cfg.bn_eps) or cfg.bn_eps <= 0:
+    if not is_real(cfg.bn_eps) or cfg.bn_eps <= 0:
         raise MobileNetsError(f"bn_eps must be > 0, got {cfg.bn_eps!r}")
-    if not _is_real(cfg.bn_momentum) or not 0 <= cfg.bn_momentum <= 1:
+    if not is_real(cfg.bn_momentum) or not 0 <= cfg.bn_momentum <= 1:
         raise MobileNetsError(f"bn_momentum must be in [0, 1] (PyTorch convention), got {cfg.bn_momentum!r}")
     for name in ("min_channels", "channel_divisor"):
         value = getattr(cfg, name)

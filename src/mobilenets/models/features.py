@@ -8,7 +8,9 @@ list). Taps are names (``"stem"``, ``"block1"`` ... ``"block13"``: the outputs o
 pointwise convs) or output strides (2, 4, 8, 16, 32: the last block with that stride).
 
 The modules are the model's own, not copies: training the extractor trains the model, and a
-checkpoint of the model initialises the extractor. ``torchvision.models.feature_extraction.
+checkpoint of the model initialises the extractor. What runs after a tap is
+``model.blocks_after(tap)`` (:meth:`~mobilenets.models.mobilenet.MobileNet.blocks_after`: the
+model's remaining blocks, e.g. Faster R-CNN's second stage), so no head parses block names. ``torchvision.models.feature_extraction.
 create_feature_extractor`` also works on a :class:`~mobilenets.models.mobilenet.MobileNet`
 (it traces with ``torch.fx``); its node names are module paths such as ``"blocks.11"``.
 """

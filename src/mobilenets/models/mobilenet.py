@@ -1,9 +1,10 @@
 """The MobileNet family (Howard et al., 2017, arXiv:1704.04861), built from paper Table 1.
 
-The architecture is declared once, in :data:`BLOCKS`; :func:`layer_plan` turns it and a
-:class:`~mobilenets.models.config.MobileNetConfig` into the list of convolutions, and both the network
-(:class:`MobileNet`) and the analytical cost model (:mod:`mobilenets.cost.count`) are built from that one
-list, so the two can never disagree about the architecture.
+The architecture is declared once, in :mod:`mobilenets.models.plan` (torch-free): its
+:func:`~mobilenets.models.plan.layer_plan` turns a :class:`~mobilenets.models.config.MobileNetConfig`
+into the list of convolutions, and both the network (:class:`MobileNet`) and the analytical cost
+model (:mod:`mobilenets.cost.count`) are built from that one list, so the two can never disagree
+about the architecture.
 """
 
 from __future__ import annotations
@@ -16,65 +17,9 @@ import torch
 from torch import nn
 
 from mobilenets.errors import MobileNetsError
-from mobilenets.models.config import MobileNetConfig, scale_channels
+from mobilenets.models.config import MobileNetConfig
 from mobilenets.models.layers import ConvBNAct
-
-# Paper Table 1. The stem is a full 3x3 conv, stride 2, 32 channels; then 13 depthwise separable
-# blocks. The stride sits on the depthwise conv; the pointwise conv is always stride 1.
-#   block: (stride of the depthwise 3x3, pointwise output channels at α = 1)
-STEM_STRIDE, STEM_CHANNELS = 2, 32
-BLOCKS: dict[int, tuple[int, int]] = {
-    1: (1, 64),     # 112x112
-    2: (2, 128),    # -> 56x56
-    3: (1, 128),
-    4: (2, 256),    # -> 28x28
-    5: (1, 256),
-    6: (2, 512),    # -> 14x14
-    7: (1, 512),    # blocks 7-11: the "5x" row, 14x14x512 (removed in the shallow variant)
-    8: (1, 512),
-    9: (1, 512),
-    10: (1, 512),
-    11: (1, 512),   # SSD's first feature map (stride 16)
-    12: (2, 1024),  # -> 7x7
-    13: (1, 1024),  # the paper prints "s2" here, but input and output are both 7x7; every
-                    # reference (TF-slim, Keras, timm, HF) uses stride 1: an erratum.
-}
-SHALLOW_REMOVED = frozenset(range(7, 12))  # paper Table 5: "the 5 layers ... 14x14x512" removed
-
-
-@dataclass(frozen=True)
-class ConvSpec:
-    """One convolution of the network, as the builder and the cost model see it."""
-
-    name: str  # module path in the network, e.g. "blocks.3.dw"
-    block: int  # paper row: 0 for the stem, 1-13 for the blocks
-    in_channels: int
-    out_channels: int
-    kernel: int
-    stride: int
-    depthwise: bool
-
-
-def layer_plan(cfg: MobileNetConfig) -> list[ConvSpec]:
-    """Every convolution of the network described by ``cfg``, in order."""
-
-    def width(c: int) -> int:
-        return scale_channels(c, cfg.alpha, cfg.min_channels, cfg.channel_divisor)
-
-    stem = width(STEM_CHANNELS)
-    plan = [ConvSpec("stem", 0, 3, stem, 3, STEM_STRIDE, False)]
-    cin = stem
-    for block, (stride, channels) in BLOCKS.items():
-        if cfg.variant == "shallow" and block in SHALLOW_REMOVED:
-            continue
-        cout = width(channels)
-        if cfg.variant == "conv":
-            plan.append(ConvSpec(f"blocks.{block}.conv", block, cin, cout, 3, stride, False))
-        else:
-            plan.append(ConvSpec(f"blocks.{block}.dw", block, cin, cin, 3, stride, True))
-            plan.append(ConvSpec(f"blocks.{block}.pw", block, cin, cout, 1, 1, False))
-        cin = cout
-    return plan
+from mobilenets.models.plan import BLOCKS, SHALLOW_REMOVED, STEM_CHANNELS, STEM_STRIDE, ConvSpec, layer_plan
 
 
 @dataclass(frozen=True)
@@ -108,7 +53,8 @@ class MobileNet(nn.Module):
 
     Downstream interface (as in timm): :meth:`forward_features` gives the last feature map,
     :meth:`forward_head` pools and classifies it, :meth:`reset_classifier` changes the class
-    count, and :meth:`forward_taps` returns intermediate feature maps by name or stride.
+    count, :meth:`forward_taps` returns intermediate feature maps by name or stride, and
+    :meth:`blocks_after` the blocks that follow a tap.
     """
 
     __jit_unused_properties__ = ["num_classes"]  # TorchScript compiles forward() only
@@ -224,5 +170,19 @@ class MobileNet(nn.Module):
             found[f"block{key}"] = x
         return [found[n] for n in wanted]
 
+    def blocks_after(self, tap: Tap) -> list[nn.Module]:
+        """The model's own blocks that run after ``tap`` (a name or a stride), in order: what a
+        head that crops the tap's feature map runs next (Faster R-CNN's second stage on
+        ``"block11"``: blocks 12 and 13; in the shallow variant too, whose stride-16 tap is
+        block 6). Empty after the last block."""
+        (name,) = self.resolve_taps([tap])
+        return list(self.blocks.children())[self._tap_index(name):]
+
     def _tap_index(self, name: str) -> int:
+        """0 for the stem, i for the i-th block present (= how many blocks run up to the tap)."""
         return [f.name for f in self.feature_info].index(name)
+
+
+# The plan's names stay importable from here too (``from mobilenets.models.mobilenet import layer_plan``).
+__all__ = ["BLOCKS", "SHALLOW_REMOVED", "STEM_CHANNELS", "STEM_STRIDE", "ConvSpec", "FeatureInfo", "MobileNet", "Tap",
+           "default_pretrained_cfg", "layer_plan"]

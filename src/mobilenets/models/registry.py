@@ -1,23 +1,38 @@
-"""Named members of the MobileNet family: the paper's 16 models and its two baselines."""
+"""Named members of the MobileNet family: the paper's 16 models and its two baselines.
+
+Torch-free (the network is imported by :func:`create_model` only), so naming and counting a
+model (``mobilenet cost``, ``pick``) does not load torch.
+"""
 
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mobilenets.errors import MobileNetsError
 from mobilenets.models.config import MobileNetConfig
-from mobilenets.models.mobilenet import MobileNet
+
+if TYPE_CHECKING:
+    from mobilenets.models.mobilenet import MobileNet
 
 PAPER_ALPHAS = (1.0, 0.75, 0.5, 0.25)
 PAPER_RESOLUTIONS = (224, 192, 160, 128)
 
 
+def width_text(alpha: float) -> str:
+    """The width multiplier as the paper and TF-slim print it: ``1.0``, ``0.75``, ``2.0``."""
+    return f"{alpha:g}" if "." in f"{alpha:g}" else f"{alpha:g}.0"
+
+
 def model_name(alpha: float, resolution: int, variant: str = "separable") -> str:
     """TF-slim's naming: ``mobilenet_v1_<alpha>_<resolution>``, with the variant after ``v1``."""
     kind = "" if variant == "separable" else f"{variant}_"
-    width = f"{alpha:g}" if "." in f"{alpha:g}" else f"{alpha:g}.0"
-    return f"mobilenet_v1_{kind}{width}_{resolution}"
+    return f"mobilenet_v1_{kind}{width_text(alpha)}_{resolution}"
+
+
+def paper_name(alpha: float, resolution: int) -> str:
+    """The paper's naming in its tables: ``1.0 MobileNet-224``, ``0.75 MobileNet-160``."""
+    return f"{width_text(alpha)} MobileNet-{resolution}"
 
 
 def _build_registry() -> dict[str, MobileNetConfig]:
@@ -52,6 +67,8 @@ def get_config(name: str, **overrides: Any) -> MobileNetConfig:
 def create_model(name: str | MobileNetConfig, **overrides: Any) -> MobileNet:
     """Build a registered model by name (or from a config), e.g.
     ``create_model("mobilenet_v1_0.5_160", num_classes=10, activation="relu6")``."""
+    from mobilenets.models.mobilenet import MobileNet
+
     if isinstance(name, MobileNetConfig):
         cfg = name.replace(**overrides) if overrides else name
     else:

@@ -14,9 +14,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mobilenets.cost.count import analytical_cost
 from mobilenets.errors import DataNotFoundError, MobileNetsError
 from mobilenets.models.config import MobileNetConfig
-from mobilenets.studies.costcache import CostCache, cache_root
 
 # The TF-slim checkpoints of the 16 paper models (the 2018_02_22 release), ImageNet top-1 % as
 # listed in tensorflow/models research/slim/nets/mobilenet_v1.md ("Pre-trained Models" table,
@@ -60,21 +60,14 @@ class Fit:
                 f"({self.n} points)")
 
 
-_COSTS: CostCache | None = None
-
-
 def _cost(cfg: MobileNetConfig) -> tuple[int, int]:
-    global _COSTS
-    if _COSTS is None or _COSTS.path.parent != cache_root():
-        _COSTS = CostCache()
-    madds, params, _total = _COSTS.cost(cfg)
-    _COSTS.save()
-    return madds, params
+    cost = analytical_cost(cfg)  # torch-free and fast: no cache needed
+    return cost.mult_adds, cost.params
 
 
 def registry_alpha_resolution(name: str) -> tuple[float, int]:
     """(alpha, resolution) of a separable registry name ``mobilenet_v1_<alpha>_<resolution>``,
-    read without loading the registry (which needs torch)."""
+    read from the name itself."""
     alpha, resolution = name.rsplit("_", 2)[-2:]
     return float(alpha), int(resolution)
 

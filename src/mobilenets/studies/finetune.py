@@ -13,6 +13,7 @@ are evaluated once more for the confusion matrix (``confusion.png``, ``confusion
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -21,16 +22,12 @@ from typing import Any
 from torch import nn
 
 from mobilenets.errors import DataNotFoundError, MobileNetsError
-from mobilenets.train.recipes import Recipe
+from mobilenets.train.options import TrainOptions
+from mobilenets.train.recipes import PRESETS, Recipe
 from mobilenets.train.tasks import ClassificationTask
 
-# Short transfer schedule: SGD with momentum and cosine decay converge in a few epochs from
-# ImageNet weights (the paper gives no fine-tuning recipe); light regularisation, crops that keep
-# most of the object (a breed is told apart by details a tight crop would cut off).
-TRANSFER = Recipe(name="transfer", epochs=8, batch_size=32, optimizer="sgd", lr=0.01, base_batch_size=32,
-                  momentum=0.9, rmsprop_decay=0.9, eps=1e-8, weight_decay=4e-5, schedule="cosine", decay_rate=1.0,
-                  decay_epochs=1.0, warmup_epochs=0.0, min_lr_ratio=0.01, label_smoothing=0.1, ema_decay=None,
-                  crop_min_area=0.25, hflip=True, color_jitter=0.0, randaugment=None)
+# The transfer recipe (SGD, a short cosine schedule): a training preset, `--recipe transfer`.
+TRANSFER = PRESETS["transfer"]
 
 # Paper Table 10 (MobileNet for Stanford Dogs): top-1 %, million mult-adds, million parameters.
 TABLE10 = {
@@ -46,6 +43,8 @@ class FinetuneTask(ClassificationTask):
     """Classification whose body (everything but ``classifier.*``) may be frozen, keep its
     BatchNorm statistics, or learn at ``body_lr_scale`` of the head's learning rate."""
 
+    name = "finetune"
+
     def __init__(self, *args: Any, freeze_body: bool = False, freeze_bn: bool = False, body_lr_scale: float = 1.0,
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -58,14 +57,14 @@ class FinetuneTask(ClassificationTask):
                 p.requires_grad_(name.startswith("classifier."))
         return model
 
-    def forward(self, model: nn.Module, inputs: Any) -> Any:
-        if self.freeze_bn and model.training:
-            # the loop puts the model in train mode every epoch; BN layers go back to eval here,
-            # so they normalise with, and never update, the pretrained statistics
+    def train_mode(self, model: nn.Module) -> None:
+        model.train()
+        if self.freeze_bn:
+            # BatchNorm layers stay in eval mode: they normalise with, and never update, the
+            # pretrained statistics (torch's _BatchNorm is the base of every BatchNorm flavour)
             for m in model.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
-        return model(inputs)
 
     def lr_scale(self, name: str) -> float:
         return 1.0 if name.startswith("classifier.") else self.body_lr_scale
@@ -163,28 +162,36 @@ def photo_dogs_layout(output: str | os.PathLike, photos: list[str], train: int =
     return root
 
 
-def confusion(run: str | os.PathLike, data: str | os.PathLike, batch_size: int = 64) -> dict[str, Any]:
+def confusion(run: str | os.PathLike, data: str | os.PathLike, batch_size: int = 64, *, device: str = "cpu",
+              amp: bool = False, channels_last: bool = False, workers: int = 0,
+              progress: bool = False) -> dict[str, Any]:
     """The confusion matrix (rows: true class, columns: predicted) of the run's best weights on
-    ``data``'s val split, evaluated with the preprocessing the run records; also as a PNG."""
+    ``data``'s val split, evaluated with the preprocessing the run records; also as a PNG. The
+    images run through the one inference loop (:func:`~mobilenets.infer.loop.run_batches`) on
+    ``device``, with bf16 autocast (``amp``) and ``channels_last`` as asked."""
     import torch
     from torch.utils.data import DataLoader
 
     from mobilenets.data.datasets import Augment, collate_skip_bad, load_data
     from mobilenets.data.preprocess import Preprocessing
+    from mobilenets.infer.context import inference_context, prepare_model
+    from mobilenets.infer.loop import run_batches
     from mobilenets.weights.checkpoint import load_checkpoint
 
+    ctx = inference_context(device, amp, channels_last)
     model, meta = load_checkpoint(run)
     pre = Preprocessing.from_dict(meta.get("preprocessing") or meta, resolution=model.config.resolution)
     aug = Augment(mean=pre.mean, std=pre.std, eval_crop=pre.crop_pct, interpolation=pre.interpolation)
     bundle = load_data(data, model.config.resolution, aug)
     n = len(bundle.classes)
     matrix = torch.zeros(n, n, dtype=torch.long)
-    model.eval()
-    with torch.inference_mode():
-        for images, labels, _bad in DataLoader(bundle.val, batch_size=batch_size, collate_fn=collate_skip_bad):
-            if len(labels):
-                pred = model(images).argmax(1)
-                matrix.index_put_((labels, pred), torch.ones_like(labels), accumulate=True)
+
+    def count(logits: torch.Tensor, labels: torch.Tensor) -> None:
+        labels = labels.cpu()
+        matrix.index_put_((labels, logits.argmax(1).cpu()), torch.ones_like(labels), accumulate=True)
+
+    loader = DataLoader(bundle.val, batch_size=batch_size, num_workers=workers, collate_fn=collate_skip_bad)
+    run_batches(prepare_model(model, ctx), loader, count, ctx, progress=progress, desc="confusion")
     top1 = float(matrix.diag().sum()) / max(int(matrix.sum()), 1)
     result = {"classes": bundle.classes, "matrix": matrix.tolist(), "top1": top1}
     (Path(run) / "confusion.json").write_text(json.dumps(result))
@@ -218,58 +225,72 @@ def _plot_confusion(matrix, classes: list[str], top1: float, path: Path) -> Path
     return path
 
 
-def finetune(data: str | os.PathLike, init: str | os.PathLike | None = None, *, model: str | None = None,
-             resolution: int | None = None, epochs: int = 8, batch_size: int = 32, lr: float = 0.01,
+def finetune(data: str | os.PathLike | None, init: str | os.PathLike | None = None, *, model: str | None = None,
+             alpha: float | None = None, resolution: int | None = None, variant: str | None = None,
+             recipe: str | Recipe = "transfer", recipe_overrides: dict[str, Any] | None = None,
              body_lr_scale: float = 0.1, freeze_body: bool = False, freeze_bn: bool = False,
-             output: str | os.PathLike | None = None, resume: bool = False, threads: int | None = None, seed: int = 0,
-             workers: int = 0, progress: bool = True, log: Any = print) -> dict[str, Any]:
+             options: TrainOptions | None = None, log: Any = print) -> dict[str, Any]:
     """Fine-tune ``init`` (None: ``model`` from scratch, the same recipe) on ``data``; returns the
-    training summary with the confusion matrix's PNG and top-1 and the Table 10 rows."""
+    training summary with the confusion matrix's PNG and top-1 and the Table 10 rows. ``recipe``:
+    :data:`TRANSFER` ("transfer") or any training preset, with ``recipe_overrides``; ``options``:
+    how the run runs (folder, resume, device, threads, ...), as for every training command."""
     from mobilenets.train.classify import train
-    from mobilenets.train.options import TrainOptions
-    from mobilenets.train.state import new_run_dir
-    from mobilenets.utils.scoped import torch_threads
+    from mobilenets.train.runner import check_folder, is_main
 
     if not (isinstance(body_lr_scale, (int, float)) and 0 <= body_lr_scale <= 1):
         raise MobileNetsError(f"body_lr_scale must be in [0, 1], got {body_lr_scale!r}")
-    if not Path(data).is_dir():
+    opts = options or TrainOptions()
+    if data is None and not opts.resume:
+        raise MobileNetsError("finetune needs a data folder (or resume=True with the run's output folder)")
+    if data is not None and not Path(data).is_dir():
         raise DataNotFoundError(f"data folder not found: {data}")
-    out = Path(output) if output is not None else new_run_dir()
+    if opts.output is None:
+        from mobilenets.train.state import new_run_dir
+
+        opts = dataclasses.replace(opts, output=str(new_run_dir()))
+    out = Path(opts.output)
+    check_folder(out, opts.resume)  # before the Stanford Dogs view is written into it
     folders = data
-    if is_stanford_dogs(data):
+    if data is not None and is_stanford_dogs(data):
         folders = out / "data"  # the view lives with the run, which records it as its data
-        if not resume:
+        if not opts.resume:
             info = stanford_dogs_folders(data, folders)
-            log(f"Stanford Dogs layout: {info['classes']} classes, {info['train']} train / {info['val']} test images"
-                + (f" ({info['missing']} listed but missing)" if info["missing"] else ""))
-    recipe = TRANSFER.replace(epochs=epochs, batch_size=batch_size, lr=lr)
+            if is_main():
+                log(f"Stanford Dogs layout: {info['classes']} classes, {info['train']} train / {info['val']} test "
+                    f"images" + (f" ({info['missing']} listed but missing)" if info["missing"] else ""))
     task_options = {"freeze_body": freeze_body, "freeze_bn": freeze_bn, "body_lr_scale": float(body_lr_scale)}
-    if resume:
-        saved = json.loads((out / "config.json").read_text()) if (out / "config.json").is_file() else {}
-        task_options = saved.get("transfer", task_options)
-    opts = TrainOptions(output=str(out), resume=resume, workers=workers, seed=seed, progress=progress)
-    if init is None and model is None and not resume:
+    if init is None and model is None and not opts.resume:
         model = "mobilenet_v1_1.0_224"
-    with torch_threads(threads):
-        summary = train(str(folders), None if init is not None else model, resolution=resolution, recipe=recipe,
-                        options=opts, init=init, task_class=FinetuneTask, task_options=task_options, log=log)
-        conf = confusion(summary["output"], folders)
+    summary = train(None if folders is None else str(folders), model, alpha=alpha, resolution=resolution,
+                    variant=variant, recipe=recipe, recipe_overrides=recipe_overrides, options=opts, init=init,
+                    task_class=FinetuneTask, task_options=task_options, log=log)
     from mobilenets.cost.count import analytical_cost
     from mobilenets.models.config import MobileNetConfig
 
     cost = analytical_cost(MobileNetConfig.from_dict(summary["model"]))
-    return {**summary, "init": None if init is None else str(init), "transfer": task_options,
-            "confusion_png": conf["png"], "best_top1_confusion": conf["top1"], "mult_adds": cost.mult_adds,
-            "params": cost.params, "classes": len(conf["classes"])}
+    result = {**summary, "init": None if init is None else str(init), "mult_adds": cost.mult_adds,
+              "params": cost.params}
+    run = Path(summary["output"])
+    saved = json.loads((run / "config.json").read_text())
+    result.update({"confusion_png": None, "best_top1_confusion": None, "classes": len(saved.get("classes") or [])})
+    has_weights = (run / "best.safetensors").is_file() or (run / "last.safetensors").is_file()
+    if is_main() and has_weights:  # a run stopped inside its first epoch (max_steps) has none yet
+        conf = confusion(run, saved["data"])
+        result.update({"confusion_png": conf["png"], "best_top1_confusion": conf["top1"],
+                       "classes": len(conf["classes"])})
+    return result
 
 
 def finetune_text(result: dict[str, Any]) -> str:
+    from mobilenets.models.registry import paper_name
+
     cfg = result["model"]
-    name = f"{cfg['alpha']:g}{'.0' if cfg['alpha'] == int(cfg['alpha']) else ''} MobileNet-{cfg['resolution']}"
+    name = paper_name(cfg["alpha"], cfg["resolution"])
     start = f"from {result['init']}" if result["init"] else "from scratch"
+    val = "no epoch finished" if result["val_top1"] is None else f"val top-1 {100 * result['val_top1']:.2f}%"
     lines = [f"fine-tuned {start} in {result['seconds']:.0f} s ({result['epochs']} epochs, {result['steps']} steps): "
-             f"val top-1 {100 * result['val_top1']:.2f}% (best {100 * result['best_top1']:.2f}%)",
-             f"confusion matrix of the best weights: {result['confusion_png']}",
+             f"{val} (best {100 * result['best_top1']:.2f}%)",
+             f"confusion matrix of the best weights: {result['confusion_png'] or 'none (no epoch finished)'}",
              "Table 10 layout (the paper's rows: Stanford Dogs, 120 classes; ours: this data):",
              f"  {'Model':<34} {'Top-1 Accuracy':>14} {'Million Mult-Adds':>18} {'Million Parameters':>19}"]
     for model, (top1, madds, params) in TABLE10.items():

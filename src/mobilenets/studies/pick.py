@@ -4,7 +4,8 @@ The candidates are α x resolution (the paper's 16, or a finer grid), 1000 Image
 Budgets on parameters, mult-adds and file size are checked from our counter before anything is
 timed; the candidates left are timed at batch 1 in the asked engine by the bench package
 (:func:`mobilenets.bench.run.bench`, its interleaved timing), and the times are cached per
-machine, engine and thread count (``~/.cache/mobilenets/pick/``), so a second query times only
+machine, engine and thread count (``cache_dir("pick")``: ``~/.cache/mobilenets/pick/`` by default,
+see :mod:`mobilenets.utils.cache`), so a second query times only
 what is missing. Accuracy is predicted from a source (:class:`~mobilenets.studies.accuracy.Predictor`:
 the paper's printed Tables 6-7, the TF-slim table, or run folders; the log-linear fit of Figure 4
 where the source lacks a model). The frontier is the Pareto set (faster, or more accurate); the
@@ -24,9 +25,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mobilenets.cost.count import analytical_cost
 from mobilenets.errors import MobileNetsError
 from mobilenets.models.config import MobileNetConfig
-from mobilenets.studies.costcache import CostCache, cache_root
+from mobilenets.models.registry import model_name
+from mobilenets.utils.cache import cache_dir
 
 GRIDS = {
     "paper": ((1.0, 0.75, 0.5, 0.25), (224, 192, 160, 128)),
@@ -71,15 +74,13 @@ def candidates(grid: str = "paper") -> list[dict[str, Any]]:
     if grid not in GRIDS:
         raise MobileNetsError(f"unknown grid {grid!r}; choose one of {', '.join(GRIDS)}")
     alphas, sizes = GRIDS[grid]
-    costs = CostCache()
     out = []
     for a in alphas:
         for r in sizes:
-            madds, params, total = costs.cost(MobileNetConfig(alpha=a, resolution=r, num_classes=1000))
-            # the registry's naming (models.registry.model_name), without loading the registry
-            out.append({"model": f"mobilenet_v1_{a:g}{'.0' if a == int(a) else ''}_{r}", "alpha": a,
-                        "resolution": r, "mult_adds": madds, "params": params, "params_total": total})
-    costs.save()
+            # counted from the formulas every time (torch-free, well under a millisecond a model)
+            cost = analytical_cost(MobileNetConfig(alpha=a, resolution=r, num_classes=1000))
+            out.append({"model": model_name(a, r), "alpha": a, "resolution": r, "mult_adds": cost.mult_adds,
+                        "params": cost.params, "params_total": cost.params_total})
     return out
 
 
@@ -87,7 +88,7 @@ def measure(cands: Sequence[dict[str, Any]], engine: str, threads: int = 2, roun
             progress: bool = True, verbose: bool = False, cache: str | os.PathLike | None = None) -> dict[str, Any]:
     """Batch-1 times of ``cands`` in ``engine`` ({model: {"median_ms", "p10_ms", "p90_ms"}}), from
     the cache where there, else timed now (and cached); ``"timed"`` lists what was timed now."""
-    folder = Path(cache) if cache is not None else cache_root()
+    folder = Path(cache) if cache is not None else cache_dir("pick")
     path = folder / f"{machine_key(engine, threads)}.json"
     try:
         cached = json.loads(path.read_text()) if path.is_file() else {}
@@ -103,7 +104,7 @@ def measure(cands: Sequence[dict[str, Any]], engine: str, threads: int = 2, roun
     # Short visits, few rounds: the machine is shared, and the pick needs ranks and a budget
     # check, not a benchmark; the small matmul keeps the bench's peak measurement cheap.
     settings = BenchSettings(threads=threads, batch=1, rounds=rounds, unit_seconds=0.1, warmup=2,
-                             calibration_size=16, matmul_size=512, peak_seconds=0.05)
+                             calibration_size=16, matmul_size=512)
     bar = progress_bar(len(todo), f"timing candidates ({engine})", progress)
     for c in todo:
         cfg = MobileNetConfig(alpha=c["alpha"], resolution=c["resolution"], num_classes=1000)
@@ -154,12 +155,14 @@ def commands(row: dict[str, Any], engine: str) -> list[str]:
 
 def pick(latency_ms: float | None = None, engine: str = "onnxruntime", *, params: float | None = None,
          mult_adds: float | None = None, size_mb: float | None = None, accuracy_from: str | Sequence[str] = "paper",
-         grid: str = "paper", threads: int = 2, rounds: int = 3, margin: float = 0.1, plot: str | os.PathLike | None = None,
+         grid: str = "paper", engine_threads: int = 2, rounds: int = 3, margin: float = 0.1,
+         plot: str | os.PathLike | None = None,
          progress: bool = True, verbose: bool = False, cache: str | os.PathLike | None = None) -> dict[str, Any]:
     """The most accurate candidate of ``grid`` within every budget given (``latency_ms`` in
     ``engine`` on this machine, its median at most ``(1 - margin) x latency_ms``; ``params`` and
     ``mult_adds`` in units, our counter's convention; ``size_mb`` the weights at the engine's
-    precision, 10^6 bytes), predicted top-1 from ``accuracy_from``. Returns the pick (``model``
+    precision, 10^6 bytes), predicted top-1 from ``accuracy_from``; the engine runs on
+    ``engine_threads`` CPU threads; ``plot``: a PNG path, or None for no plot. Returns the pick (``model``
     None when nothing fits the latency budget), the frontier, the candidates and the commands."""
     from mobilenets.bench.catalog import OURS, PRECISION, resolve_engines
     from mobilenets.studies.accuracy import Predictor
@@ -184,7 +187,7 @@ def pick(latency_ms: float | None = None, engine: str = "onnxruntime", *, params
                               f"{smallest['model']}, has {smallest['params'] / 1e6:.3f}M params, "
                               f"{smallest['mult_adds'] / 1e6:.1f}M mult-adds, {smallest['size_mb']:.2f} MB")
     started = time.perf_counter()
-    measured = measure(static, engine, threads, rounds, progress, verbose, cache)
+    measured = measure(static, engine, engine_threads, rounds, progress, verbose, cache)
     for c in static:
         t = measured["times"][c["model"]]
         c.update(latency_ms=t["median_ms"], p10_ms=t["p10_ms"], p90_ms=t["p90_ms"])
@@ -197,7 +200,7 @@ def pick(latency_ms: float | None = None, engine: str = "onnxruntime", *, params
               "latency_ms": best["latency_ms"] if best else None,
               "predicted_top1": best["predicted_top1"] if best else None,
               "frontier": [_short(c) for c in frontier],
-              "engine": engine, "threads": threads, "budget": {"latency_ms": latency_ms, "params": params,
+              "engine": engine, "threads": engine_threads, "budget": {"latency_ms": latency_ms, "params": params,
                                                                 "mult_adds": mult_adds, "size_mb": size_mb},
               "margin": margin, "accuracy_from": predictor.source, "fit": predictor.fit.describe("M mult-adds"),
               "candidates": [_short(c) for c in static], "timed_now": measured["timed"], "cache": measured["cache"],

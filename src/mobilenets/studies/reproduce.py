@@ -76,10 +76,11 @@ def _check_folder(out: Path, plan: dict[str, Any]) -> None:
     marker.write_text(json.dumps(plan, indent=2))
 
 
-def _run_row(name: str, resolution: int | None, data: str | None, recipe, folder: Path, progress: bool,
+def _run_row(name: str, resolution: int | None, data: str | None, recipe, folder: Path, options,
              log) -> dict[str, Any]:
+    import dataclasses
+
     from mobilenets.train.classify import train
-    from mobilenets.train.options import TrainOptions
     from mobilenets.train.state import latest_state
 
     done = _finished(folder, recipe.epochs)
@@ -90,7 +91,7 @@ def _run_row(name: str, resolution: int | None, data: str | None, recipe, folder
     if folder.exists() and not has_state and any(folder.iterdir()):
         raise MobileNetsError(f"{folder} holds a row started without a checkpoint yet (killed in its first epoch); "
                               f"remove that folder to train the row again")
-    opts = TrainOptions(output=str(folder), resume=has_state, progress=progress)
+    opts = dataclasses.replace(options, output=str(folder), resume=has_state)
     # epochs and batch go as overrides: train() gives the digits its own defaults otherwise
     train(data, name, resolution=resolution, recipe=recipe, options=opts, log=log,
           recipe_overrides={"epochs": recipe.epochs, "batch_size": recipe.batch_size})
@@ -120,15 +121,18 @@ def judge_claims(table: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]
 
 
 def reproduce(table: str, data: str | os.PathLike | None = None, *, output: str | os.PathLike | None = None,
-              epochs: int | None = None, recipe: str = "paper", threads: int | None = None, progress: bool = True,
-              log: Any = print) -> dict[str, Any]:
+              epochs: int | None = None, recipe: str = "paper", options=None, log: Any = print) -> dict[str, Any]:
     """Train and evaluate each row of ``table`` ("table4" ... "table7") with one ``recipe``;
-    returns the rows (paper's top-1, ours, our counts) and the claims' verdicts."""
+    returns the rows (paper's top-1, ours, our counts) and the claims' verdicts. ``options``
+    (:class:`~mobilenets.train.options.TrainOptions`): how every row runs (device, threads,
+    precision, progress, ...); each row's folder and resume are set here."""
     from mobilenets.cost.count import analytical_cost
     from mobilenets.models.registry import get_config
     from mobilenets.paper import printed
+    from mobilenets.train.options import TrainOptions
     from mobilenets.train.recipes import get_recipe
-    from mobilenets.utils.scoped import torch_threads
+
+    options = options or TrainOptions()
 
     if table not in TABLES:
         raise MobileNetsError(f"unknown table {table!r}; choose one of {', '.join(TABLES)}")
@@ -147,18 +151,17 @@ def reproduce(table: str, data: str | os.PathLike | None = None, *, output: str 
     plan = {"table": table, "data": data, "recipe": rec.to_dict()}
     _check_folder(out, plan)
     rows = []
-    with torch_threads(threads):
-        for name, small in models:
-            cfg = get_config(name)
-            res = small if digits else cfg.resolution
-            result = _run_row(name, res, data, rec, out / name, progress, log)
-            paper_top1, _m, _p = getattr(printed, paper_name)[name]
-            full = analytical_cost(cfg.replace(num_classes=1000))
-            ran = analytical_cost(cfg.replace(resolution=res, num_classes=10 if digits else cfg.num_classes))
-            rows.append({"model": name, "alpha": cfg.alpha, "variant": cfg.variant, "paper_resolution": cfg.resolution,
-                         "resolution": res, "paper_top1": paper_top1, "ours_top1": 100 * result["top1"],
-                         "mult_adds": full.mult_adds, "params": full.params, "run_mult_adds": ran.mult_adds,
-                         "folder": str(out / name), "trained_now": result["trained"]})
+    for name, small in models:
+        cfg = get_config(name)
+        res = small if digits else cfg.resolution
+        result = _run_row(name, res, data, rec, out / name, options, log)
+        paper_top1, _m, _p = getattr(printed, paper_name)[name]
+        full = analytical_cost(cfg.replace(num_classes=1000))
+        ran = analytical_cost(cfg.replace(resolution=res, num_classes=10 if digits else cfg.num_classes))
+        rows.append({"model": name, "alpha": cfg.alpha, "variant": cfg.variant, "paper_resolution": cfg.resolution,
+                     "resolution": res, "paper_top1": paper_top1, "ours_top1": 100 * result["top1"],
+                     "mult_adds": full.mult_adds, "params": full.params, "run_mult_adds": ran.mult_adds,
+                     "folder": str(out / name), "trained_now": result["trained"]})
     return {"table": table, "title": title, "data": data if data is not None else "digits",
             "label": DIGITS_LABEL if digits else f"ImageNet-style folder {data}", "epochs": rec.epochs,
             "recipe": rec.name, "output": str(out), "rows": rows, "claims": judge_claims(table, rows)}

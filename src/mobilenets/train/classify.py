@@ -22,10 +22,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from mobilenets.errors import MobileNetsError
 from mobilenets.models.config import MobileNetConfig
-from mobilenets.models.registry import ARCHITECTURE_FIELDS, get_config, resolve_config
-from mobilenets.train.loop import StepContext, evaluate, fit, read_run_config
+from mobilenets.models.registry import resolve_config
+from mobilenets.train.loop import StepContext, evaluate, fit
 from mobilenets.train.options import TrainOptions
 from mobilenets.train.recipes import Recipe, get_recipe
+from mobilenets.train.runner import is_main
 from mobilenets.train.tasks import ClassificationTask
 from mobilenets.utils.device import resolve_device
 from mobilenets.weights.convert import TARGETS
@@ -35,8 +36,6 @@ from mobilenets.weights.convert import TARGETS
 DIGITS_RECIPE = {"epochs": 30, "batch_size": 64}
 # The default model of `mobilenet train` (sized for the digits).
 DEFAULT_MODEL = MobileNetConfig(alpha=0.5, resolution=32)
-# What init weights fix: the architecture, and the BN epsilon their statistics were computed with.
-INIT_FIXED_FIELDS = (*ARCHITECTURE_FIELDS, "bn_eps")
 CONVERT_TARGETS = tuple(t for t in TARGETS if t != "mobilenets")  # `convert --to` other frameworks
 _KERAS_PROBE = "conversion-probe.not-keras"  # a file name to_keras refuses (see conversion_problem)
 
@@ -52,59 +51,6 @@ def augment_for(recipe: Recipe, preprocessing=None):
         return aug
     return dataclasses.replace(aug, mean=preprocessing.mean, std=preprocessing.std, eval_crop=preprocessing.crop_pct,
                                interpolation=preprocessing.interpolation)
-
-
-def _resumed(opts: TrainOptions, recipe_overrides: dict[str, Any] | None, model_args: dict[str, Any],
-             log) -> tuple[MobileNetConfig, Recipe, dict[str, Any]]:
-    """The model, recipe and config of the run being resumed; says which asked-for changes are
-    not applied (a resumed run continues exactly what was started)."""
-    saved = read_run_config(opts.output)
-    cfg = MobileNetConfig.from_dict(saved["model"])
-    rec = Recipe.from_dict(saved["recipe"])
-    ignored = [f"{k}={v!r} (the run has {getattr(rec, k)!r})" for k, v in (recipe_overrides or {}).items()
-               if getattr(rec, k, None) != v]
-    ignored += [f"{k}={v!r} (the run has {getattr(cfg, k)!r})" for k, v in model_args.items()
-                if v is not None and k not in ("model", "init") and getattr(cfg, k, None) != v]
-    if model_args.get("init") is not None:
-        ignored.append(f"init={os.fspath(model_args['init'])!r} (the run has its own weights)")
-    if ignored:
-        log(f"resuming with the run's own recipe and model; not applied: {', '.join(ignored)}")
-    return cfg, rec, saved
-
-
-def _init_config(base: MobileNetConfig, init: Any, model: str | None, resolution: int | None,
-                 asked: dict[str, Any]) -> MobileNetConfig:
-    """The config of a run that starts from weights of config ``base``: theirs, at ``resolution``
-    (or the registry ``model``'s, or theirs) with the non-architecture ``asked`` fields (dropout,
-    bn_momentum) applied; an asked architecture field that differs from theirs is refused."""
-    if model is not None:
-        named = get_config(model)
-        asked = {"alpha": named.alpha, "variant": named.variant, **{k: v for k, v in asked.items() if v is not None}}
-        resolution = resolution or named.resolution
-    differ = [f"{k}={v!r} (they have {getattr(base, k)!r})" for k, v in asked.items()
-              if k in INIT_FIXED_FIELDS and v is not None and getattr(base, k) != v]
-    if differ:
-        raise MobileNetsError(f"the init weights {os.fspath(init)} fix the architecture, and {', '.join(differ)} "
-                              f"contradict them; leave those out to use theirs")
-    rest = {k: v for k, v in asked.items() if k not in INIT_FIXED_FIELDS and v is not None}
-    return base.replace(resolution=resolution or base.resolution, **rest)
-
-
-def _init_weights(model, classes: list[str] | None, data_classes: list[str]) -> tuple[dict[str, torch.Tensor], str]:
-    """The state dict a run over ``data_classes`` starts from, and what became of the classifier:
-    kept where the classes are the same (rows reordered where only the order differs), else left
-    out (a new one)."""
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    n = model.config.num_classes
-    if n == len(data_classes) and (classes is None or list(classes) == list(data_classes)):
-        return state, f"classifier kept ({n} classes)"
-    if n == len(data_classes) and classes is not None and sorted(classes) == sorted(data_classes):
-        rows = torch.tensor([list(classes).index(c) for c in data_classes])
-        state["classifier.weight"] = state["classifier.weight"][rows]
-        state["classifier.bias"] = state["classifier.bias"][rows]
-        return state, f"classifier kept ({n} classes, rows put in the data's class order)"
-    state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
-    return state, f"new classifier: {n} -> {len(data_classes)} classes"
 
 
 def conversion_problem(config: MobileNetConfig, target: str) -> str | None:
@@ -158,28 +104,33 @@ def train(
     ``model`` is a registry name, with ``alpha``/``resolution``/``variant``/``model_overrides`` over it
     (default: α 0.5 at 32 px); ``recipe`` a preset name or a :class:`Recipe`.
 
-    ``init``: start from the weights of a checkpoint, run folder or converted model folder; the
-    architecture and preprocessing are theirs (``resolution``, ``dropout`` may change; an
-    architecture field that differs is refused), the classifier is new where the classes differ.
-    ``convert_to`` ("keras" or "timm"): the run is meant to be converted there; ``warn`` (default:
-    one line on stderr) is told if its model cannot be. ``task_class`` (a ClassificationTask
-    subclass, built with ``task_options`` as extra keywords) changes how the run trains, e.g.
-    fine-tuning's frozen body or lower body learning rate (:mod:`mobilenets.studies.finetune`)."""
-    opts = options or TrainOptions()
+    ``init``: start from the weights of a checkpoint, run folder or converted model folder
+    (:mod:`mobilenets.train.init`); the architecture and preprocessing are theirs (``resolution``,
+    ``dropout`` may change; an architecture field that differs is refused), the classifier is new
+    where the classes differ. ``convert_to`` ("keras" or "timm"): the run is meant to be converted
+    there; ``warn`` (default: one line on stderr) is told if its model cannot be. ``task_class`` (a
+    ClassificationTask subclass, built with ``task_options`` as extra keywords) changes how the run
+    trains, e.g. fine-tuning's frozen body or lower body learning rate
+    (:mod:`mobilenets.studies.finetune`). The run folder, resume and the recorded request follow
+    :func:`mobilenets.train.runner.open_run`."""
+    from mobilenets.train.init import init_config, init_weights, load_init
+    from mobilenets.train.runner import open_run, record_path, request_of, task_recipe
+
     warn = warn or _stderr_line
     if convert_to is not None and convert_to not in CONVERT_TARGETS:
         raise MobileNetsError(f"unknown convert_to {convert_to!r}; choose one of {', '.join(CONVERT_TARGETS)}")
-    extra: dict[str, Any] = {}
-    init_model = init_classes = None
-    if opts.resume:
-        if not opts.output:
-            raise MobileNetsError("resume=True needs the run's output folder")
-        model_args = dict(model=model, alpha=alpha, resolution=resolution, variant=variant, init=init,
-                          **(model_overrides or {}))
-        cfg, rec, saved = _resumed(opts, recipe_overrides, model_args, log)
+    request = request_of(data=record_path(data), model=model, alpha=alpha, resolution=resolution, variant=variant,
+                         recipe=recipe, overrides={**(recipe_overrides or {}), **(model_overrides or {})},
+                         init=record_path(init), convert_to=convert_to, task_options=task_options or None)
+    opts, saved = open_run(options, task_class.name, request, log)
+    extra: dict[str, Any] = {"request": request}
+    init_model = init_classes = pre = None
+    if saved is not None:
+        cfg = MobileNetConfig.from_dict(saved["model"])
+        rec = Recipe.from_dict(saved["recipe"])
         data = saved.get("data")
-        if saved.get("init"):  # the run's weight files keep saying where it started from
-            extra = {"init": saved["init"]}
+        extra = {"request": saved.get("request") or {}, **({"init": saved["init"]} if saved.get("init") else {})}
+        task_options = saved.get("task_options", task_options)
         from mobilenets.data.preprocess import Preprocessing
 
         pre = Preprocessing.from_dict(saved["preprocessing"]) if saved.get("preprocessing") else None
@@ -189,16 +140,12 @@ def train(
             rec = rec.replace(**{k: v for k, v in DIGITS_RECIPE.items() if k not in (recipe_overrides or {})})
         if recipe_overrides:
             rec = rec.replace(**recipe_overrides)
-        if data is not None and os.path.isdir(data):
-            data = os.path.abspath(data)  # recorded so that export and eval find it from anywhere
-        pre = None
+        rec = task_recipe(rec, task_class.recipe_fields)
+        data = record_path(data)  # recorded so that export, eval and resume find it from anywhere
         if init is not None:
-            from mobilenets.weights.checkpoint import load_checkpoint, pretrained_info
-
-            init_model, _ = load_checkpoint(init)
-            pre, init_classes, _ = pretrained_info(init_model)
+            init_model, pre, init_classes = load_init(init)
             asked = dict(alpha=alpha, variant=variant, **(model_overrides or {}))
-            cfg = _init_config(init_model.config, init, model, resolution, asked)
+            cfg = init_config(init_model.config, init, model, resolution, asked)
         else:
             cfg = resolve_config(model, alpha=alpha, resolution=resolution, variant=variant, default=DEFAULT_MODEL,
                                  **(model_overrides or {}))
@@ -208,22 +155,25 @@ def train(
     bundle = load_data(data, cfg.resolution, augment)
     weights = None
     if init_model is not None:
-        weights, what = _init_weights(init_model, init_classes, bundle.classes)
-        log(f"init from {os.fspath(init)}: {what}")
-        extra = {"init": {"path": os.path.abspath(init), "classifier": what}}
+        weights, what = init_weights(init_model, init_classes, bundle.classes)
+        if is_main():
+            log(f"init from {os.fspath(init)}: {what}")
+        extra["init"] = {"path": record_path(init), "classifier": what}
+    if task_options:
+        extra["task_options"] = task_options
+    if convert_to is not None:
+        extra["convert_to"] = convert_to  # checked (and warned about) at the start of the run
     task = task_class(cfg, bundle, data=data, augment=augment, label_smoothing=rec.label_smoothing,
                       init_weights=weights, **(task_options or {}))
     if convert_to is not None:
         problem = conversion_problem(task.config, convert_to)
-        if problem:
+        if problem and is_main():
             warn(f"warning: this run cannot be converted to {convert_to}: {problem}")
     summary = fit(task, rec, opts, extra_meta=extra, log=log)
     metrics = summary["metrics"]
-    return {"output": summary["output"], "epochs": summary["epochs"], "steps": summary["steps"],
-            "val_top1": metrics.get("top1"), "val_top5": metrics.get("top5"),
-            "best_top1": summary["best"] if summary["best"] is not None else -1.0,
-            "bad_files": summary["bad_files"], "model": summary["model"], "recipe": dataclasses.asdict(rec),
-            "seconds": summary["seconds"]}
+    rest = {k: v for k, v in summary.items() if k not in ("metrics", "best", "monitor")}
+    return {**rest, "val_top1": metrics.get("top1"), "val_top5": metrics.get("top5"),
+            "best_top1": summary["best"] if summary["best"] is not None else -1.0}
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -269,16 +219,20 @@ def label_mapping(model_classes: list[str] | None, num_classes: int, data_classe
     return list(range(num_classes))
 
 
-def _eval_model(checkpoint: str, dev: torch.device, threads: int):
-    """``(model as a module, its config, class names, preprocessing, recorded training data)`` of
-    a checkpoint or an exported file; the data is a folder, ``"digits"`` (DIGITS_SOURCE) or None
-    (not recorded)."""
+def _eval_model(checkpoint: str, ctx: StepContext, engine_threads: int):
+    """``(model as a module on ctx's device, its config, class names, preprocessing, recorded
+    training data)`` of a checkpoint or an exported file; the data is a folder, ``"digits"``
+    (DIGITS_SOURCE) or None (not recorded)."""
     from mobilenets.deploy.runtime import is_exported_model, open_exported
+    from mobilenets.infer.context import prepare_model
 
     if is_exported_model(checkpoint):
-        if dev.type != "cpu":
-            raise MobileNetsError(f"{checkpoint} is an exported model: its engine runs on the CPU, not {dev}")
-        runner = open_exported(checkpoint, threads=threads)
+        if ctx.device.type != "cpu":
+            raise MobileNetsError(f"{checkpoint} is an exported model: its engine runs on the CPU, not {ctx.device}")
+        if ctx.amp or ctx.channels_last:
+            raise MobileNetsError(f"{checkpoint} is an exported model: its engine fixes its own precision and "
+                                  f"memory format (amp and channels_last apply to checkpoints)")
+        runner = open_exported(checkpoint, threads=engine_threads)
         pre, meta = runner.preprocessing, runner.meta
         cfg = MobileNetConfig.from_dict(meta["model"])
         return _RunnerModule(runner), cfg, runner.classes, pre, meta.get("trained_on")
@@ -288,19 +242,25 @@ def _eval_model(checkpoint: str, dev: torch.device, threads: int):
 
     model, meta = load_checkpoint(checkpoint)
     pre = Preprocessing.from_dict(meta.get("preprocessing") or meta, resolution=model.config.resolution)
-    return model.to(dev), model.config, meta.get("classes"), pre, recorded_data(meta)
+    return prepare_model(model, ctx), model.config, meta.get("classes"), pre, recorded_data(meta)
 
 
 def eval_checkpoint(checkpoint: str, data: str | None = None, batch_size: int = 256, workers: int = 0,
-                    device: str = "auto", progress: bool = False, threads: int = 2) -> dict[str, Any]:
+                    device: str = "auto", progress: bool = False, engine_threads: int = 2, *, amp: bool = False,
+                    channels_last: bool = False) -> dict[str, Any]:
     """Top-1/top-5 of a checkpoint, or of an exported file (its sidecar's preprocessing and
-    classes; ``threads`` for its engine), on ``data`` (default: the data it was trained on),
+    classes; ``engine_threads``: its runtime's CPU threads), on ``data`` (default: the data it was trained on),
     evaluated with the preprocessing it records. Labels are matched to the model's classes by
-    name where it records them."""
+    name where it records them. ``device``, ``amp`` (bf16 autocast) and ``channels_last`` say how
+    a checkpoint runs (:func:`~mobilenets.infer.loop.evaluate`, the training loop's validation);
+    an exported file runs in its engine on the CPU."""
     from mobilenets.data.datasets import DIGITS_SOURCE, Augment, load_data
+    from mobilenets.deploy.runtime import is_exported_model
 
-    dev = resolve_device(device)
-    module, cfg, classes, pre, recorded = _eval_model(checkpoint, dev, threads)
+    if is_exported_model(checkpoint) and str(device).strip().lower() == "auto":
+        device = "cpu"  # auto: where the exported file's runtime runs
+    ctx = StepContext(resolve_device(device), amp=amp, channels_last=channels_last)
+    module, cfg, classes, pre, recorded = _eval_model(checkpoint, ctx, engine_threads)
     if data is None and recorded is None:
         raise MobileNetsError(f"{checkpoint} records no training data to evaluate on; pass data=DIR "
                               f"(an ImageNet-style folder: its val/ is evaluated)")
@@ -311,6 +271,7 @@ def eval_checkpoint(checkpoint: str, data: str | None = None, batch_size: int = 
     mapping = label_mapping(classes, cfg.num_classes, bundle.classes)
     val = bundle.val if mapping == list(range(len(mapping))) else _Relabelled(bundle.val, mapping)
     task = ClassificationTask(cfg, bundle, data=data)
-    loader = DataLoader(val, batch_size=batch_size, num_workers=workers, collate_fn=task.collate)
-    result = evaluate(module, loader, task, StepContext(dev), progress=progress)
+    loader = DataLoader(val, batch_size=batch_size, num_workers=workers, collate_fn=task.collate,
+                        pin_memory=ctx.device.type == "cuda")
+    result = evaluate(module, loader, task, ctx, progress=progress)
     return {"checkpoint": str(checkpoint), "data": data if data is not None else DIGITS_SOURCE, **result}

@@ -16,6 +16,9 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    # True when init_distributed created the process group (so its caller destroys it); False
+    # when it joined one the caller's script had set up (which the caller keeps).
+    created: bool = False
 
     @property
     def main(self) -> bool:
@@ -30,9 +33,10 @@ def init_distributed(device: torch.device) -> Dist:
     """Join the process group torchrun set up (if any): NCCL on GPU, gloo on CPU."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return Dist()
-    if not dist.is_initialized():
+    created = not dist.is_initialized()
+    if created:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), local_rank())
+    return Dist(dist.get_rank(), dist.get_world_size(), local_rank(), created)
 
 
 class DistributedBatchNorm2d(nn.BatchNorm2d):

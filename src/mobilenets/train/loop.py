@@ -17,76 +17,33 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
 from mobilenets.errors import MobileNetsError
-from mobilenets.models.layers import strided_depthwise_in_float32
+from mobilenets.infer.context import StepContext, prepare_model
+from mobilenets.infer.loop import evaluate
 from mobilenets.train.distributed import Dist, convert_sync_batchnorm, init_distributed, local_rank
 from mobilenets.train.logs import BadFileLog, RunLog
 from mobilenets.train.optim import build_ema, build_optimizer, build_scheduler
 from mobilenets.train.options import TrainingDiverged, TrainOptions
 from mobilenets.train.recipes import Recipe
+from mobilenets.train.runner import check_folder
 from mobilenets.train.sampler import ResumableSampler, SeededDataset
-from mobilenets.train.state import RunState, latest_state, new_run_dir, save_checkpoint, set_rng_state
+from mobilenets.train.state import RunState, latest_state, new_run_dir, rng_state, save_checkpoint, set_rng_state
 from mobilenets.train.tasks import Task
 from mobilenets.utils.device import resolve_device
-from mobilenets.utils.scoped import deterministic_algorithms
+from mobilenets.utils.scoped import deterministic_algorithms, torch_threads
 from mobilenets.weights.checkpoint import load_state, save_weights
-
-
-@dataclass(frozen=True)
-class StepContext:
-    """Where and how tensors run: device, bf16 autocast, channels_last, float64."""
-
-    device: torch.device
-    amp: bool = False
-    channels_last: bool = False
-    float64: bool = False
-
-    def prepare(self, obj: Any) -> Any:
-        """Tensors (also inside lists, tuples, dicts) moved to the device; image batches (4-d
-        floating tensors) made float64 / channels_last as asked."""
-        if isinstance(obj, torch.Tensor):
-            obj = obj.to(self.device, non_blocking=True)
-            if obj.dim() == 4 and obj.is_floating_point():
-                if self.float64:
-                    obj = obj.double()
-                if self.channels_last:
-                    obj = obj.contiguous(memory_format=torch.channels_last)
-            return obj
-        if isinstance(obj, (list, tuple)):
-            return type(obj)(self.prepare(o) for o in obj)
-        if isinstance(obj, dict):
-            return {k: self.prepare(v) for k, v in obj.items()}
-        return obj
-
-    def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
-
-
-def prepare_model(model: nn.Module, ctx: StepContext) -> nn.Module:
-    """``model`` on the context's device, in its dtype and memory format; under CPU bf16
-    autocast its stride-2 depthwise convs run in float32 (see
-    :func:`~mobilenets.models.layers.strided_depthwise_in_float32`: ~1.3x faster training)."""
-    model = model.to(ctx.device)
-    if ctx.float64:
-        model = model.double()
-    if ctx.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if ctx.amp and ctx.device.type == "cpu":
-        strided_depthwise_in_float32(model)
-    return model
 
 
 def train_step(model: nn.Module, task: Task, inputs: Any, targets: Any, optimizer: torch.optim.Optimizer,
@@ -110,25 +67,12 @@ def train_step(model: nn.Module, task: Task, inputs: Any, targets: Any, optimize
     return losses
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, task: Task, ctx: StepContext, progress: bool = False,
-             desc: str = "eval") -> dict[str, float]:
-    """The task's validation metrics of ``model`` over ``loader``."""
-    model.eval()
-    metrics = task.new_metrics()
-    batches = loader
-    if progress:
-        from tqdm import tqdm
-
-        batches = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
-    for inputs, targets, _bad in batches:
-        if not task.batch_len(targets):
-            continue
-        inputs, targets = ctx.prepare(inputs), ctx.prepare(targets)
-        with ctx.autocast():
-            outputs = task.forward(model, inputs)
-        metrics.update(outputs, targets)
-    return metrics.compute()
+def on_device(task: Task, inputs: Any, targets: Any, ctx: StepContext) -> tuple[Any, Any]:
+    """A batch moved to the run's device (:meth:`StepContext.prepare`), then the task's
+    :meth:`~mobilenets.train.tasks.Task.on_device` hook under the run's autocast, without gradients."""
+    inputs, targets = ctx.prepare(inputs), ctx.prepare(targets)
+    with torch.no_grad(), ctx.autocast():
+        return task.on_device(inputs, targets, ctx)
 
 
 def train_loader_for(train_set, sampler: ResumableSampler, task: Task, workers: int, seed: int,
@@ -154,36 +98,61 @@ def fit(task: Task, recipe: Recipe, options: TrainOptions | None = None,
     epochs, steps, last and best validation metrics, unreadable files, seconds).
 
     With ``options.resume`` the newest checkpoint in ``options.output`` is continued; the caller
-    builds ``task`` and ``recipe`` from the run's ``config.json`` (:func:`read_run_config`)."""
+    builds ``task`` and ``recipe`` from the run's ``config.json`` (the training commands do so
+    through :func:`mobilenets.train.runner.open_run`).
+
+    The caller's process is left as it was: its torch/Python/NumPy random states are restored
+    (the run seeds its own from ``options.seed``), torch's thread count is ``options.threads``
+    only inside the run, and a process group is destroyed only if ``fit`` created it. A run that
+    fails or is interrupted before its first checkpoint removes the folder it created (there is
+    nothing to resume in it)."""
     opts = options or TrainOptions()
     ctx = StepContext(resolve_device(opts.device, local_rank()), opts.amp, opts.channels_last, opts.float64)
-    with deterministic_algorithms(opts.deterministic):
-        return _fit(task, recipe, opts, ctx, extra_meta or {}, log)
+    saved_rng = rng_state()
+    try:
+        with deterministic_algorithms(opts.deterministic), torch_threads(opts.threads):
+            return _fit(task, recipe, opts, ctx, extra_meta or {}, log)
+    finally:
+        set_rng_state(saved_rng)
 
 
 def read_run_config(output: str | Path) -> dict[str, Any]:
     """The ``config.json`` of the run in ``output`` (for resuming it)."""
     out = Path(output)
-    if latest_state(out) is None:
-        raise MobileNetsError(f"nothing to resume in {out}: no checkpoints/step-*.pt")
+    check_folder(out, resume=True)
     return json.loads((out / "config.json").read_text())
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
 
 
 def _fit(task: Task, rec: Recipe, opts: TrainOptions, ctx: StepContext, extra: dict[str, Any], log) -> dict[str, Any]:
     device = ctx.device
     ddp = init_distributed(device)
+    try:
+        return _fit_in_group(task, rec, opts, ctx, extra, log, ddp)
+    finally:
+        if ddp.created and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _fit_in_group(task: Task, rec: Recipe, opts: TrainOptions, ctx: StepContext, extra: dict[str, Any], log,
+                  ddp: Dist) -> dict[str, Any]:
+    device = ctx.device
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    torch.manual_seed(opts.seed)
-    random.seed(opts.seed)
-    np.random.seed(opts.seed)
+    _seed_everything(opts.seed)
 
     out = Path(opts.output) if opts.output else new_run_dir()
+    check_folder(out, opts.resume)
     state_path = latest_state(out) if opts.resume else None
-    if opts.resume and state_path is None:
-        raise MobileNetsError(f"nothing to resume in {out}: no checkpoints/step-*.pt")
-    if not opts.resume and (out / "config.json").exists():
-        raise MobileNetsError(f"{out} already holds a run; resume it (resume=True) or choose another output folder")
     if ddp.world > 1:
         dist.barrier()  # every rank has checked the folder before rank 0 writes into it
 
@@ -196,120 +165,166 @@ def _fit(task: Task, rec: Recipe, opts: TrainOptions, ctx: StepContext, extra: d
     steps_per_epoch = sampler.steps_per_epoch()
     if steps_per_epoch == 0:
         raise MobileNetsError(f"batch size {rec.batch_size} is larger than the training set ({len(train_set)} images)")
-    scheduler = build_scheduler(optimizer, rec, steps_per_epoch)
-    ema = build_ema(net, rec)
-    st = RunState()
     cfg = task.model_config(net)
-    run_meta = {"task": task.name, "model": cfg.to_dict() if cfg is not None else None,
-                "recipe": dataclasses.asdict(rec), **task.run_meta(), "options": dataclasses.asdict(opts),
-                "world_size": ddp.world, **extra}
+    run = Run(task=task, recipe=rec, opts=opts, ctx=ctx, ddp=ddp, out=out, net=net, optimizer=optimizer,
+              scheduler=build_scheduler(optimizer, rec, steps_per_epoch), ema=build_ema(net, rec),
+              steps_per_epoch=steps_per_epoch, log=log,
+              meta={"task": task.name, "model": cfg.to_dict() if cfg is not None else None,
+                    "recipe": dataclasses.asdict(rec), **task.run_meta(), "options": dataclasses.asdict(opts),
+                    "world_size": ddp.world, **extra})
     if state_path is not None:
-        saved = load_state(state_path)
-        net.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        if ema is not None and saved.get("ema") is not None:
-            ema.module.load_state_dict(saved["ema"])
-        st = RunState.from_json(saved["run_state"])
-        set_rng_state(saved["rng"])
-        if ddp.main and st.epoch >= rec.epochs:
-            log(f"{out} has finished its {rec.epochs} epochs ({st.global_step} steps, {state_path.name}): "
-                f"nothing left to train")
-        elif ddp.main:
-            log(f"resumed {out} from {state_path.name}: epoch {st.epoch + 1}/{rec.epochs}, step "
-                f"{st.step_in_epoch}/{steps_per_epoch} of it ({st.global_step} steps done)")
-    elif ddp.main:
+        run.restore(state_path)
+    created = False
+    if state_path is None and ddp.main:
+        created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(run_meta, indent=2))
+        (out / "config.json").write_text(json.dumps(run.meta, indent=2))
+    if ddp.main:
+        task.write_files(out)
+    try:
+        summary = _train_epochs(run, sampler, train_set, val_set)
+    except BaseException:
+        if created and latest_state(out) is None:
+            shutil.rmtree(out, ignore_errors=True)  # nothing to resume in it: leave nothing half-written
+        raise
+    if ddp.main:
+        summary.update(task.finish(out, summary))
+    return summary
 
-    train_net: nn.Module = net
+
+@dataclass
+class Run:
+    """What one training run holds while it trains: the task and recipe, where and how it runs,
+    the model and its optimisation state, the run folder and its metadata."""
+
+    task: Task
+    recipe: Recipe
+    opts: TrainOptions
+    ctx: StepContext
+    ddp: Dist
+    out: Path
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    ema: Any
+    steps_per_epoch: int
+    meta: dict[str, Any]
+    log: Any = print
+    st: RunState = dataclasses.field(default_factory=RunState)
+
+    def restore(self, state_path: Path) -> None:
+        """Continue from a checkpoint: weights, optimizer, schedule, EMA, position and RNG states."""
+        saved = load_state(state_path)
+        self.net.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        if self.ema is not None and saved.get("ema") is not None:
+            self.ema.module.load_state_dict(saved["ema"])
+        self.st = RunState.from_json(saved["run_state"])
+        set_rng_state(saved["rng"])
+        st, epochs = self.st, self.recipe.epochs
+        if self.ddp.main and st.epoch >= epochs:
+            self.log(f"{self.out} has finished its {epochs} epochs ({st.global_step} steps, {state_path.name}): "
+                     f"nothing left to train")
+        elif self.ddp.main:
+            self.log(f"resumed {self.out} from {state_path.name}: epoch {st.epoch + 1}/{epochs}, step "
+                     f"{st.step_in_epoch}/{self.steps_per_epoch} of it ({st.global_step} steps done)")
+
+    def checkpoint(self) -> None:
+        cfg = self.task.model_config(self.net)
+        save_checkpoint(self.out, self.st, model=self.net, optimizer=self.optimizer, scheduler=self.scheduler,
+                        ema=self.ema, model_config_json=cfg.to_json() if cfg is not None else "null",
+                        run_meta=self.meta, keep_last=self.opts.keep_last)
+
+    def save_weights(self, value: float | None) -> None:
+        """``last.safetensors``, and ``best.safetensors`` when the monitored ``value`` improved."""
+        eval_model = self.ema.module if self.ema is not None else self.net
+        extra = {"run": json.dumps(self.meta)}
+        cfg = self.task.model_config(self.net)
+        if value is not None and _better(self.task, value, self.st.best):
+            self.st.best = value
+            save_weights(eval_model, self.out / "best.safetensors", cfg, extra)
+        save_weights(eval_model, self.out / "last.safetensors", cfg, extra)
+
+    def step_limit_reached(self) -> bool:
+        return bool(self.opts.max_steps) and self.st.global_step >= self.opts.max_steps
+
+
+def _train_epochs(run: Run, sampler: ResumableSampler, train_set, val_set) -> dict[str, Any]:
+    task, rec, opts, ctx, ddp, st, out = run.task, run.recipe, run.opts, run.ctx, run.ddp, run.st, run.out
+    train_net: nn.Module = run.net
     if ddp.world > 1:
-        train_net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        device = ctx.device
+        train_net = nn.parallel.DistributedDataParallel(run.net, device_ids=[device.index] if device.type == "cuda"
+                                                        else None)
     if opts.compile:
         train_net = torch.compile(train_net)
     train_loader = train_loader_for(train_set, sampler, task, opts.workers, opts.seed, rec.batch_size // ddp.world,
-                                    pin_memory=device.type == "cuda")
+                                    pin_memory=ctx.device.type == "cuda")
     val_loader = None if val_set is None else DataLoader(
-        val_set, batch_size=opts.eval_batch_size, shuffle=False, num_workers=opts.workers, collate_fn=task.collate,
-        generator=torch.Generator().manual_seed(opts.seed))
-    bad_log = BadFileLog(out / "bad_files.txt", st.bad_files, log if ddp.main else None)
+        val_set, batch_size=opts.eval_batch_size or task.eval_batch_size, shuffle=False, num_workers=opts.workers,
+        collate_fn=task.collate, generator=torch.Generator().manual_seed(opts.seed))
+    bad_log = BadFileLog(out / "bad_files.txt", st.bad_files, run.log if ddp.main else None)
     run_log = RunLog(out, enabled=ddp.main)
     last_eval: dict[str, float] = {}
     started = time.time()
     try:
         while st.epoch < rec.epochs:
             sampler.set_epoch(st.epoch, st.step_in_epoch)
-            epoch_loss, epoch_images = _train_one_epoch(train_net, net, task, train_loader, optimizer, scheduler,
-                                                        ema, rec, st, opts, ctx, ddp, steps_per_epoch, out,
-                                                        run_meta, run_log, bad_log)
-            if opts.max_steps and st.global_step >= opts.max_steps and st.step_in_epoch < steps_per_epoch:
+            epoch_loss, epoch_images = _train_one_epoch(run, train_net, train_loader, run_log, bad_log)
+            if run.step_limit_reached() and st.step_in_epoch < run.steps_per_epoch:
                 if ddp.main:  # never lose finished work
-                    _checkpoint(net, optimizer, scheduler, ema, st, run_meta, out, opts, task)
+                    run.checkpoint()
                 break
-            eval_model = ema.module if ema is not None else net
+            eval_model = run.ema.module if run.ema is not None else run.net
             if val_loader is not None:
                 last_eval = evaluate(eval_model, val_loader, task, ctx, progress=opts.progress and ddp.main,
                                      desc=f"val {st.epoch + 1}/{rec.epochs}")
             record = {"epoch": st.epoch + 1, "step": st.global_step, "train_loss": epoch_loss / max(epoch_images, 1),
                       **{f"val_{k}": v for k, v in last_eval.items() if k != "images"},
-                      "lr": optimizer.param_groups[0]["lr"], "bad_files": len(st.bad_files),
+                      "lr": run.optimizer.param_groups[0]["lr"], "bad_files": len(st.bad_files),
                       "time_s": round(time.time() - started, 2)}
             st.epoch, st.step_in_epoch = st.epoch + 1, 0
             if ddp.main:
                 run_log.epoch(record)
                 # the per-epoch line stays when the bar goes (also with progress=False)
                 val = task.describe(last_eval) if last_eval else "no validation data"
-                log(f"epoch {record['epoch']}/{rec.epochs}  train loss {record['train_loss']:.4f}  {val}  "
-                    f"lr {record['lr']:.3g}  {record['time_s']:.0f} s")
-                extra_w = {"run": json.dumps(run_meta)}
-                value = last_eval.get(task.monitor)
-                if value is not None and _better(task, value, st.best):
-                    st.best = value
-                    save_weights(eval_model, out / "best.safetensors", task.model_config(net), extra_w)
-                save_weights(eval_model, out / "last.safetensors", task.model_config(net), extra_w)
+                run.log(f"epoch {record['epoch']}/{rec.epochs}  train loss {record['train_loss']:.4f}  {val}  "
+                        f"lr {record['lr']:.3g}  {record['time_s']:.0f} s")
+                run.save_weights(last_eval.get(task.monitor))
                 bad_log.flush()
-                _checkpoint(net, optimizer, scheduler, ema, st, run_meta, out, opts, task)
-            if opts.max_steps and st.global_step >= opts.max_steps:
+                run.checkpoint()
+            if run.step_limit_reached():
                 break
     finally:
         run_log.close()
         if ddp.main:
             bad_log.flush()
-        if ddp.world > 1 and dist.is_initialized():
-            dist.destroy_process_group()
     return {"output": str(out), "epochs": st.epoch, "steps": st.global_step, "metrics": last_eval,
             "monitor": task.monitor, "best": st.best, "bad_files": st.bad_files, "recipe": dataclasses.asdict(rec),
-            "model": run_meta["model"], "seconds": round(time.time() - started, 2)}
+            "model": run.meta["model"], "seconds": round(time.time() - started, 2)}
 
 
-def _checkpoint(net, optimizer, scheduler, ema, st: RunState, run_meta, out: Path, opts: TrainOptions,
-                task: Task) -> None:
-    cfg = task.model_config(net)
-    save_checkpoint(out, st, model=net, optimizer=optimizer, scheduler=scheduler, ema=ema,
-                    model_config_json=cfg.to_json() if cfg is not None else "null", run_meta=run_meta,
-                    keep_last=opts.keep_last)
-
-
-def _train_one_epoch(train_net, net, task: Task, loader, optimizer, scheduler, ema, rec: Recipe, st: RunState,
-                     opts: TrainOptions, ctx: StepContext, ddp: Dist, steps_per_epoch: int, out: Path, run_meta,
-                     run_log: RunLog, bad_log: BadFileLog) -> tuple[float, int]:
-    train_net.train()
+def _train_one_epoch(run: Run, train_net: nn.Module, loader, run_log: RunLog, bad_log: BadFileLog) -> tuple[float, int]:
+    task, st, ctx = run.task, run.st, run.ctx
+    task.train_mode(train_net)
     total_loss, images_seen = 0.0, 0
     bar = None
-    if opts.progress and ddp.main:
+    if run.opts.progress and run.ddp.main:
         from tqdm import tqdm
 
-        bar = tqdm(total=steps_per_epoch, initial=st.step_in_epoch, desc=f"epoch {st.epoch + 1}/{rec.epochs}",
-                   leave=False, dynamic_ncols=True, file=sys.stderr)
+        bar = tqdm(total=run.steps_per_epoch, initial=st.step_in_epoch,
+                   desc=f"epoch {st.epoch + 1}/{run.recipe.epochs}", leave=False, dynamic_ncols=True, file=sys.stderr)
     for inputs, targets, bad in loader:
         bad_log.add(bad)
         n = task.batch_len(targets)
+        inputs, targets = on_device(task, inputs, targets, ctx)
         try:
-            losses = train_step(train_net, task, ctx.prepare(inputs), ctx.prepare(targets), optimizer, ctx,
-                                scheduler=scheduler, ema=ema, ema_model=net, step=st.global_step)
+            losses = train_step(train_net, task, inputs, targets, run.optimizer, ctx, scheduler=run.scheduler,
+                                ema=run.ema, ema_model=run.net, step=st.global_step)
         except TrainingDiverged as exc:
             raise TrainingDiverged(f"{exc} at epoch {st.epoch + 1}, step {st.step_in_epoch + 1}; the last good "
-                                   f"checkpoint is kept in {out / 'checkpoints'}") from None
+                                   f"checkpoint is kept in {run.out / 'checkpoints'}") from None
         st.step_in_epoch += 1
         st.global_step += 1
         loss = float(losses["loss"].detach())
@@ -320,15 +335,16 @@ def _train_one_epoch(train_net, net, task: Task, loader, optimizer, scheduler, e
             bar.set_postfix(loss=f"{loss:.3f}")
         if st.global_step % 50 == 0:
             run_log.step(st.global_step, {k: float(v.detach()) for k, v in losses.items()})
-        mid_epoch = st.step_in_epoch < steps_per_epoch
-        if ddp.main and mid_epoch and opts.checkpoint_every and st.global_step % opts.checkpoint_every == 0:
+        every = run.opts.checkpoint_every
+        if run.ddp.main and st.step_in_epoch < run.steps_per_epoch and every and st.global_step % every == 0:
             bad_log.flush()
-            _checkpoint(net, optimizer, scheduler, ema, st, run_meta, out, opts, task)
-        if opts.max_steps and st.global_step >= opts.max_steps:
+            run.checkpoint()
+        if run.step_limit_reached():
             break
     if bar is not None:
         bar.close()
     return total_loss, images_seen
 
 
-__all__ = ["StepContext", "evaluate", "fit", "prepare_model", "read_run_config", "train_loader_for", "train_step"]
+__all__ = ["Run", "StepContext", "evaluate", "fit", "on_device", "prepare_model", "read_run_config",
+           "train_loader_for", "train_step"]

@@ -23,6 +23,8 @@ class TrainOptions:
     seed: int = 0
     # "auto", "cpu", "cuda", "cuda:N".
     device: str = "auto"
+    # torch CPU threads inside the run (None: torch's default); the caller's count is restored after.
+    threads: int | None = None
     # bfloat16 autocast (CPU and GPU).
     amp: bool = False
     # Model and data in float64: slow, for numerical checks such as DDP equivalence.
@@ -43,5 +45,5 @@ class TrainOptions:
     max_steps: int = 0
     # Progress bars and the per-epoch line.
     progress: bool = True
-    # Batch size of the validation passes.
-    eval_batch_size: int = 256
+    # Batch size of the validation passes (None: the task's, Task.eval_batch_size).
+    eval_batch_size: int | None = None

@@ -2,7 +2,7 @@
 JSON-serialisable :class:`Recipe` objects, plus the builders a training loop needs (optimizer with
 the right weight-decay groups, a per-iteration LR schedule, weight EMA).
 
-Three presets (:data:`PRESETS`):
+Four presets (:data:`PRESETS`):
 
 ``paper``
     What the MobileNet paper says it did ("RMSprop ... similar to Inception V3", less
@@ -18,6 +18,10 @@ Three presets (:data:`PRESETS`):
     Distillation from a teacher (paper Section 4): no weight decay, no label smoothing, a fixed
     number of epochs (see the comments on the preset).
 
+``transfer``
+    Fine-tuning from pretrained weights (paper Section 4.2): a short SGD + cosine schedule
+    (``mobilenet finetune``'s default; see the comments on the preset).
+
 This module imports no torch (the command line reads the presets and field types before any
 training starts); the builders a training loop needs are in :mod:`mobilenets.train.optim`.
 """
@@ -25,13 +29,13 @@ training starts); the builders a training loop needs are in :mod:`mobilenets.tra
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from mobilenets.errors import MobileNetsError
 from mobilenets.utils.serial import JsonDataclass
+from mobilenets.utils.validate import is_int, is_real
 
 OPTIMIZERS = ("rmsprop_tf", "sgd", "adamw")
 SCHEDULES = ("exponential", "cosine")
@@ -118,14 +122,6 @@ def _check_fields(data: dict[str, Any]) -> None:
         )
 
 
-def _is_real(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
 def validate(r: Recipe) -> None:
     """Raise ``ValueError`` naming the bad field and echoing its value."""
 
@@ -134,10 +130,10 @@ def validate(r: Recipe) -> None:
             raise MobileNetsError(f"{field} must be {rule}, got {getattr(r, field)!r}")
 
     need(isinstance(r.name, str) and bool(r.name), "name", "a non-empty string")
-    need(_is_int(r.epochs) and r.epochs >= 1, "epochs", "an integer >= 1")
-    need(_is_int(r.batch_size) and r.batch_size >= 1, "batch_size", "an integer >= 1")
+    need(is_int(r.epochs) and r.epochs >= 1, "epochs", "an integer >= 1")
+    need(is_int(r.batch_size) and r.batch_size >= 1, "batch_size", "an integer >= 1")
     need(
-        _is_int(r.base_batch_size) and r.base_batch_size >= 1, "base_batch_size", "an integer >= 1"
+        is_int(r.base_batch_size) and r.base_batch_size >= 1, "base_batch_size", "an integer >= 1"
     )
     if r.optimizer not in OPTIMIZERS:
         raise MobileNetsError(
@@ -145,28 +141,28 @@ def validate(r: Recipe) -> None:
         )
     if r.schedule not in SCHEDULES:
         raise MobileNetsError(f"unknown schedule {r.schedule!r}; choose one of {', '.join(SCHEDULES)}")
-    need(_is_real(r.lr) and r.lr > 0, "lr", "a number > 0")
-    need(_is_real(r.momentum) and 0 <= r.momentum < 1, "momentum", "in [0, 1)")
-    need(_is_real(r.rmsprop_decay) and 0 <= r.rmsprop_decay < 1, "rmsprop_decay", "in [0, 1)")
-    need(_is_real(r.eps) and r.eps > 0, "eps", "a number > 0")
-    need(_is_real(r.weight_decay) and r.weight_decay >= 0, "weight_decay", "a number >= 0")
-    need(_is_real(r.decay_rate) and 0 < r.decay_rate <= 1, "decay_rate", "in (0, 1]")
-    need(_is_real(r.decay_epochs) and r.decay_epochs > 0, "decay_epochs", "a number > 0")
-    need(_is_real(r.warmup_epochs) and r.warmup_epochs >= 0, "warmup_epochs", "a number >= 0")
+    need(is_real(r.lr) and r.lr > 0, "lr", "a number > 0")
+    need(is_real(r.momentum) and 0 <= r.momentum < 1, "momentum", "in [0, 1)")
+    need(is_real(r.rmsprop_decay) and 0 <= r.rmsprop_decay < 1, "rmsprop_decay", "in [0, 1)")
+    need(is_real(r.eps) and r.eps > 0, "eps", "a number > 0")
+    need(is_real(r.weight_decay) and r.weight_decay >= 0, "weight_decay", "a number >= 0")
+    need(is_real(r.decay_rate) and 0 < r.decay_rate <= 1, "decay_rate", "in (0, 1]")
+    need(is_real(r.decay_epochs) and r.decay_epochs > 0, "decay_epochs", "a number > 0")
+    need(is_real(r.warmup_epochs) and r.warmup_epochs >= 0, "warmup_epochs", "a number >= 0")
     if r.warmup_epochs > 0 and not r.warmup_epochs < r.epochs:
         raise MobileNetsError(
             f"warmup_epochs must be < epochs, got warmup_epochs={r.warmup_epochs!r} "
             f"with epochs={r.epochs!r}"
         )
-    need(_is_real(r.min_lr_ratio) and 0 <= r.min_lr_ratio <= 1, "min_lr_ratio", "in [0, 1]")
-    need(_is_real(r.label_smoothing) and 0 <= r.label_smoothing < 1, "label_smoothing", "in [0, 1)")
+    need(is_real(r.min_lr_ratio) and 0 <= r.min_lr_ratio <= 1, "min_lr_ratio", "in [0, 1]")
+    need(is_real(r.label_smoothing) and 0 <= r.label_smoothing < 1, "label_smoothing", "in [0, 1)")
     need(
-        r.ema_decay is None or (_is_real(r.ema_decay) and 0 < r.ema_decay < 1),
+        r.ema_decay is None or (is_real(r.ema_decay) and 0 < r.ema_decay < 1),
         "ema_decay", "None or in (0, 1)",
     )
-    need(_is_real(r.crop_min_area) and 0 < r.crop_min_area <= 1, "crop_min_area", "in (0, 1]")
+    need(is_real(r.crop_min_area) and 0 < r.crop_min_area <= 1, "crop_min_area", "in (0, 1]")
     need(isinstance(r.hflip, bool), "hflip", "a bool")
-    need(_is_real(r.color_jitter) and r.color_jitter >= 0, "color_jitter", "a number >= 0")
+    need(is_real(r.color_jitter) and r.color_jitter >= 0, "color_jitter", "a number >= 0")
     if r.randaugment is not None:
         _check_randaugment(r.randaugment)
 
@@ -300,6 +296,33 @@ PRESETS: dict[str, Recipe] = {
         color_jitter=0.1,
         randaugment=None,
     ),
+    "transfer": Recipe(
+        name="transfer",
+        # Fine-tuning from pretrained weights (paper Section 4.2; the paper gives no recipe): SGD
+        # with momentum and a short cosine schedule converge in a few epochs from ImageNet
+        # weights; light regularisation, crops that keep most of the object (a dog breed is told
+        # apart by details a tight crop would cut off). `mobilenet finetune`'s default.
+        epochs=8,
+        batch_size=32,
+        optimizer="sgd",
+        lr=0.01,
+        base_batch_size=32,
+        momentum=0.9,
+        rmsprop_decay=0.9,  # unused by SGD
+        eps=1e-8,  # unused by SGD
+        weight_decay=4e-5,
+        schedule="cosine",
+        decay_rate=1.0,  # unused by the cosine schedule
+        decay_epochs=1.0,  # unused by the cosine schedule
+        warmup_epochs=0.0,
+        min_lr_ratio=0.01,
+        label_smoothing=0.1,
+        ema_decay=None,
+        crop_min_area=0.25,
+        hflip=True,
+        color_jitter=0.0,
+        randaugment=None,
+    ),
 }
 
 
@@ -328,6 +351,12 @@ FIELD_HELP = {
 }
 
 
+# The Recipe fields only image classification uses: RandAugment (timm's policy on PIL images) and
+# label smoothing of a cross-entropy to labels. Detection and distillation use all the others.
+CLASSIFICATION_ONLY_FIELDS = ("label_smoothing", "randaugment")
+NON_CLASSIFICATION_FIELDS = tuple(f for f in _FIELDS if f != "name" and f not in CLASSIFICATION_ONLY_FIELDS)
+
+
 def get_recipe(name: str, **overrides: Any) -> Recipe:
     """The preset ``name`` with ``overrides`` applied (validated)."""
     if not isinstance(name, str) or name not in PRESETS:
@@ -335,4 +364,4 @@ def get_recipe(name: str, **overrides: Any) -> Recipe:
     return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]
 
 
-__all__ = ["FIELD_HELP", "OPTIMIZERS", "PRESETS", "Recipe", "SCHEDULES", "get_recipe", "validate"]
+__all__ = ["CLASSIFICATION_ONLY_FIELDS", "FIELD_HELP", "NON_CLASSIFICATION_FIELDS", "OPTIMIZERS", "PRESETS", "Recipe", "SCHEDULES", "get_recipe", "validate"]

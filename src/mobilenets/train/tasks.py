@@ -46,6 +46,11 @@ class Task(ABC):
     name: str = "task"
     monitor: str = "loss"
     monitor_mode: str = "min"
+    # Batch size of the validation passes unless the run's options say otherwise.
+    eval_batch_size: int = 256
+    # The Recipe fields the task honours (None: all). The training commands offer only these as
+    # flags, and the runner turns the others off in the recipe it records (no field is ignored).
+    recipe_fields: tuple[str, ...] | None = None
 
     @abstractmethod
     def build_model(self) -> nn.Module:
@@ -86,7 +91,8 @@ class Task(ABC):
     def write_files(self, out: Path) -> None:
         """Write the task's own files into the run folder ``out`` (rank 0 only; called once the
         folder has been checked and created or resumed, before the first step): e.g. the list of
-        annotations the data checks skipped."""
+        annotations the data checks skipped. Default: nothing."""
+        return None
 
     def finish(self, out: Path, summary: dict[str, Any]) -> dict[str, Any]:
         """After the last epoch (rank 0 only): plots and other files made from the finished run;
@@ -173,11 +179,9 @@ class ClassificationTask(Task):
 
         model = MobileNet(self.config)
         if self.init_weights is not None:
-            # Only the classifier may be missing (a new one, initialised as in a fresh model).
-            missing, unexpected = model.load_state_dict(self.init_weights, strict=False)
-            wrong = unexpected + [k for k in missing if not k.startswith("classifier.")]
-            if wrong:
-                raise MobileNetsError(f"the init weights do not fit the model: {', '.join(wrong[:3])}")
+            from mobilenets.train.init import load_into
+
+            load_into(model, self.init_weights)
         return model
 
     def datasets(self) -> tuple[Dataset, Dataset | None]:

@@ -1,2 +1,3 @@
 """Small helpers shared by every concern: JSON dataclasses, lazy exports, safe TensorFlow
-imports, and context managers that put process-wide state back."""
+imports, the cache folder (``cache.cache_dir``), one set of value checks for configs, and context
+managers that put process-wide state back."""

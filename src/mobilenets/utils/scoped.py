@@ -1,8 +1,8 @@
 """Context managers that change process-wide state and always put it back.
 
 Library functions never leave the caller's process changed: torch's thread count, dynamo's
-caches, deterministic mode, the matplotlib backend, ``sys.modules`` and the output file
-descriptors are each set inside one of these and restored on exit, error or not.
+caches, deterministic mode, the matplotlib backend, ``sys.modules``, ``sys.stdout``/``sys.stderr``
+and the output file descriptors are each set inside one of these and restored on exit, error or not.
 """
 
 from __future__ import annotations
@@ -91,11 +91,42 @@ def stub_module(name: str) -> Iterator[None]:
             sys.modules.pop(name, None)
 
 
+class _Discard:
+    """A text stream that drops what is written (``contextlib`` redirection target)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
 @contextlib.contextmanager
-def quiet_output(enabled: bool = True) -> Iterator[None]:
-    """Silence what third-party code prints inside the block, from Python and from C/C++
-    (file descriptors 1 and 2): TensorFlow's and TFLite's converter lines, ONNX exporter chatter,
-    ExecuTorch's. With ``enabled=False`` nothing is silenced (``--verbose``)."""
+def quiet_prints(enabled: bool = True) -> Iterator[None]:
+    """Drop what Python code prints to ``sys.stdout`` / ``sys.stderr`` inside the block
+    (``contextlib.redirect_stdout`` / ``redirect_stderr``; with ``enabled=False`` nothing is
+    dropped). The file descriptors are left alone: what C code writes to them, and what processes
+    started inside the block (DataLoader workers) write, still reaches the terminal. ``sys.stdout``
+    is one object for all threads, so keep the block around the noisy call only. This is the one
+    to use while a model trains or evaluates (COCO evaluation's progress lines)."""
+    if not enabled:
+        yield
+        return
+    null = _Discard()
+    with contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
+        yield
+
+
+@contextlib.contextmanager
+def quiet_native_output(enabled: bool = True) -> Iterator[None]:
+    """Silence what third-party code prints inside the block, from Python *and from C/C++*, by
+    pointing file descriptors 1 and 2 at ``/dev/null``: TensorFlow's and TFLite's converter lines
+    (written by C++ straight to the descriptors, where ``contextlib`` cannot reach), the ONNX
+    exporter's and ExecuTorch's. With ``enabled=False`` nothing is silenced (``--verbose``).
+
+    Process-wide: while it runs, *every* thread's output vanishes, tracebacks included. So it is
+    for converting, exporting and loading exported files, never around training or evaluation in a
+    training run (use :func:`quiet_prints` there)."""
     if not enabled:
         yield
         return
@@ -123,3 +154,7 @@ def quiet_output(enabled: bool = True) -> Iterator[None]:
                 os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
             else:
                 os.environ["TF_CPP_MIN_LOG_LEVEL"] = saved_tf_level
+
+
+# The name the exporters and converters (deploy/, bench/, cli/weights.py) call it by.
+quiet_output = quiet_native_output

@@ -53,16 +53,96 @@ def test_run_folder(run, capsys):
     assert config["model"]["backbone"]["bn_momentum"] == 0.03  # the detector's, not MobileNetConfig's 0.1
 
 
-def test_eval_reloads_and_agrees_with_the_loop(run, capsys):
-    from mobilenets.tasks.detect.run import eval_checkpoint
+def _loop_accumulator(model, meta, split):
+    """What the training loop's validation accumulates for ``model`` over ``split``: the task's
+    DetectionMetrics, fed by the one inference loop as ``fit``'s validation feeds it."""
+    import torch
+    from torch.utils.data import DataLoader
 
-    lines = []
-    result = eval_checkpoint(str(run / "last.safetensors"), output=str(run / "eval"), log=lines.append)
+    from mobilenets.infer import StepContext, run_batches
+    from mobilenets.tasks.detect.config import DetectorConfig
+    from mobilenets.tasks.detect.task import DetectionTask
+
+    task = DetectionTask(DetectorConfig.from_dict(meta["model"]), None, category_ids=meta["category_ids"],
+                         class_names=meta["classes"])
+    metrics = task.new_metrics()
+    loader = DataLoader(task.eval_dataset(split), batch_size=4, collate_fn=task.collate)
+    run_batches(model, loader, metrics.update, StepContext(torch.device("cpu")), task=task)
+    return metrics
+
+
+def _resized_val(src, dst, width=96, height=80):
+    """A copy of the stand-in ``src`` whose val images are ``width x height`` (not the detector's
+    square input size, nor square), annotations scaled with them."""
+    import shutil
+
+    from PIL import Image
+
+    shutil.copytree(src, dst)
+    ann = dst / "annotations" / "instances_val.json"
+    doc = json.loads(ann.read_text())
+    for image in doc["images"]:
+        sx, sy = width / image["width"], height / image["height"]
+        Image.open(dst / "val" / image["file_name"]).resize((width, height)).save(dst / "val" / image["file_name"])
+        for a in doc["annotations"]:
+            if a["image_id"] == image["id"]:
+                x, y, w, h = a["bbox"]
+                a["bbox"], a["area"] = [x * sx, y * sy, w * sx, h * sy], w * sx * h * sy
+        image["width"], image["height"] = width, height
+    ann.write_text(json.dumps(doc))
+    return dst
+
+
+def test_eval_reloads_and_agrees_with_the_loop(run, tmp_path, capsys):
+    """``detect eval`` finds the same detections, in original image coordinates and with the
+    data's category ids, as the training loop's validation saw for the same weights."""
+    from mobilenets.tasks.detect.data import load_splits
+    from mobilenets.tasks.detect.run import eval_checkpoint, load_detector
+
+    model, meta = load_detector(run / "last.safetensors")
+    # 1. the accumulator below is what the loop recorded: re-run on the run's own val split, it
+    # gives the last epoch's numbers (the same weights: last.safetensors is saved after that pass)
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
-    # the loop scored boxes mapped back to the original size against the targets: the same numbers
-    # up to the gt areas it does not have (box areas, not mask areas) and float rounding
-    assert result["stats"]["AR100"] == pytest.approx(last["val_AR100"], abs=0.05)
-    assert result["images"] == 4 and (run / "eval" / "detections.json").is_file()
+    own = _loop_accumulator(model, meta, load_splits(run.parent / "data")["val"]).compute()
+    assert {k: own[k] for k in own if k != "images"} == pytest.approx(
+        {k[4:]: v for k, v in last.items() if k.startswith("val_")}, abs=1e-6)
+
+    # 2. on images of another size and shape than the detector's input (96 x 80 vs 64 x 64), so
+    # that mapping boxes back to the original image (x by 1.5, y by 1.25) is not the identity
+    data = _resized_val(run.parent / "data", tmp_path / "data")
+    split = load_splits(data)["val"]
+    seen = _loop_accumulator(model, meta, split)
+    result = eval_checkpoint(str(run / "last.safetensors"), str(data), output=str(tmp_path / "eval"), batch_size=4,
+                             log=lambda line: None)
+    found = json.loads((tmp_path / "eval" / "detections.json").read_text())
+    assert result["images"] == 4 and result["detections"] == len(found) == len(seen.results) > 0
+
+    # the loop's ground truth (targets mapped back by original_scale) is the annotations file's
+    ids = sorted(img["id"] for img in split.coco["images"])  # the dataset's order, the accumulator's 1..N
+    cat = meta["category_ids"]
+    by_image = {i: [] for i in ids}
+    for a in split.coco["annotations"]:
+        by_image[a["image_id"]].append((a["category_id"], a["bbox"]))
+    mine = {i: [] for i in ids}
+    for a in seen.annotations:
+        mine[ids[a["image_id"] - 1]].append((cat[a["category_id"] - 1], a["bbox"]))
+    assert sum(map(len, by_image.values())) > 0
+    for i in ids:
+        assert [c for c, _ in mine[i]] == [c for c, _ in by_image[i]]
+        assert np.allclose([b for _, b in mine[i]], [b for _, b in by_image[i]], atol=1e-3)
+
+    # every detection the same, image by image and in order: box, score, category id
+    for i in ids:
+        theirs = [r for r in found if r["image_id"] == i]
+        loop = [r for r in seen.results if ids[r["image_id"] - 1] == i]
+        assert [r["category_id"] for r in theirs] == [cat[r["category_id"] - 1] for r in loop]
+        assert np.allclose([r["bbox"] for r in theirs], [r["bbox"] for r in loop], atol=1e-5, rtol=0)
+        assert np.allclose([r["score"] for r in theirs], [r["score"] for r in loop], atol=1e-5, rtol=0)
+    # and so the same numbers (areas aside: the loop has box areas, the file mask areas)
+    loop_stats = seen.compute()
+    for key in ("AP", "AP50", "AP75", "AR1", "AR10", "AR100"):
+        assert result["stats"][key] == pytest.approx(loop_stats[key], abs=1e-6), key
+
     assert main(["detect", "eval", "--checkpoint", str(run), "--json", "--no-progress"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert list(stats)[:3] == ["AP", "AP50", "AP75"] and len(stats) == 12
@@ -75,13 +155,17 @@ def test_predict_draws_labelled_boxes(run, tmp_path, capsys):
     photo = tmp_path / "photo.png"
     Image.open(next((run.parent / "data" / "val").glob("*.jpg"))).resize((96, 80)).save(photo)
     assert main(["detect", "predict", str(photo), "--checkpoint", str(run), "--score", "0", "--draw",
-                 str(tmp_path / "drawn.png")]) == 0
+                 str(tmp_path / "drawn.png"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out[0]["width"] == 96 and 0 < len(out[0]["detections"]) <= 100
     for d in out[0]["detections"]:
         assert 0 <= d["score"] <= 1 and d["label"] in ("circle", "square", "triangle", "cross")
         assert 0 <= d["box"][0] <= d["box"][2] <= 96 and 0 <= d["box"][1] <= d["box"][3] <= 80
     assert Image.open(tmp_path / "drawn.png").size == (96, 80)
+    assert main(["detect", "predict", str(photo), "--checkpoint", str(run), "--score", "0"]) == 0  # text by default
+    text = capsys.readouterr().out.splitlines()
+    assert text[0] == f"{photo} (96x80): {len(out[0]['detections'])} detection(s)"
+    assert len(text) == 1 + len(out[0]["detections"])
     assert main(["detect", "predict", str(tmp_path / "missing.jpg"), "--checkpoint", str(run)]) == 2
 
 

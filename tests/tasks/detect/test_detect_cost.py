@@ -9,7 +9,8 @@ import pytest
 from mobilenets.cli.main import main
 from mobilenets.cost.detection import detector_cost, measure_detector_cost
 from mobilenets.paper.printed import TABLE13, printed_match
-from mobilenets.tasks.detect.config import build_detector, make_config
+from mobilenets.tasks.detect.build import build_detector
+from mobilenets.tasks.detect.config import make_config
 
 
 @pytest.mark.parametrize("detector,kw", [

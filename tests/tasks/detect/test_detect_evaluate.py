@@ -44,9 +44,9 @@ def _pycocotools(ann_file, res_file):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    from mobilenets.utils.scoped import quiet_output
+    from mobilenets.utils.scoped import quiet_prints
 
-    with quiet_output(True):
+    with quiet_prints():
         gt = COCO(str(ann_file))
         results = json.loads(res_file.read_text())
         if results:

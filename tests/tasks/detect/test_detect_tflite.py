@@ -9,7 +9,8 @@ import torch
 from torchvision.ops import batched_nms
 
 from mobilenets.models.mobilenet import MobileNet
-from mobilenets.tasks.detect.config import build_detector, make_config
+from mobilenets.tasks.detect.build import build_detector
+from mobilenets.tasks.detect.config import make_config
 
 pytest.importorskip("tensorflow")
 

@@ -15,7 +15,6 @@ from mobilenets.tasks.geo.cells import (
     cell_levels,
     cell_ranges,
     leaf_cell_ids,
-    make_cells,
     mean_positions,
     parent_ids,
     partition,
@@ -23,6 +22,7 @@ from mobilenets.tasks.geo.cells import (
     write_cells,
 )
 from mobilenets.tasks.geo.maps import cell_outlines
+from mobilenets.tasks.geo.run import make_cells
 from mobilenets.tasks.geo.standin import population_points
 
 # the poles, the date line from both sides, the cube's face centres, edges and corners

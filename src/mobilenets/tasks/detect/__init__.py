@@ -4,7 +4,7 @@ Pascal VOC data, a built-in stand-in dataset, COCO evaluation, training through 
 ONNX export with NMS inside.
 
 One module per concern: ``anchors`` (TF's SSD anchors), ``config`` (:class:`DetectorConfig`,
-:func:`build_detector`), ``ssd``, ``faster_rcnn``, ``data`` / ``voc`` / ``transforms`` (COCO and VOC
+data only), ``build`` (:func:`build_detector`), ``ssd``, ``faster_rcnn``, ``data`` / ``voc`` / ``transforms`` (COCO and VOC
 folders, checked; ``transforms.v2`` augmentation), ``standin`` (the built-in data), ``evaluate``
 (COCO's 12 numbers), ``task`` (the :class:`~mobilenets.train.tasks.Task` and recipes), ``run``
 (train / eval / load), ``predict``, ``export``.
@@ -15,7 +15,8 @@ from mobilenets.utils.lazy import lazy_exports
 __getattr__, __dir__ = lazy_exports(__name__, {
     ".anchors": ["SSDAnchorGenerator", "anchor_count", "anchors_table", "box_specs", "grid_anchors", "ssd_anchors",
                  "ssd_feature_map_sizes"],
-    ".config": ["DetectorConfig", "DETECTORS", "build_detector", "make_config"],
+    ".config": ["DetectorConfig", "DETECTORS", "make_config"],
+    ".build": ["build_detector"],
     ".ssd": ["MobileNetSSD", "SSDBackbone", "build_ssd"],
     ".faster_rcnn": ["build_faster_rcnn"],
     ".data": ["DetectionDataset", "DetectionSplit", "load_splits"],

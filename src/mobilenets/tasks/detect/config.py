@@ -1,7 +1,8 @@
 """One frozen description of a detector: which one, its backbone, its classes and its settings.
 
 A :class:`DetectorConfig` is saved with every detection run and checkpoint (JSON), and
-:func:`build_detector` rebuilds the same network from it. The defaults are the TensorFlow Object
+:func:`~mobilenets.tasks.detect.build.build_detector` rebuilds the same network from it. This
+module is data only: it imports no network code. The defaults are the TensorFlow Object
 Detection API's ``ssd_mobilenet_v1_coco`` and ``faster_rcnn_mobilenet_v1`` values; each field says
 where its default comes from.
 """
@@ -9,17 +10,19 @@ where its default comes from.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from mobilenets.errors import MobileNetsError
 from mobilenets.models.config import MobileNetConfig
 from mobilenets.utils.serial import JsonDataclass
+from mobilenets.utils.validate import is_int, is_real
 
 DETECTORS = ("ssd", "ssdlite", "faster_rcnn")
 CLASSIFICATIONS = ("softmax", "sigmoid")
 _TUPLES = ("extras", "anchor_scales", "anchor_ratios")
+# Input normalisation of every detector: [0, 1] -> [-1, 1], as TF's MobileNets.
+IMAGE_MEAN, IMAGE_STD = [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]
 
 
 @dataclass(frozen=True)
@@ -110,12 +113,15 @@ def make_config(detector: str = "ssd", *, alpha: float = 1.0, resolution: int | 
                           num_classes=num_classes, resolution=resolution, **fields)
 
 
-def _real(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+def extra_depths(config: DetectorConfig) -> list[tuple[int, int]]:
+    """``(1x1 depth, output depth)`` of each extra layer: TF's ``depth_fn(d / 2), depth_fn(d)``
+    with ``depth_fn(d) = max(int(d * alpha), min_depth)``."""
+    alpha = config.backbone.alpha
 
+    def depth(d: float) -> int:
+        return max(int(d * alpha), config.min_depth)
 
-def _int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
+    return [(depth(d / 2), depth(d)) for d in config.extras]
 
 
 def validate(c: DetectorConfig) -> None:
@@ -130,56 +136,28 @@ def validate(c: DetectorConfig) -> None:
     if c.classification not in CLASSIFICATIONS:
         raise MobileNetsError(f"unknown classification {c.classification!r}; choose one of {', '.join(CLASSIFICATIONS)}")
     need(isinstance(c.backbone, MobileNetConfig), "backbone", "a MobileNetConfig")
-    need(_int(c.num_classes) and c.num_classes >= 1, "num_classes", "an integer >= 1")
-    need(_int(c.resolution) and c.resolution >= 32, "resolution", "an integer >= 32 (pixels)")
-    need(_int(c.max_size) and c.max_size >= c.resolution, "max_size", f"an integer >= resolution ({c.resolution})")
+    need(is_int(c.num_classes) and c.num_classes >= 1, "num_classes", "an integer >= 1")
+    need(is_int(c.resolution) and c.resolution >= 32, "resolution", "an integer >= 32 (pixels)")
+    need(is_int(c.max_size) and c.max_size >= c.resolution, "max_size", f"an integer >= resolution ({c.resolution})")
     need(c.head_kernel in (1, 3), "head_kernel", "1 or 3")
-    need(isinstance(c.extras, tuple) and len(c.extras) == 4 and all(_int(d) and d >= 2 for d in c.extras),
+    need(isinstance(c.extras, tuple) and len(c.extras) == 4 and all(is_int(d) and d >= 2 for d in c.extras),
          "extras", "four integer depths >= 2")
-    need(_int(c.min_depth) and c.min_depth >= 1, "min_depth", "an integer >= 1")
-    need(_real(c.score_thresh) and 0 <= c.score_thresh < 1, "score_thresh", "in [0, 1)")
-    need(_real(c.nms_thresh) and 0 < c.nms_thresh <= 1, "nms_thresh", "in (0, 1]")
-    need(_int(c.detections) and c.detections >= 1, "detections", "an integer >= 1")
-    need(_real(c.match_iou) and 0 < c.match_iou < 1, "match_iou", "in (0, 1)")
-    need(_int(c.anchor_base) and c.anchor_base >= 1, "anchor_base", "an integer >= 1 (pixels)")
+    need(is_int(c.min_depth) and c.min_depth >= 1, "min_depth", "an integer >= 1")
+    need(is_real(c.score_thresh) and 0 <= c.score_thresh < 1, "score_thresh", "in [0, 1)")
+    need(is_real(c.nms_thresh) and 0 < c.nms_thresh <= 1, "nms_thresh", "in (0, 1]")
+    need(is_int(c.detections) and c.detections >= 1, "detections", "an integer >= 1")
+    need(is_real(c.match_iou) and 0 < c.match_iou < 1, "match_iou", "in (0, 1)")
+    need(is_int(c.anchor_base) and c.anchor_base >= 1, "anchor_base", "an integer >= 1 (pixels)")
     for name in ("anchor_scales", "anchor_ratios"):
         value = getattr(c, name)
-        need(isinstance(value, tuple) and value and all(_real(v) and v > 0 for v in value), name,
+        need(isinstance(value, tuple) and value and all(is_real(v) and v > 0 for v in value), name,
              "a non-empty tuple of numbers > 0")
-    need(_int(c.proposals) and c.proposals >= 1, "proposals", "an integer >= 1")
-    need(_real(c.rpn_nms_thresh) and 0 < c.rpn_nms_thresh <= 1, "rpn_nms_thresh", "in (0, 1]")
-    need(_int(c.crop_size) and c.crop_size >= 2 and c.crop_size % 2 == 0, "crop_size", "an even integer >= 2")
-    need(_int(c.roi_batch) and c.roi_batch >= 1, "roi_batch", "an integer >= 1")
+    need(is_int(c.proposals) and c.proposals >= 1, "proposals", "an integer >= 1")
+    need(is_real(c.rpn_nms_thresh) and 0 < c.rpn_nms_thresh <= 1, "rpn_nms_thresh", "in (0, 1]")
+    need(is_int(c.crop_size) and c.crop_size >= 2 and c.crop_size % 2 == 0, "crop_size", "an even integer >= 2")
+    need(is_int(c.roi_batch) and c.roi_batch >= 1, "roi_batch", "an integer >= 1")
     need(isinstance(c.crop_pool, bool), "crop_pool", "a bool")
 
 
-def build_detector(config: DetectorConfig, backbone=None):
-    """The detector ``config`` describes, on ``backbone`` (a :class:`~mobilenets.models.mobilenet.
-    MobileNet` whose weights to start from; its config must match ``config.backbone`` but for
-    classes and resolution) or on a new MobileNet."""
-    from torch import nn
-
-    from mobilenets.models.mobilenet import MobileNet
-
-    if backbone is None:
-        backbone = MobileNet(config.backbone)
-    else:
-        ours = config.backbone.replace(num_classes=0)
-        # BatchNorm momentum is a training setting, not architecture: the detector's wins
-        theirs = backbone.config.replace(num_classes=0, resolution=ours.resolution, bn_momentum=ours.bn_momentum)
-        if ours != theirs:
-            raise MobileNetsError(f"the backbone's config {theirs} does not match the detector's {ours}")
-        for m in backbone.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.momentum = ours.bn_momentum
-        backbone.config = backbone.config.replace(bn_momentum=ours.bn_momentum)
-    if config.is_ssd:
-        from mobilenets.tasks.detect.ssd import build_ssd
-
-        return build_ssd(config, backbone)
-    from mobilenets.tasks.detect.faster_rcnn import build_faster_rcnn
-
-    return build_faster_rcnn(config, backbone)
-
-
-__all__ = ["CLASSIFICATIONS", "DETECTORS", "DetectorConfig", "build_detector", "make_config", "validate"]
+__all__ = ["CLASSIFICATIONS", "DETECTORS", "DetectorConfig", "IMAGE_MEAN", "IMAGE_STD", "extra_depths", "make_config",
+           "validate"]

@@ -34,7 +34,7 @@ from torchvision.datasets import CocoDetection, VisionDataset, wrap_dataset_for_
 
 from mobilenets.data.samples import BadSample
 from mobilenets.errors import DataNotFoundError, MobileNetsError
-from mobilenets.utils.scoped import quiet_output
+from mobilenets.utils.scoped import quiet_prints
 
 OVERHANG = 1.0  # pixels a box may extend past the image before it counts as outside (then clipped)
 SPLITS = ("train", "val")
@@ -198,7 +198,7 @@ class CheckedCocoDetection(CocoDetection):
 
         self.coco = COCO()
         self.coco.dataset = coco
-        with quiet_output(True):
+        with quiet_prints():  # pycocotools prints from Python
             self.coco.createIndex()
         self.ids = sorted(self.coco.imgs.keys())
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from mobilenets.errors import DataNotFoundError, MobileNetsError
 from mobilenets.train.tasks import Metrics
-from mobilenets.utils.scoped import matplotlib_backend, quiet_output
+from mobilenets.utils.scoped import matplotlib_backend, quiet_prints
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 BACKENDS = ("auto", "faster_coco_eval", "pycocotools")
@@ -75,7 +75,9 @@ def run_cocoeval(gt: dict[str, Any], results: list[dict[str, Any]], backend: str
     gt.setdefault("annotations", [])
     gt.setdefault("info", {})
     empty = {"images": gt["images"], "categories": gt["categories"], "annotations": []}
-    with quiet_output(True):  # both print progress lines
+    # both print progress lines, from Python: redirect sys.stdout/stderr only, so that during a
+    # validation epoch the other threads' output (tqdm, workers' tracebacks) still shows
+    with quiet_prints():
         if backend == "faster_coco_eval":
             from faster_coco_eval import COCO, COCOeval_faster
 

@@ -31,8 +31,7 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from mobilenets.models.features import feature_extractor
 from mobilenets.models.mobilenet import MobileNet
-from mobilenets.tasks.detect.config import DetectorConfig
-from mobilenets.tasks.detect.ssd import IMAGE_MEAN, IMAGE_STD
+from mobilenets.tasks.detect.config import IMAGE_MEAN, IMAGE_STD, DetectorConfig
 
 RPN_TAP = 16  # the last block at stride 16: block 11 (block 6 in the shallow variant)
 PRE_NMS_PROPOSALS = 6000  # RPN boxes scored before NMS (all of them up to ~600 px inputs)
@@ -41,8 +40,7 @@ PRE_NMS_PROPOSALS = 6000  # RPN boxes scored before NMS (all of them up to ~600 
 def second_stage(model: MobileNet, tap: str, pool: bool = True) -> nn.Sequential:
     """2 x 2 max-pool (with ``pool``), then the blocks after ``tap`` (12 and 13), global average
     pool, flatten."""
-    after = int(tap.removeprefix("block"))
-    blocks = [block for key, block in model.blocks.named_children() if int(key) > after]
+    blocks = model.blocks_after(tap)
     return nn.Sequential(*([nn.MaxPool2d(2, 2)] if pool else []), *blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
 
 

@@ -60,7 +60,8 @@ def detector_latency(checkpoint: str | None = None, *, config=None, settings: Be
     """``{"results": {engine: {median_ms, p10_ms, p90_ms, samples}}, "settings", "models"}`` for
     our detector (a detection checkpoint, or a :class:`~mobilenets.tasks.detect.config.
     DetectorConfig` with random weights) and, with ``peer``, torchvision's SSDLite320."""
-    from mobilenets.tasks.detect.config import build_detector, make_config
+    from mobilenets.tasks.detect.build import build_detector
+    from mobilenets.tasks.detect.config import make_config
     from mobilenets.tasks.detect.run import load_detector
 
     s = (settings or BenchSettings()).validate()
@@ -82,23 +83,25 @@ def detector_latency(checkpoint: str | None = None, *, config=None, settings: Be
     with torch_threads(s.threads), torch.no_grad(), tempfile.TemporaryDirectory(prefix="mobilenet-det-bench-") as tmp:
         folder = Path(tmp)
         runs["ours eager"] = lambda: ours([image])
-        sess = _onnx(ours, r, folder, "ours", threads=s.threads, score=config.score_thresh, iou=config.nms_thresh,
+        sess = _onnx(ours, r, folder, "ours", threads=s.runtime_threads, score=config.score_thresh, iou=config.nms_thresh,
                      keep=config.detections)
         x = image.numpy()[None]
         runs["ours onnx fp32"] = lambda: sess.run(None, {"input": x})
         if int8:
-            q = _onnx(ours, r, folder, "ours-int8", calib, s.threads, config.score_thresh, config.nms_thresh,
+            q = _onnx(ours, r, folder, "ours-int8", calib, s.runtime_threads, config.score_thresh, config.nms_thresh,
                       config.detections)
             runs["ours onnx int8"] = lambda: q.run(None, {"input": x})
         if peer:
             from torchvision.models.detection import ssdlite320_mobilenet_v3_large
 
-            torch.manual_seed(0)
-            tv = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None).eval()
+            # the peer's random init from seed 0, on a forked generator: the caller's is left as it was
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                tv = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None).eval()
             background_biased(tv)
             tv_image = torch.rand(3, 320, 320, generator=gen)
             runs["torchvision ssdlite320 eager"] = lambda: tv([tv_image])
-            tv_sess = _onnx(tv, 320, folder, "ssdlite320", threads=s.threads, score=tv.score_thresh,
+            tv_sess = _onnx(tv, 320, folder, "ssdlite320", threads=s.runtime_threads, score=tv.score_thresh,
                             iou=tv.nms_thresh, keep=tv.detections_per_img)
             tv_x = tv_image.numpy()[None]
             runs["torchvision ssdlite320 onnx fp32"] = lambda: tv_sess.run(None, {"input": tv_x})

@@ -9,48 +9,55 @@ from typing import Any
 import torch
 from PIL import Image, ImageDraw
 
-from mobilenets.errors import DataNotFoundError, MobileNetsError
+from mobilenets.errors import MobileNetsError
+from mobilenets.infer.images import open_rgb
 
 COLOURS = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212))
 
 
-def _open(path: str | os.PathLike) -> Image.Image:
-    path = Path(path)
-    if not path.is_file():
-        raise DataNotFoundError(f"image not found: {path}")
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except Exception as exc:  # noqa: BLE001 - PIL raises many types on damaged files
-        raise MobileNetsError(f"cannot read image {path}: {exc}") from None
-
-
-@torch.no_grad()
-def detect_images(model, meta: dict[str, Any], images: list[Image.Image], score: float = 0.3) -> list[list[dict]]:
+def detect_images(model, meta: dict[str, Any], images: list[Image.Image], score: float = 0.3, *, ctx=None,
+                  batch_size: int = 8) -> list[list[dict]]:
     """Each image's detections above ``score``: ``{"label", "category_id", "score", "box"}``
-    with ``box`` in pixel ``[x1, y1, x2, y2]`` of the image as given."""
+    with ``box`` in pixel ``[x1, y1, x2, y2]`` of the image as given. The images run in batches
+    through the one inference loop (:func:`~mobilenets.infer.loop.run_batches`) under ``ctx``
+    (a :class:`~mobilenets.infer.context.StepContext`; default: where the model's weights are)."""
     from torchvision.transforms.v2 import functional as F
 
+    from mobilenets.infer.context import StepContext
+    from mobilenets.infer.loop import run_batches
     from mobilenets.tasks.detect.config import DetectorConfig
 
     cfg = DetectorConfig.from_dict(meta["model"])
-    out = []
-    for image in images:
-        tensor = F.to_dtype(F.to_image(image), torch.float32, scale=True)
+    ctx = ctx or StepContext(next(model.parameters()).device)
+
+    def tensor(image: Image.Image) -> torch.Tensor:
+        x = F.to_dtype(F.to_image(image), torch.float32, scale=True)
         if cfg.is_ssd:  # the same antialiased resize as the data pipeline (the model's own is not)
-            tensor = F.resize(tensor, [cfg.resolution, cfg.resolution], antialias=True)
-        device = next(model.parameters()).device
-        det = {k: v.cpu() for k, v in model([tensor.as_subclass(torch.Tensor).to(device)])[0].items()}
-        sx, sy = image.width / tensor.shape[-1], image.height / tensor.shape[-2]
-        found = []
-        for box, s, lab in zip(det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist()):
-            if s < score:
-                continue
-            found.append({"label": meta["classes"][lab - 1], "category_id": meta["category_ids"][lab - 1],
-                          "score": round(s, 4), "box": [round(box[0] * sx, 2), round(box[1] * sy, 2),
-                                                        round(box[2] * sx, 2), round(box[3] * sy, 2)]})
-        out.append(found)
+            x = F.resize(x, [cfg.resolution, cfg.resolution], antialias=True)
+        return x.as_subclass(torch.Tensor)
+
+    def batches():
+        for start in range(0, len(images), batch_size):
+            chunk = [tensor(image) for image in images[start:start + batch_size]]
+            yield chunk, [(images[start + i], x.shape[-2:]) for i, x in enumerate(chunk)], []
+
+    out: list[list[dict]] = []
+
+    def collect(detections, sizes) -> None:
+        for det, (image, (h, w)) in zip(detections, sizes):
+            sx, sy = image.width / w, image.height / h
+            found = []
+            for box, s, lab in zip(det["boxes"].float().tolist(), det["scores"].float().tolist(),
+                                   det["labels"].tolist()):
+                if s < score:
+                    continue
+                found.append({"label": meta["classes"][lab - 1], "category_id": meta["category_ids"][lab - 1],
+                              "score": round(s, 4), "box": [round(box[0] * sx, 2), round(box[1] * sy, 2),
+                                                            round(box[2] * sx, 2), round(box[3] * sy, 2)]})
+            out.append(found)
+
+    run_batches(model, batches(), collect, ctx, desc="detect")
     return out
 
 
@@ -73,18 +80,23 @@ def draw(image: Image.Image, detections: list[dict], path: str | os.PathLike) ->
 
 
 def predict(checkpoint: str, images: list[str], *, score: float = 0.3, draw_to: str | None = None,
-            device: str = "cpu") -> list[dict[str, Any]]:
+            device: str = "cpu", amp: bool = False, channels_last: bool = False,
+            batch_size: int = 8) -> list[dict[str, Any]]:
     """Detections for each image file (``mobilenet detect predict``); with ``draw_to`` each image
-    is also drawn with its boxes (one file: that name; several: ``NAME-<i>.png``)."""
+    is also drawn with its boxes (one file: that name; several: ``NAME-<i>.png``). ``device``,
+    ``amp`` (bf16 autocast), ``channels_last`` and ``batch_size``: how the images are run."""
+    from mobilenets.infer.context import inference_context, prepare_model
     from mobilenets.tasks.detect.run import load_detector
-    from mobilenets.utils.device import resolve_device
 
     if not 0 <= score <= 1:
         raise MobileNetsError(f"score must be in [0, 1], got {score!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise MobileNetsError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    ctx = inference_context(device, amp, channels_last)
     model, meta = load_detector(checkpoint)
-    model = model.to(resolve_device(device))
-    opened = [_open(p) for p in images]
-    found = detect_images(model, meta, opened, score)
+    model = prepare_model(model, ctx)
+    opened = [open_rgb(p) for p in images]
+    found = detect_images(model, meta, opened, score, ctx=ctx, batch_size=batch_size)
     results = []
     for i, (path, image, dets) in enumerate(zip(images, opened, found)):
         item: dict[str, Any] = {"image": str(path), "width": image.width, "height": image.height, "detections": dets}

@@ -10,7 +10,6 @@ checkpoint on a split with COCO's numbers and writes the detections file and the
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from pathlib import Path
@@ -20,16 +19,17 @@ import torch
 from torch.utils.data import DataLoader
 
 from mobilenets.errors import MobileNetsError
-from mobilenets.tasks.detect.config import DetectorConfig, build_detector, make_config
-from mobilenets.tasks.detect.data import DetectionSplit, load_splits, summary_line, write_bad_list
+from mobilenets.tasks.detect.build import build_detector
+from mobilenets.tasks.detect.config import DetectorConfig, make_config
+from mobilenets.tasks.detect.curves import plot_curves
+from mobilenets.tasks.detect.data import DetectionSplit, load_splits, summary_line
 from mobilenets.tasks.detect.evaluate import coco_metrics, original_scale, plot_pr, to_results
 from mobilenets.tasks.detect.task import DetectionTask, detect_recipe
 from mobilenets.tasks.detect.transforms import DetectAugment
-from mobilenets.train.loop import StepContext, fit, read_run_config
+from mobilenets.train.loop import StepContext, fit
 from mobilenets.train.options import TrainOptions
 from mobilenets.train.recipes import Recipe
 from mobilenets.utils.device import resolve_device
-from mobilenets.utils.scoped import matplotlib_backend
 
 # The built-in stand-in (2,000 training images of 320 px, 4 classes) with the default detector:
 # SSD, alpha 0.25, 160 px, trained from scratch with the modern preset, without its zoom-out (the
@@ -43,7 +43,6 @@ STANDIN_RECIPE = {"epochs": 30, "batch_size": 32}
 # 2e-3 is at the edge for the RPN from scratch), 20 epochs.
 STANDIN_FASTER_RCNN = {"anchor_base": 64, "roi_batch": 32}
 STANDIN_FASTER_RCNN_RECIPE = {"epochs": 20, "lr": 1e-3}
-BAD_ANNOTATIONS = "bad_annotations.txt"
 # BatchNorm momentum of a detector in training (backbone, extras, heads), whatever the backbone's
 # checkpoint says: torchvision's SSDLite value. Converted TF weights carry TF's decay 0.9997
 # (momentum 0.0003), made for 200k-step runs: in a run of a few thousand steps the running
@@ -61,94 +60,86 @@ def load_data(data: str | os.PathLike | None, progress: bool = False) -> dict[st
     return load_splits(data)
 
 
-def report_bad(splits: dict[str, DetectionSplit], out: Path | None, log) -> None:
-    """One line about what the data checks skipped; the full list in ``out/bad_annotations.txt``."""
-    listed = write_bad_list(list(splits.values()), out / BAD_ANNOTATIONS) if out is not None else None
-    line = summary_line(list(splits.values()), listed)
+def report_bad(splits: dict[str, DetectionSplit], log) -> None:
+    """One line about what the data checks skipped (evaluation: nothing is written)."""
+    line = summary_line(list(splits.values()))
     if line:
         log(line)
 
 
 def train(data: str | None = None, detector: str | None = None, *, alpha: float | None = None,
-          resolution: int | None = None, variant: str | None = None, backbone: str | None = None,
+          resolution: int | None = None, variant: str | None = None, model: str | None = None,
+          init: str | None = None, backbone: str | None = None,
           recipe: str | Recipe = "modern", recipe_overrides: dict[str, Any] | None = None,
           detector_overrides: dict[str, Any] | None = None, zoom_out: bool | None = None,
           bn_momentum: float | None = None, options: TrainOptions | None = None, log: Any = print) -> dict[str, Any]:
     """Train a detector on ``data`` (a COCO or VOC folder; None: the built-in stand-in) and return
-    the loop's summary. ``backbone``: a classification checkpoint (run folder, model folder,
-    weights file) whose MobileNet the detector starts from (its alpha/padding/activation win).
-    ``bn_momentum``: BatchNorm momentum in training (default :data:`BN_MOMENTUM`)."""
-    opts = options or TrainOptions(eval_batch_size=16)
-    if opts.resume:
-        if not opts.output:
-            raise MobileNetsError("resume=True needs the run's output folder")
-        saved = read_run_config(opts.output)
+    the loop's summary. ``model``: a registry name whose width/variant (and resolution) the
+    backbone takes. ``init`` (``backbone`` is its older name): a classification checkpoint (run
+    folder, model folder, weights file) whose MobileNet the detector starts from (its
+    alpha/padding/activation win). ``bn_momentum``: BatchNorm momentum in training (default
+    :data:`BN_MOMENTUM`). Run folder, resume and the recorded request as for every training
+    command (:func:`mobilenets.train.runner.open_run`); skipped annotations are listed in the run
+    folder's ``bad_annotations.txt``, and ``curves.png`` ends the run."""
+    from mobilenets.train.runner import is_main, open_run, record_path, request_of, task_recipe
+
+    if init is not None and backbone is not None and init != backbone:
+        raise MobileNetsError("give the starting weights once: init (backbone is its older name)")
+    init = init if init is not None else backbone
+    request = request_of(data=record_path(data), detector=detector, model=model, alpha=alpha, resolution=resolution,
+                         variant=variant, init=record_path(init), recipe=recipe,
+                         overrides={**(recipe_overrides or {}), **(detector_overrides or {})}, zoom_out=zoom_out,
+                         bn_momentum=bn_momentum)
+    opts, saved = open_run(options, DetectionTask.name, request, log)
+    start = None
+    if saved is not None:
         cfg, rec = DetectorConfig.from_dict(saved["model"]), Recipe.from_dict(saved["recipe"])
-        data, augment, backbone = saved.get("data"), DetectAugment.from_dict(saved["augment"]), None
+        data, augment, init = saved.get("data"), DetectAugment.from_dict(saved["augment"]), None
+        request = saved.get("request") or {}
         splits = load_data(data)
     else:
         standin = data is None
         defaults = STANDIN_DEFAULTS if standin else {"detector": "ssd", "alpha": 1.0, "resolution": None}
+        if model is not None:
+            from mobilenets.models.registry import resolve_config
+
+            named = resolve_config(model, alpha=alpha, resolution=resolution, variant=variant)
+            alpha, variant, resolution = named.alpha, named.variant, resolution or named.resolution
         overrides = dict(recipe_overrides or {})
         base = detect_recipe(recipe)
         kind = detector or defaults["detector"]
         if standin:
             preset = {**STANDIN_RECIPE, **(STANDIN_FASTER_RCNN_RECIPE if kind == "faster_rcnn" else {})}
             base = base.replace(**{k: v for k, v in preset.items() if k not in overrides})
-        rec = base.replace(**overrides) if overrides else base
+        rec = task_recipe(base.replace(**overrides) if overrides else base, DetectionTask.recipe_fields)
         augment = DetectAugment.from_recipe(rec, zoom_out if zoom_out is not None or not standin
                                             else STANDIN_DEFAULTS["zoom_out"])
+        if init:
+            from mobilenets.weights.checkpoint import load_model
+
+            start = load_model(init)  # before the data: a bad file is refused at once
+        data = record_path(data)
         splits = load_data(data, progress=opts.progress)
         if "train" not in splits:
             raise MobileNetsError(f"no training split in {data}")
-        start = None
-        if backbone:
-            from mobilenets.weights.checkpoint import load_model
-
-            start = load_model(backbone).config
         from mobilenets.models.config import MobileNetConfig
 
-        base_cfg = start or MobileNetConfig(alpha=alpha if alpha is not None else defaults["alpha"],
-                                            **({"variant": variant} if variant else {}))
+        if start is not None:
+            from mobilenets.train.init import init_config
+
+            # the weights fix the backbone's architecture: a contradicting --alpha/--variant is refused
+            base_cfg = init_config(start.config, init, None, None, {"alpha": alpha, "variant": variant})
+        else:
+            base_cfg = MobileNetConfig(alpha=alpha if alpha is not None else defaults["alpha"],
+                                       **({"variant": variant} if variant else {}))
         base_cfg = base_cfg.replace(bn_momentum=BN_MOMENTUM if bn_momentum is None else bn_momentum)
         fields = {**(STANDIN_FASTER_RCNN if standin and kind == "faster_rcnn" else {}), **(detector_overrides or {})}
         cfg = make_config(kind, backbone=base_cfg, resolution=resolution or defaults["resolution"],
                           num_classes=len(splits["train"].category_ids), **fields)
-    from mobilenets.train.state import new_run_dir
-
-    out = Path(opts.output) if opts.output else new_run_dir()
-    opts = dataclasses.replace(opts, output=str(out))
-    out.mkdir(parents=True, exist_ok=True)
-    report_bad(splits, out, log)
-    task = DetectionTask(cfg, splits, augment=augment, data=data, backbone=backbone)
-    summary = fit(task, rec, opts, log=log)
-    if (out / "metrics.jsonl").is_file():
-        summary["curves"] = str(plot_curves(out))
-    return summary
-
-
-def plot_curves(run: str | os.PathLike) -> Path:
-    """``curves.png`` of a run: training loss and validation AP / AP50 per epoch."""
-    run = Path(run)
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    epochs = [r["epoch"] for r in rows]
-    with matplotlib_backend("Agg") as plt:
-        fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-        a.plot(epochs, [r["train_loss"] for r in rows], marker=".")
-        a.set(title="training loss", xlabel="epoch")
-        for key in ("val_AP", "val_AP50", "val_AP75"):
-            if any(key in r for r in rows):
-                b.plot(epochs, [r.get(key, float("nan")) for r in rows], marker=".", label=key[4:])
-        b.set(title="validation (COCO)", xlabel="epoch", ylim=(0, 1))
-        b.legend()
-        for ax in (a, b):
-            ax.grid(alpha=0.3)
-        minutes = rows[-1]["time_s"] / 60 if rows else 0
-        fig.suptitle(f"{run.name}: {len(rows)} epochs, {minutes:.1f} min")
-        fig.tight_layout()
-        fig.savefig(run / "curves.png", dpi=110)
-        plt.close(fig)
-    return run / "curves.png"
+        init = record_path(init)
+    task = DetectionTask(cfg, splits, augment=augment, data=data, backbone=init if saved is None else
+                         saved.get("backbone_init"), backbone_model=start, log=log if is_main() else None)
+    return fit(task, rec, opts, extra_meta={"request": request}, log=log)
 
 
 def load_detector(path: str | os.PathLike) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -177,47 +168,50 @@ def load_detector(path: str | os.PathLike) -> tuple[torch.nn.Module, dict[str, A
     return model.eval(), meta
 
 
-@torch.no_grad()
 def detect_split(model, task: DetectionTask, split: DetectionSplit, batch_size: int = 16, device: str = "auto",
-                 progress: bool = False, workers: int = 0) -> list[dict[str, Any]]:
-    """COCO results of ``model`` over every image of ``split`` (in original image coordinates)."""
-    dev = resolve_device(device)
-    ctx = StepContext(dev)
-    model = model.to(dev).eval()
-    dataset = task.eval_dataset(split)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=task.collate)
-    if progress:
-        from tqdm import tqdm
+                 progress: bool = False, workers: int = 0, *, amp: bool = False,
+                 channels_last: bool = False) -> list[dict[str, Any]]:
+    """COCO results of ``model`` over every image of ``split`` (in original image coordinates),
+    run by the one inference loop (:func:`~mobilenets.infer.loop.run_batches`) on ``device``, with
+    bf16 autocast (``amp``) and ``channels_last`` as asked."""
+    from mobilenets.infer.context import prepare_model
+    from mobilenets.infer.loop import run_batches
 
-        loader = tqdm(loader, desc="detect", leave=False, dynamic_ncols=True)
+    ctx = StepContext(resolve_device(device), amp=amp, channels_last=channels_last)
+    model = prepare_model(model, ctx)
+    loader = DataLoader(task.eval_dataset(split), batch_size=batch_size, num_workers=workers, collate_fn=task.collate,
+                        pin_memory=ctx.device.type == "cuda")
     results: list[dict[str, Any]] = []
-    for (images, _), targets, _bad in loader:
-        if not images:
-            continue
-        for det, tgt in zip(model(ctx.prepare(images)), targets):
-            det = {k: v.cpu() for k, v in det.items()}
+
+    def collect(detections, targets) -> None:
+        for det, tgt in zip(detections, targets):
+            det = {k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in det.items()}
             det["boxes"] = original_scale(det["boxes"], tgt)
-            results += to_results(det, tgt["image_id"], task.category_ids)
+            results.extend(to_results(det, tgt["image_id"], task.category_ids))
+
+    run_batches(model, loader, collect, ctx, task=task, progress=progress, desc="detect")
     return results
 
 
 def eval_checkpoint(checkpoint: str, data: str | None = None, *, split: str = "val", output: str | None = None,
                     batch_size: int = 16, device: str = "auto", backend: str = "auto", progress: bool = False,
-                    log: Any = print) -> dict[str, Any]:
+                    log: Any = print, workers: int = 0, amp: bool = False, channels_last: bool = False) -> dict[str, Any]:
     """COCO's 12 numbers and per-class AP of a detection checkpoint on ``split`` of ``data``
     (default: the data it was trained on); writes ``detections.json`` (COCO results) and
-    ``pr.png`` to ``output`` (default: the run folder)."""
+    ``pr.png`` to ``output`` (default: the run folder). ``device``, ``amp``, ``channels_last``,
+    ``workers``: how the images are run (:func:`detect_split`)."""
     model, meta = load_detector(checkpoint)
     data = data if data is not None else meta.get("data")
     splits = load_data(data, progress=progress)
     if split not in splits:
         raise MobileNetsError(f"{data or 'the stand-in data'} has no {split!r} split")
-    report_bad({split: splits[split]}, None, log)
+    report_bad({split: splits[split]}, log)
     cfg = DetectorConfig.from_dict(meta["model"])
     task = DetectionTask(cfg, None, data=data, category_ids=meta["category_ids"], class_names=meta["classes"])
     if [c["id"] for c in sorted(splits[split].coco["categories"], key=lambda c: c["id"])] != task.category_ids:
         raise MobileNetsError(f"the categories of {data} differ from the ones the detector was trained on")
-    results = detect_split(model, task, splits[split], batch_size, device, progress)
+    results = detect_split(model, task, splits[split], batch_size, device, progress, workers, amp=amp,
+                           channels_last=channels_last)
     ckpt = Path(checkpoint)
     out = Path(output) if output else (ckpt if ckpt.is_dir() else ckpt.parent)
     out.mkdir(parents=True, exist_ok=True)

@@ -32,23 +32,11 @@ from mobilenets.models.features import feature_extractor
 from mobilenets.models.layers import Float32ConvBNAct
 from mobilenets.models.mobilenet import MobileNet
 from mobilenets.tasks.detect.anchors import SSDAnchorGenerator
-from mobilenets.tasks.detect.config import DetectorConfig
+from mobilenets.tasks.detect.config import IMAGE_MEAN, IMAGE_STD, DetectorConfig, extra_depths
 
 SSD_TAPS = (16, 32)  # block 11 and block 13 (block 6 and 13 in the shallow variant)
-IMAGE_MEAN, IMAGE_STD = [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]  # [0, 1] -> [-1, 1], as TF's MobileNets
 TOPK_CANDIDATES = 400  # per class, before NMS (torchvision's SSD default)
 SIGMOID_PRIOR = 0.01  # initial object probability of the sigmoid head (see MobileNetSSD)
-
-
-def extra_depths(config: DetectorConfig) -> list[tuple[int, int]]:
-    """``(1x1 depth, output depth)`` of each extra layer: TF's ``depth_fn(d / 2), depth_fn(d)``
-    with ``depth_fn(d) = max(int(d * alpha), min_depth)``."""
-    alpha = config.backbone.alpha
-
-    def depth(d: float) -> int:
-        return max(int(d * alpha), config.min_depth)
-
-    return [(depth(d / 2), depth(d)) for d in config.extras]
 
 
 class SSDBackbone(nn.Module):

@@ -184,8 +184,10 @@ def write_standin(root: str | os.PathLike, *, seed: int = 0, train: int = 2000, 
 def default_standin(seed: int = 0, train: int = 2000, val: int = 200, size: int = 320, cache: str | None = None,
                     progress: bool = False) -> Path:
     """The stand-in folder for these settings, written on first use to the cache
-    (``$MOBILENETS_CACHE`` or ``~/.cache/mobilenets``) and reused after."""
-    base = Path(cache or os.environ.get("MOBILENETS_CACHE") or Path.home() / ".cache" / "mobilenets")
+    (:func:`~mobilenets.utils.cache.cache_dir`) and reused after."""
+    from mobilenets.utils.cache import cache_dir
+
+    base = Path(cache) if cache else cache_dir()
     root = base / f"detect-standin-v{FORMAT_VERSION}-seed{seed}-{train}-{val}-{size}px"
     if not (root / "annotations" / "instances_val.json").is_file():
         if root.exists():  # a folder that is not a finished stand-in (never renamed into place half-done)

@@ -21,73 +21,14 @@ import torch
 from torch import nn
 
 from mobilenets.errors import MobileNetsError
-from mobilenets.tasks.detect.config import DetectorConfig, build_detector
+from mobilenets.tasks.detect.build import build_detector
+from mobilenets.tasks.detect.config import DetectorConfig
 from mobilenets.tasks.detect.data import DetectionDataset, DetectionSplit, collate_detection
 from mobilenets.tasks.detect.evaluate import DetectionMetrics
+from mobilenets.tasks.detect.recipes import DETECT_PRESETS, detect_recipe
 from mobilenets.tasks.detect.transforms import DetectAugment, eval_transforms, train_transforms
-from mobilenets.train.recipes import Recipe
+from mobilenets.train.recipes import NON_CLASSIFICATION_FIELDS
 from mobilenets.train.tasks import Metrics, Task, full_precision
-
-DETECT_PRESETS: dict[str, Recipe] = {
-    "tf_ssd": Recipe(
-        name="tf_ssd",
-        # ssd_mobilenet_v1_coco.config: 200k steps of batch 24 on COCO train2017 (118,287 images)
-        epochs=40,
-        batch_size=24,
-        optimizer="rmsprop_tf",  # TF's rms_prop_optimizer: decay 0.9, momentum 0.9, epsilon 1.0
-        lr=0.004,
-        base_batch_size=24,
-        momentum=0.9,
-        rmsprop_decay=0.9,
-        eps=1.0,
-        weight_decay=4e-5,  # l2_regularizer 0.00004 on the conv weights
-        # exponential_decay_learning_rate: x0.95 every 800,720 steps = 162.5 epochs of batch 24
-        schedule="exponential",
-        decay_rate=0.95,
-        decay_epochs=162.5,
-        warmup_epochs=0.0,
-        min_lr_ratio=0.0,
-        label_smoothing=0.0,
-        ema_decay=None,
-        crop_min_area=0.1,  # ssd_random_crop: area range 0.1-1.0
-        hflip=True,  # random_horizontal_flip
-        color_jitter=0.0,
-        randaugment=None,
-    ),
-    "modern": Recipe(
-        name="modern",
-        epochs=60,
-        batch_size=32,
-        # AdamW needs no eps/lr tuning per backbone width and trains SSD from scratch reliably.
-        optimizer="adamw",
-        lr=2e-3,
-        base_batch_size=32,
-        momentum=0.9,
-        rmsprop_decay=0.9,  # unused by AdamW
-        eps=1e-8,
-        weight_decay=0.01,  # decoupled; conv (not depthwise) and FC weights only
-        schedule="cosine",
-        decay_rate=1.0,
-        decay_epochs=1.0,
-        warmup_epochs=2.0,
-        min_lr_ratio=0.01,
-        label_smoothing=0.0,
-        ema_decay=None,
-        crop_min_area=0.1,
-        hflip=True,
-        color_jitter=0.5,  # > 0: RandomPhotometricDistort
-        randaugment=None,
-    ),
-}
-
-
-def detect_recipe(name: str | Recipe, **overrides: Any) -> Recipe:
-    """A detection preset (``tf_ssd``, ``modern``) or a given Recipe, with ``overrides``."""
-    if isinstance(name, Recipe):
-        return name.replace(**overrides) if overrides else name
-    if name not in DETECT_PRESETS:
-        raise MobileNetsError(f"unknown detection recipe {name!r}; choose one of {', '.join(DETECT_PRESETS)}")
-    return DETECT_PRESETS[name].replace(**overrides) if overrides else DETECT_PRESETS[name]
 
 
 class DetectionTask(Task):
@@ -98,11 +39,19 @@ class DetectionTask(Task):
     name = "detection"
     monitor = "AP"
     monitor_mode = "max"
+    eval_batch_size = 16
+    # RandAugment and label smoothing are classification's: a detection run does not use them
+    recipe_fields = NON_CLASSIFICATION_FIELDS
 
     def __init__(self, config: DetectorConfig, splits: dict[str, DetectionSplit] | None, *,
                  augment: DetectAugment = DetectAugment(), data: str | None = None, backbone: str | None = None,
-                 category_ids: list[int] | None = None, class_names: list[str] | None = None) -> None:
+                 category_ids: list[int] | None = None, class_names: list[str] | None = None,
+                 backbone_model: nn.Module | None = None, log: Any = None) -> None:
+        """``backbone``: the path of the classification weights the MobileNet starts from (as the
+        run records it); ``backbone_model``: those weights already loaded (else read from the
+        path); ``log``: where the one line about skipped annotations goes (None: nowhere)."""
         self.config, self.splits, self.augment, self.data, self.backbone = config, splits, augment, data, backbone
+        self.backbone_model, self.log = backbone_model, log
         train = (splits or {}).get("train")
         self.category_ids = category_ids or (train.category_ids if train else list(range(1, config.num_classes + 1)))
         self.class_names = class_names or (train.class_names if train else [str(i) for i in self.category_ids])
@@ -116,12 +65,29 @@ class DetectionTask(Task):
         return self.config.resolution if self.config.is_ssd else None
 
     def build_model(self) -> nn.Module:
-        start = None
-        if self.backbone:
+        start = self.backbone_model
+        if start is None and self.backbone:
             from mobilenets.weights.checkpoint import load_model
 
-            start = load_model(self.backbone).train()
-        return build_detector(self.config, start)
+            start = load_model(self.backbone)
+        return build_detector(self.config, None if start is None else start.train())
+
+    def write_files(self, out) -> None:
+        """``bad_annotations.txt``: what the data checks skipped (one line says so)."""
+        from mobilenets.tasks.detect.data import summary_line, write_bad_list
+
+        splits = list((self.splits or {}).values())
+        line = summary_line(splits, write_bad_list(splits, out / BAD_ANNOTATIONS))
+        if line and self.log is not None:
+            self.log(line)
+
+    def finish(self, out, summary: dict[str, Any]) -> dict[str, Any]:
+        """``curves.png``: training loss and validation AP per epoch."""
+        if not (out / "metrics.jsonl").is_file():
+            return {}
+        from mobilenets.tasks.detect.curves import plot_curves
+
+        return {"curves": str(plot_curves(out))}
 
     def datasets(self):
         if not self.splits or "train" not in self.splits:
@@ -167,4 +133,6 @@ class DetectionTask(Task):
                 f"AR100 {metrics['AR100']:.3f}")
 
 
-__all__ = ["DETECT_PRESETS", "DetectionTask", "detect_recipe"]
+BAD_ANNOTATIONS = "bad_annotations.txt"
+
+__all__ = ["BAD_ANNOTATIONS", "DETECT_PRESETS", "DetectionTask", "detect_recipe"]

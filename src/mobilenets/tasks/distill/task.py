@@ -17,7 +17,8 @@ Three losses (``mode``):
     distillation, the paper's Section 4.5), optionally after L2-normalising both, with an optional
     linear projection when the student's dimension differs from the teacher's.
 
-The teacher runs in ``collate`` on the CPU, on the same augmented crop as the student
+The teacher runs in the task's :meth:`~mobilenets.train.tasks.Task.on_device` hook, on the
+training device and under the run's autocast, on the same augmented crop as the student
 (:mod:`~mobilenets.tasks.distill.data`); a precomputed teacher's outputs do not follow
 augmentation, so its training crops are the deterministic ones.
 """
@@ -38,6 +39,7 @@ from mobilenets.errors import MobileNetsError
 from mobilenets.models.config import MobileNetConfig
 from mobilenets.tasks.distill.data import ImageCrops, first_readable, list_images, load_crops, split_every, stack_crops
 from mobilenets.tasks.distill.teachers import PrecomputedTeacher, Teacher, normalize_crops
+from mobilenets.train.recipes import NON_CLASSIFICATION_FIELDS
 from mobilenets.train.tasks import Metrics, Task, full_precision
 
 MODES = ("classify", "multilabel", "embedding")
@@ -195,6 +197,11 @@ class DistillSettings:
             raise MobileNetsError(f"unknown distillation task {self.mode!r}; choose one of {', '.join(MODES)}")
         if not self.temperature > 0:
             raise MobileNetsError(f"temperature must be > 0, got {self.temperature!r}")
+        if self.temperature != 4.0 and self.mode != "classify":
+            raise MobileNetsError(f"temperature is for task='classify' (Hinton's KD), got {self.temperature!r} with "
+                                  f"task={self.mode!r}")
+        if self.normalize and self.mode != "embedding":
+            raise MobileNetsError(f"normalize is for task='embedding', not task={self.mode!r}")
         if self.embedding_dim is not None and (self.mode != "embedding" or self.embedding_dim < 1):
             raise MobileNetsError(f"embedding_dim is for task='embedding' and must be >= 1, got {self.embedding_dim!r}")
         if not 0 <= self.label_weight <= 1 or (self.label_weight and self.mode != "classify"):
@@ -207,6 +214,9 @@ class DistillTask(Task):
     name = "distill"
     monitor = "loss"
     monitor_mode = "min"
+    # the crops are augmented by data.crop_transform (no RandAugment); the teacher's soft targets
+    # replace labels (no label smoothing)
+    recipe_fields = NON_CLASSIFICATION_FIELDS
 
     def __init__(self, teacher: Teacher, config: MobileNetConfig, data: str, settings: DistillSettings,
                  augment: Augment, val_data: str | None = None, init: nn.Module | None = None,
@@ -267,21 +277,29 @@ class DistillTask(Task):
         return train, val
 
     def collate(self, items):
+        """``(uint8 crops, {"paths": [...], "labels": tensor or None}, bad)``: the teacher's targets
+        and the student's normalisation come in :meth:`on_device`."""
         crops, paths, bad = stack_crops(items)
-        n = len(paths)
-        if not n:
+        labels = None if self.labels is None else torch.tensor([self.labels[p] for p in paths], dtype=torch.long)
+        return crops, {"paths": paths, "labels": labels}, bad
+
+    def on_device(self, inputs: torch.Tensor, targets: Any, ctx: Any) -> tuple[torch.Tensor, Any]:
+        """The teacher's targets of the batch's crops, computed where the student trains (the
+        run's device, under its autocast), and the crops normalised for the student."""
+        paths, labels = targets["paths"], targets["labels"]
+        if not paths:
             res = self.config.resolution
-            empty = torch.empty((0, self.teacher_dim))
-            if self.labels is not None:
-                empty = {"teacher": empty, "labels": torch.empty(0, dtype=torch.long)}
-            return torch.empty((0, 3, res, res)), empty, bad
-        raw = self.teacher(crops, paths)
-        targets = teacher_targets(raw, self.teacher.kind, self.settings.mode, self.teacher.spec)
-        if self.labels is not None:
-            targets = {"teacher": targets, "labels": torch.tensor([self.labels[p] for p in paths], dtype=torch.long)}
-        return normalize_crops(crops, self.student_pre), targets, bad
+            empty = torch.empty((0, self.teacher_dim), device=inputs.device)
+            student = torch.empty((0, 3, res, res), device=inputs.device)
+            return ctx.prepare(student), empty if labels is None else {"teacher": empty, "labels": labels}
+        raw = self.teacher(inputs, paths)
+        teacher = teacher_targets(raw, self.teacher.kind, self.settings.mode, self.teacher.spec)
+        student = ctx.prepare(normalize_crops(inputs, self.student_pre))
+        return student, teacher if labels is None else {"teacher": teacher, "labels": labels}
 
     def batch_len(self, targets: Any) -> int:
+        if isinstance(targets, dict) and "paths" in targets:
+            return len(targets["paths"])
         return len(split_targets(targets)[0])
 
     def loss(self, outputs, targets):
@@ -300,6 +318,15 @@ class DistillTask(Task):
                 "output_names": self.teacher.names, "preprocessing": self.student_pre.to_dict(),
                 "augment": dataclasses.asdict(self.augment), "init": self.init_spec,
                 "label_classes": self.classes if self.labels is not None else None}
+
+    def finish(self, out, summary: dict[str, Any]) -> dict[str, Any]:
+        """The student as a model folder ``out/student`` (:func:`~mobilenets.tasks.distill.student.save_student`),
+        once an epoch has finished (a run stopped inside its first epoch has no weights yet)."""
+        if not any((out / name).is_file() for name in ("best.safetensors", "last.safetensors")):
+            return {"student_folder": None}
+        from mobilenets.tasks.distill.student import save_student
+
+        return {"student_folder": str(save_student(out))}
 
     def describe(self, metrics: dict[str, float]) -> str:
         parts = [f"val loss {metrics['loss']:.4f}"]

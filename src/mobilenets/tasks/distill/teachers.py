@@ -65,8 +65,8 @@ def resize_crops(crops: torch.Tensor, size: int) -> torch.Tensor:
 def normalize_crops(crops: torch.Tensor, pre: Preprocessing) -> torch.Tensor:
     """``uint8 [N, 3, S, S]`` crops resized to ``pre``'s size and normalised with its mean/std."""
     x = resize_crops(crops, pre.resolution) / 255.0
-    mean = torch.tensor(pre.mean).view(1, 3, 1, 1)
-    std = torch.tensor(pre.std).view(1, 3, 1, 1)
+    mean = torch.tensor(pre.mean, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(pre.std, device=x.device).view(1, 3, 1, 1)
     return ((x - mean) / std).contiguous()
 
 
@@ -78,6 +78,9 @@ class Teacher(ABC):
     names: list[str] | None = None
     # True if the outputs come from the image's path, not from its pixels (precomputed).
     uses_paths: bool = False
+    # True if the teacher is a torch model that runs on the crops' device (under the caller's
+    # autocast); the others (ONNX Runtime, dlib, precomputed) get the crops on the CPU.
+    on_device: bool = False
 
     def __init__(self, spec: str, preprocessing: Preprocessing) -> None:
         self.spec, self.preprocessing = spec, preprocessing
@@ -88,7 +91,12 @@ class Teacher(ABC):
 
     @torch.no_grad()
     def __call__(self, crops: torch.Tensor, paths: Sequence[str] = ()) -> torch.Tensor:
-        out = torch.as_tensor(np.asarray(self.run(crops, paths), dtype=np.float32))
+        """``float32 [N, D]`` outputs on the crops' device."""
+        raw = self.run(crops if self.on_device else crops.cpu(), paths)
+        if isinstance(raw, torch.Tensor):
+            out = raw.float().to(crops.device)
+        else:
+            out = torch.as_tensor(np.asarray(raw, dtype=np.float32), device=crops.device)
         if out.dim() != 2 or out.shape[0] != len(crops):
             raise MobileNetsError(f"teacher {self.spec} must give one output vector per image ([N, D]), "
                                   f"got shape {tuple(out.shape)} for {len(crops)} images")
@@ -108,6 +116,7 @@ class CheckpointTeacher(Teacher):
     """One of our checkpoints or converted model folders (its recorded preprocessing)."""
 
     kind = "logits"
+    on_device = True
 
     def __init__(self, spec: str) -> None:
         from mobilenets.weights.checkpoint import load_checkpoint, pretrained_info
@@ -122,6 +131,7 @@ class CheckpointTeacher(Teacher):
             from mobilenets.weights.checkpoint import load_model
 
             self.loaded_model = load_model(self.spec).eval()
+        self.loaded_model.to(crops.device)
         return self.loaded_model(normalize_crops(crops, self.preprocessing))
 
 
@@ -129,6 +139,7 @@ class TorchTeacher(Teacher):
     """A torchvision or timm architecture name plus a weights file (.safetensors/.pt/.pth)."""
 
     kind = "logits"
+    on_device = True
 
     def __init__(self, spec: str, library: str, arch: str, weights: str,
                  preprocessing: Preprocessing | None = None) -> None:
@@ -166,6 +177,7 @@ class TorchTeacher(Teacher):
     def run(self, crops, paths):
         if self.loaded_model is None:
             self.loaded_model = self.build()
+        self.loaded_model.to(crops.device)
         return self.loaded_model(normalize_crops(crops, self.preprocessing))
 
 

@@ -97,11 +97,20 @@ def plot_cdf(curves: dict[str, Any], path: str | Path, title: str = "Geolocation
     return path
 
 
-def eval_files(truth: str | Path, predictions: str | Path, plot: str | Path | None = None,
+def plot_path(plot: str | Path | bool | None, default: Path) -> Path | None:
+    """Where a ``plot`` argument says to draw: a path is itself, True is ``default``, None or
+    False is no plot (None)."""
+    if plot is None or plot is False:
+        return None
+    return default if plot is True else Path(plot)
+
+
+def eval_files(truth: str | Path, predictions: str | Path, plot: str | Path | bool | None = True,
                log: Any = print) -> dict[str, Any]:
     """``mobilenet geo eval --truth CSV --predictions CSV``: the :func:`distance_metrics` of the
     predictions (both files are photo CSVs; rows are matched on the path as written), the Table 11
-    text and the CDF PNG (default: ``<predictions>.cdf.png``). Unusable rows of either file, a
+    text and the CDF PNG ``plot`` (True, the default: ``<predictions>.cdf.png``; None or False: no
+    plot, and the result's ``plot`` is None). Unusable rows of either file, a
     second prediction for the same photo and truth photos without a prediction are counted, said
     in one line per file and listed in ``<predictions>.skipped.csv``, never dropped silently."""
     from mobilenets.tasks.geo.data import read_photos, write_skipped
@@ -130,11 +139,12 @@ def eval_files(truth: str | Path, predictions: str | Path, plot: str | Path | No
             log(table.skipped_line(listed))
     km = haversine_km(gold.lat, gold.lon, pred.lat[index], pred.lon[index])
     result = distance_metrics(km)
-    png = Path(plot) if plot else Path(predictions).with_suffix(".cdf.png")
+    png = plot_path(plot, Path(predictions).with_suffix(".cdf.png"))
     return {"metrics": result, "table": table11_text({"predictions": result}),
-            "plot": str(plot_cdf({Path(predictions).name: km}, png)), "skipped_truth_rows": len(gold.bad),
+            "plot": str(plot_cdf({Path(predictions).name: km}, png)) if png else None,
+            "skipped_truth_rows": len(gold.bad),
             "skipped_prediction_rows": len(pred.bad)}
 
 
-__all__ = ["EARTH_RADIUS_KM", "TABLE11", "THRESHOLDS_KM", "distance_metrics", "eval_files", "haversine_km", "plot_cdf",
+__all__ = ["EARTH_RADIUS_KM", "TABLE11", "THRESHOLDS_KM", "distance_metrics", "eval_files", "haversine_km", "plot_cdf", "plot_path",
            "table11_text"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mobilenets.tasks.geo.cells import MAX_LEVEL, CellPartition
+from mobilenets.tasks.geo.cells import MAX_LEVEL, CellPartition, cell_levels
 
 
 def _st_to_uv(s: np.ndarray) -> np.ndarray:
@@ -33,7 +33,7 @@ def cell_outlines(ids: np.ndarray, points_per_edge: int = 12) -> tuple[np.ndarra
 
     ids = np.asarray(ids, np.uint64)
     fij = np.array([s2cell.s2_cell_id_to_face_ij(int(c)) for c in ids], np.int64).reshape(-1, 3)
-    levels = MAX_LEVEL - np.log2((ids & (~ids + np.uint64(1))).astype(np.float64)).astype(np.int64) // 2
+    levels = cell_levels(ids)
     size = np.left_shift(1, MAX_LEVEL - levels)
     i0, j0 = fij[:, 1] & ~(size - 1), fij[:, 2] & ~(size - 1)
     t = np.linspace(0.0, 1.0, points_per_edge, endpoint=False)

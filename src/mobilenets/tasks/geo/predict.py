@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mobilenets.errors import DataNotFoundError, MobileNetsError
-from mobilenets.tasks.geo.evaluate import distance_metrics, haversine_km, plot_cdf, table11_text
+from mobilenets.errors import MobileNetsError
+from mobilenets.tasks.geo.evaluate import distance_metrics, haversine_km, plot_cdf, plot_path, table11_text
 from mobilenets.tasks.geo.task import GeoPhotos, biggest_cell_distances, cells_from_meta
 
 
@@ -32,34 +32,28 @@ def load_geo_checkpoint(checkpoint: str):
 
 
 def predict(checkpoint: str, images: Sequence[str], top_k: int = 5, centre: bool = False,
-            device: str = "cpu") -> list[dict[str, Any]]:
+            device: str = "cpu", *, amp: bool = False, channels_last: bool = False,
+            batch_size: int = 32) -> list[dict[str, Any]]:
     """For each image: ``latitude``/``longitude`` of the top cell (its photos' mean position, or
-    its centre with ``centre=True``) and the ``top_k`` cells (token, probability, position)."""
-    from PIL import Image, UnidentifiedImageError
-
+    its centre with ``centre=True``) and the ``top_k`` cells (token, probability, position). The
+    images run in batches of ``batch_size`` on ``device``, with bf16 autocast (``amp``) and
+    ``channels_last`` as asked (:func:`~mobilenets.infer.images.predict_files`)."""
     from mobilenets.data.datasets import Augment, eval_transform
-    from mobilenets.utils.device import resolve_device
+    from mobilenets.infer.context import inference_context, prepare_model
+    from mobilenets.infer.images import predict_files
 
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise MobileNetsError(f"top_k must be an integer >= 1, got {top_k!r}")
+    ctx = inference_context(device, amp, channels_last)
     model, cells, meta = load_geo_checkpoint(checkpoint)
-    dev = resolve_device(device)
-    model = model.to(dev)
+    model = prepare_model(model, ctx)
     transform = eval_transform(model.config.resolution, Augment.for_eval(meta))
     lat, lon = cells.locations("centre" if centre else "mean")
     tokens = meta["classes"]
+    probs = predict_files(model, images, transform, ctx, batch_size=batch_size)
     results = []
-    for path in images:
-        if not Path(path).is_file():
-            raise DataNotFoundError(f"image not found: {path}")
-        try:
-            with Image.open(path) as im:
-                x = transform(im.convert("RGB"))[None].to(dev)
-        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-            raise MobileNetsError(f"cannot read image {path}: {exc}") from None
-        with torch.no_grad():
-            probs = model(x).softmax(dim=1)[0].cpu()
-        p, idx = probs.topk(min(top_k, len(cells)))
+    for path, row in zip(images, probs):
+        p, idx = row.topk(min(top_k, len(cells)))
         top = [{"cell": tokens[i], "probability": float(v), "latitude": float(lat[i]), "longitude": float(lon[i])}
                for v, i in zip(p.tolist(), idx.tolist())]
         results.append({"image": str(path), "latitude": top[0]["latitude"], "longitude": top[0]["longitude"],
@@ -79,42 +73,45 @@ def write_predictions(results: list[dict[str, Any]], path: str | Path) -> Path:
 
 
 def predict_table(model, cells, meta: dict[str, Any], table, batch_size: int = 256, workers: int = 0,
-                  device: str = "auto", centre: bool = False, progress: bool = False):
+                  device: str = "auto", centre: bool = False, progress: bool = False, *, amp: bool = False,
+                  channels_last: bool = False):
     """Top-cell positions for every photo of ``table``: ``(lat, lon, used, bad)`` where ``used``
-    marks the photos that decoded and ``bad`` lists ``(path, reason)`` of those that did not."""
+    marks the photos that decoded and ``bad`` lists ``(path, reason)`` of those that did not.
+    The photos run through the one inference loop (:func:`~mobilenets.infer.loop.run_batches`)
+    on ``device``, with bf16 autocast (``amp``) and ``channels_last`` as asked."""
     from torch.utils.data import DataLoader
 
     from mobilenets.data.datasets import Augment, eval_transform
     from mobilenets.data.samples import collate_skip_bad
-    from mobilenets.utils.device import resolve_device
+    from mobilenets.infer.context import inference_context, prepare_model
+    from mobilenets.infer.loop import run_batches
 
-    dev = resolve_device(device)
-    model = model.to(dev).eval()
+    ctx = inference_context(device, amp, channels_last)
+    model = prepare_model(model, ctx)
     res = model.config.resolution
     photos = GeoPhotos(table, eval_transform(res, Augment.for_eval(meta)), res)
-    loader = DataLoader(photos, batch_size=batch_size, num_workers=workers, collate_fn=collate_skip_bad)
-    if progress:
-        from tqdm import tqdm
-
-        loader = tqdm(loader, desc="geo eval", leave=False, dynamic_ncols=True)
+    loader = DataLoader(photos, batch_size=batch_size, num_workers=workers, collate_fn=collate_skip_bad,
+                        pin_memory=ctx.device.type == "cuda")
     cell_lat, cell_lon = cells.locations("centre" if centre else "mean")
     top = np.full(len(table), -1, np.int64)
     bad: list[tuple[str, str]] = []
-    with torch.no_grad():
-        for images, rows, batch_bad in loader:
-            bad.extend(batch_bad)
-            if len(rows):
-                top[rows.numpy()] = model(images.to(dev)).argmax(dim=1).cpu().numpy()
+
+    def collect(logits: torch.Tensor, rows: torch.Tensor) -> None:
+        top[rows.cpu().numpy()] = logits.argmax(dim=1).cpu().numpy()
+
+    run_batches(model, loader, collect, ctx, progress=progress, desc="geo eval", skipped=bad.extend)
     used = top >= 0
     return np.where(used, cell_lat[top], np.nan), np.where(used, cell_lon[top], np.nan), used, bad
 
 
 def eval_checkpoint(checkpoint: str, data: str | None = None, batch_size: int = 256, workers: int = 0,
-                    device: str = "auto", centre: bool = False, plot: str | Path | None = None,
-                    progress: bool = False, log: Any = print) -> dict[str, Any]:
+                    device: str = "auto", centre: bool = False, plot: str | Path | bool | None = True,
+                    progress: bool = False, log: Any = print, *, amp: bool = False,
+                    channels_last: bool = False) -> dict[str, Any]:
     """Score a geolocation checkpoint on the photo CSV ``data`` (default: the run's validation
     list): distance metrics of the model and of the always-the-biggest-cell baseline, the Table 11
-    text, and the CDF PNG (default: ``geo_eval_cdf.png`` beside the checkpoint)."""
+    text, and the CDF PNG ``plot`` (True, the default: ``geo_eval_cdf.png`` beside the checkpoint;
+    None or False: no plot, the result's ``plot`` is None)."""
     from mobilenets.tasks.geo.data import read_photos, write_skipped
     from mobilenets.weights.checkpoint import resolve_checkpoint
 
@@ -123,11 +120,14 @@ def eval_checkpoint(checkpoint: str, data: str | None = None, batch_size: int = 
     if not data:
         raise MobileNetsError(f"{checkpoint} records no validation list: give data=")
     table = read_photos(data, progress=progress)
-    lat, lon, used, bad = predict_table(model, cells, meta, table, batch_size, workers, device, centre, progress)
+    lat, lon, used, bad = predict_table(model, cells, meta, table, batch_size, workers, device, centre, progress,
+                                        amp=amp, channels_last=channels_last)
     why = dict(bad)
     scored = table.drop(~used, [f"unreadable image ({why.get(p, 'not decoded')})" for p in np.asarray(table.paths)[~used]])
-    png = Path(plot) if plot else resolve_checkpoint(checkpoint).parent / "geo_eval_cdf.png"
-    line = scored.skipped_line(write_skipped(png.with_name(png.stem + "_skipped.csv"), scored))
+    default_png = resolve_checkpoint(checkpoint).parent / "geo_eval_cdf.png"
+    png = plot_path(plot, default_png)
+    beside = png or default_png  # the skipped rows are listed beside the plot, or where it would be
+    line = scored.skipped_line(write_skipped(beside.with_name(beside.stem + "_skipped.csv"), scored))
     if line:
         log(line)
     if not len(scored):
@@ -137,7 +137,7 @@ def eval_checkpoint(checkpoint: str, data: str | None = None, batch_size: int = 
     result = {"model": distance_metrics(km), "baseline": distance_metrics(base_km), "skipped_rows": len(scored.bad),
               "cells": len(cells)}
     result["plot"] = str(plot_cdf({"MobileNet": km, "biggest cell": base_km}, png,
-                                  title=f"Geolocation error on {Path(data).name}"))
+                                  title=f"Geolocation error on {Path(data).name}")) if png else None
     result["table"] = table11_text({"MobileNet": result["model"], "biggest cell": result["baseline"]})
     return result
 

@@ -110,10 +110,13 @@ class GeoTask(Task):
 
     def __init__(self, config: MobileNetConfig, cells: CellPartition, train: PhotoTable | None = None,
                  val: PhotoTable | None = None, augment=None, label_smoothing: float = 0.0,
-                 sources: dict[str, Any] | None = None) -> None:
+                 sources: dict[str, Any] | None = None, init_weights: dict[str, torch.Tensor] | None = None,
+                 log: Any = None) -> None:
         if not len(cells):
             raise MobileNetsError("no cells: a geolocation task needs at least one cell")
         self.cells, self.augment, self.label_smoothing = cells, augment, float(label_smoothing)
+        self.init_weights, self.log = init_weights, log
+        self.tables = tuple(t for t in (train, val) if t is not None)  # as read: skipped rows listed
         self.config = config.replace(num_classes=len(cells))
         self.sources = dict(sources or {})
         self.unassigned_train = 0
@@ -133,7 +136,20 @@ class GeoTask(Task):
     def build_model(self) -> nn.Module:
         from mobilenets.models.mobilenet import MobileNet
 
-        return MobileNet(self.config)
+        model = MobileNet(self.config)
+        if self.init_weights is not None:
+            from mobilenets.train.init import load_into
+
+            load_into(model, self.init_weights)
+        return model
+
+    def write_files(self, out: Path) -> None:
+        """``skipped_rows.csv``: the photo list rows that could not be used (one line says so)."""
+        listed = write_skipped(out / SKIPPED_ROWS_FILE, *self.tables)
+        for table in self.tables:
+            line = table.skipped_line(listed)
+            if line and self.log is not None:
+                self.log(line)
 
     def datasets(self) -> tuple[Dataset, Dataset | None]:
         from mobilenets.data.jpeg import DraftRandomResizedCrop
@@ -194,51 +210,68 @@ def biggest_cell_baseline(cells: CellPartition, table: PhotoTable) -> dict[str, 
     return distance_metrics(biggest_cell_distances(cells, table))
 
 
-def train(data: str, val: str, cells: str, model: str | None = None, *, alpha: float | None = None,
-          resolution: int | None = None, variant: str | None = None, recipe: str | Recipe = "paper",
-          recipe_overrides: dict[str, Any] | None = None, model_overrides: dict[str, Any] | None = None,
+def train(data: str | None, val: str | None, cells: str | None, model: str | None = None, *,
+          alpha: float | None = None, resolution: int | None = None, variant: str | None = None,
+          recipe: str | Recipe = "paper", recipe_overrides: dict[str, Any] | None = None,
+          model_overrides: dict[str, Any] | None = None, init: str | None = None,
           options: TrainOptions | None = None, log: Any = print) -> dict[str, Any]:
     """``mobilenet geo train``: a MobileNet over the ``cells`` (a ``geo cells`` file) on the photo
     CSVs ``data`` (training) and ``val``; the summary holds the last validation metrics and the
     always-the-biggest-cell baseline on the same photos. Unusable rows are listed in the run
-    folder's ``skipped_rows.csv`` (one line says so). ``resume`` continues a run with its own
-    data, cells, model and recipe."""
+    folder's ``skipped_rows.csv`` (one line says so). ``init``: start from the weights of a
+    classification checkpoint or model folder (:mod:`mobilenets.train.init`; the classifier is new
+    unless they were trained on the same cells). ``resume`` continues a run with its own data,
+    cells, model and recipe (:func:`mobilenets.train.runner.open_run`)."""
     from mobilenets.models.registry import resolve_config
     from mobilenets.train.classify import augment_for
-    from mobilenets.train.loop import fit, read_run_config
-    from mobilenets.train.state import new_run_dir
+    from mobilenets.train.init import init_config, init_weights, load_init
+    from mobilenets.train.loop import fit
+    from mobilenets.train.runner import is_main, open_run, record_path, request_of, task_recipe
 
-    opts = options or TrainOptions()
-    if opts.resume:
-        if not opts.output:
-            raise MobileNetsError("resume=True needs the run's output folder")
-        saved = read_run_config(opts.output)
+    request = request_of(data=record_path(data), val=record_path(val), cells=record_path(cells), model=model,
+                         alpha=alpha, resolution=resolution, variant=variant, recipe=recipe,
+                         overrides={**(recipe_overrides or {}), **(model_overrides or {})}, init=record_path(init))
+    opts, saved = open_run(options, GeoTask.name, request, log)
+    extra: dict[str, Any] = {"request": request}
+    weights = pre = None
+    if saved is not None:
         cfg, rec = MobileNetConfig.from_dict(saved["model"]), Recipe.from_dict(saved["recipe"])
-        data, val = saved["data"], saved["val"]
+        data, val, cells_file = saved["data"], saved["val"], saved.get("cells_file")
         cell_set = cells_from_meta(saved)
-        log(f"resuming {opts.output} with its own data, cells, model and recipe")
+        extra = {"request": saved.get("request") or {}, **({"init": saved["init"]} if saved.get("init") else {})}
+        from mobilenets.data.preprocess import Preprocessing
+
+        pre = Preprocessing.from_dict(saved["preprocessing"]) if saved.get("preprocessing") else None
     else:
+        if not (data and val and cells):
+            raise MobileNetsError("geo train needs data, val and cells (training and validation photo lists and a "
+                                  "`geo cells` file)")
         rec = recipe if isinstance(recipe, Recipe) else get_recipe(recipe)
         if recipe_overrides:
             rec = rec.replace(**recipe_overrides)
-        cfg = resolve_config(model, alpha=alpha, resolution=resolution, variant=variant, default=DEFAULT_MODEL,
-                             **(model_overrides or {}))
+        rec = task_recipe(rec, GeoTask.recipe_fields)
+        data, val, cells_file = record_path(data), record_path(val), record_path(cells)
         cell_set = read_cells(cells)
-        opts = dataclasses.replace(opts, output=str(opts.output or new_run_dir()))
+        if init is not None:
+            init_model, pre, init_classes = load_init(init)
+            cfg = init_config(init_model.config, init, model, resolution,
+                              dict(alpha=alpha, variant=variant, **(model_overrides or {})))
+            weights, what = init_weights(init_model, init_classes, cell_set.tokens)
+            if is_main():
+                log(f"init from {init}: {what}")
+            extra["init"] = {"path": record_path(init), "classifier": what}
+        else:
+            cfg = resolve_config(model, alpha=alpha, resolution=resolution, variant=variant, default=DEFAULT_MODEL,
+                                 **(model_overrides or {}))
     train_table = read_photos(data, progress=opts.progress)
     val_table = read_photos(val, progress=opts.progress)
-    task = GeoTask(cfg, cell_set, train_table, val_table, augment_for(rec), rec.label_smoothing,
-                   sources={"data": str(data), "val": str(val), "cells_file": None if opts.resume else str(cells)})
-    out = Path(opts.output)
-    if opts.resume or not (out / "config.json").exists():  # else fit refuses the folder: leave it alone
-        listed = write_skipped(out / SKIPPED_ROWS_FILE, train_table, val_table)
-        for table in (train_table, val_table):
-            if table.skipped_line(listed):
-                log(table.skipped_line(listed))
-    if task.unassigned_train:
+    task = GeoTask(cfg, cell_set, train_table, val_table, augment_for(rec, pre), rec.label_smoothing,
+                   sources={"data": data, "val": val, "cells_file": cells_file}, init_weights=weights,
+                   log=log if is_main() else None)
+    if task.unassigned_train and is_main():
         log(f"{task.unassigned_train} of {len(train_table)} training photos lie in no cell (their cells had too few "
             f"photos) and are not trained on")
-    summary = fit(task, rec, opts, log=log)
+    summary = fit(task, rec, opts, extra_meta=extra, log=log)
     return {"output": summary["output"], "epochs": summary["epochs"], "steps": summary["steps"],
             "cells": len(cell_set), "train_photos": len(task.train), "val_photos": len(val_table),
             "skipped_rows": len(train_table.bad) + len(val_table.bad), "unassigned_train": task.unassigned_train,

@@ -1,12 +1,3 @@
-"""The C source of the peak helper that :mod:`mobilenets.bench.kernels` compiles at run time.
-
-Kept as a string in a module (not a ``.c`` data file) so that every install has it, whatever its
-packaging. Each kernel is a loop of independent multiply-add chains that never touches memory:
-the rate the CPU reaches when nothing but arithmetic limits it. A kernel is compiled in only
-where the compiler targets its instructions (``-march=native`` on the machine that runs it).
-"""
-
-SOURCE = r"""
 /* The arithmetic peak of this CPU: loops of independent multiply-add chains that never touch
  * memory, one per instruction kind, on N threads. Built with -O2 -march=native: each kind is
  * compiled in only where the compiler targets its instructions (none on a CPU other than x86).
@@ -358,4 +349,3 @@ int main(int argc, char **argv) {
     printf("]}\n");
     return 0;
 }
-"""
