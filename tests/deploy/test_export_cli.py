@@ -99,7 +99,7 @@ def test_help_names_every_default_and_loads_nothing_heavy():
     assert "heavy: []" in text
     assert "the FILE to write; FILE.json gets the preprocessing" in text
     for default in ("the file format (default: from the --output suffix", "calibration images (default 256)",
-                    "(default 0: none)", "file (default 2)", "default mobilenet_v1_1.0_224",
+                    "(default 0: none)", "checks the written file (default 2)", "default: mobilenet_v1_1.0_224",
                     "default: the data the checkpoint's run was trained on",
                     "default: float32", "quiet by default"):
         assert default in text, default
@@ -145,7 +145,7 @@ def test_unwritable_output_is_one_line(tmp_path, capsys):
     (["--qat-epochs", "1"], "--qat-epochs needs --int8"),
     (["--calibration", "images"], "--calibration needs --int8"),
     (["--qat-epochs", "-1", "--int8"], "argument --qat-epochs: must be >= 0"),
-    (["--threads", "0"], "argument --threads: must be >= 1"),
+    (["--engine-threads", "0"], "argument --engine-threads: must be >= 1"),
     (["--calibration-images", "x", "--int8"], "argument --calibration-images/--calibration-size: not an integer"),
     (["--calibration-size", "0", "--int8"], "argument --calibration-images/--calibration-size: must be >= 1"),
 ])

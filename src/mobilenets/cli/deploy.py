@@ -12,6 +12,8 @@ import json
 
 from mobilenets.cli.common import (
     UsageError,
+    add_command,
+    add_engine_threads_arg,
     add_json_arg,
     add_model_args,
     add_verbose_arg,
@@ -21,16 +23,10 @@ from mobilenets.cli.common import (
 )
 from mobilenets.deploy.formats import FORMATS, INT8_FORMATS, SUFFIXES, suffix_format
 
-DESCRIPTION = ("Folds BatchNorm, writes the model and FILE.json (its preprocessing and the check), then "
-               "checks the written file against the eager model; a failed export leaves nothing behind. "
-               "The model: --checkpoint PATH (trained weights; --model/--alpha/--variant/... given with it "
-               "name the architecture it must have), or --model NAME and/or --alpha/--resolution/... "
-               "(random weights: for speed measurements).")
-
 
 def register(sub) -> None:
-    p = sub.add_parser("export", help="export a model to ONNX, TFLite, ExecuTorch or TorchScript (fp32 or int8)",
-                       description=DESCRIPTION)
+    p = add_command(sub, "export", cmd_export,
+                    help="export a model to ONNX, TFLite, ExecuTorch or TorchScript (fp32 or int8)")
     add_model_args(p)
     p.add_argument("--output", required=True, metavar="FILE", help="the FILE to write; FILE.json gets the preprocessing")
     p.add_argument("--format", choices=FORMATS,
@@ -51,11 +47,9 @@ def register(sub) -> None:
     q.add_argument("--qat-epochs", type=nonnegative_int, default=0, metavar="N",
                    help="quantization-aware fine-tuning epochs before --int8 quantizes, distilling from the float "
                         "model on the --calibration images: no labels needed (default 0: none)")
-    p.add_argument("--threads", type=positive_int, default=2, metavar="N",
-                   help="CPU threads of the runtime that checks the written file (default 2)")
+    add_engine_threads_arg(p, 2, " that checks the written file")
     add_json_arg(p)
     add_verbose_arg(p)
-    p.set_defaults(func=cmd_export)
 
 
 def _format(args: argparse.Namespace) -> str:
@@ -106,6 +100,18 @@ def _what_to_export(args: argparse.Namespace):
 
 
 def cmd_export(args: argparse.Namespace) -> None:
+    """Folds BatchNorm, writes the model and FILE.json (its preprocessing and the check), then checks
+    the written file against the eager model; a failed export leaves nothing behind (one line, exit
+    status 2). The model: --checkpoint PATH (trained weights; --model/--alpha/--variant/... given
+    with it name the architecture it must have), or --model NAME and/or --alpha/--resolution/...
+    (random weights: for speed measurements). --calibration DIR and --calibration-images N mean
+    what they mean for `mobilenet detect export`.
+
+    examples:
+      mobilenet export --checkpoint runs/digits --output model.onnx
+      mobilenet export --checkpoint runs/digits --int8 --calibration digits --calibration-images 128 --output model-int8.tflite
+      mobilenet export --model mobilenet_v1_0.25_128 --output random.pte
+    """
     fmt = _check_flags(args)
     from mobilenets.deploy.export import check_text, export_model
 
@@ -113,7 +119,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     report = export_model(what, args.output, fmt, int8=args.int8, calibration=args.calibration,
                           qat_epochs=args.qat_epochs, calibration_images=args.calibration_images,
                           bias_correction=args.bias_correction, progress=not args.json, expect_model=expect,
-                          threads=args.threads, verbose=args.verbose,
+                          threads=args.engine_threads, verbose=args.verbose,
                           log=None if args.json else print)
     if args.json:
         print(json.dumps(report, indent=2))

@@ -74,23 +74,18 @@ def register(sub) -> None:
     add_threads_arg(p)
     add_json_arg(p)
 
-    p = sub.add_parser("export", help="export a detector to ONNX and TFLite (box decoding and NMS inside)",
-                       description="Writes model.onnx / model.tflite (and with --int8 model-int8.*) and their "
-                                   "sidecar JSON, checked against the eager detector; as with `mobilenet export`, "
-                                   "the files are moved into --output only when every check passes, and a failed "
-                                   "export leaves nothing behind (one line, exit status 2).")
+    p = add_command(sub, "export", cmd_export, help="export a detector to ONNX and TFLite (box decoding and NMS inside)")
     p.add_argument("--checkpoint", required=True, metavar="RUN", help=CHECKPOINT_HELP)
     p.add_argument("--output", required=True, metavar="DIR",
                    help="folder for the exported files (created if missing; files of the same names are replaced)")
     p.add_argument("--int8", action="store_true", help="also int8 (static, per-channel) models (default: float32 only)")
-    p.add_argument("--formats", default="onnx,tflite", help="comma-separated: onnx, tflite (default onnx,tflite)")
+    p.add_argument("--formats", metavar="LIST", help="comma-separated: onnx, tflite (default: both)")
     p.add_argument("--calibration", metavar="DIR",
                    help="a folder of images to calibrate --int8 on (any images under it; default: the training "
                         "images of the data the run was trained on)")
     p.add_argument("--calibration-images", type=positive_int, default=64, metavar="N",
                    help="calibration images (default 64)")
     add_json_arg(p)
-    p.set_defaults(func=cmd_export)
 
     p = add_command(sub, "bench", cmd_bench, help="batch-1 latency beside torchvision's ssdlite320_mobilenet_v3_large "
                                                   "(eager and ONNX Runtime, interleaved)")
@@ -231,6 +226,15 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
+    """Export an SSD/SSDLite detector to ONNX and TFLite with box decoding and NMS inside (fp32, and
+    int8 with --int8), each file checked against the eager detector. As with `mobilenet export`,
+    the files are moved into --output only when every check passes; a failed check is one line,
+    exit status 2, and leaves nothing behind.
+
+    examples:
+      mobilenet detect export --checkpoint runs/detect-ssd --output exported --formats onnx
+      mobilenet detect export --checkpoint runs/detect-ssd --output exported --int8 --calibration photos --calibration-images 128
+    """
     import os
 
     from mobilenets.cli.common import UsageError
@@ -242,9 +246,10 @@ def cmd_export(args: argparse.Namespace) -> None:
                          f"{args.calibration}")
     from mobilenets.tasks.detect.export import export_detector
 
-    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    formats = None if args.formats is None else tuple(f.strip() for f in args.formats.split(",") if f.strip())
     result = export_detector(args.checkpoint, args.output, int8=args.int8, calibration=args.calibration,
-                             calibration_images=args.calibration_images, formats=formats)
+                             calibration_images=args.calibration_images,
+                             **({} if formats is None else {"formats": formats}))
     if args.json:
         print(json.dumps(result, indent=2))
         return
