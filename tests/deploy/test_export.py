@@ -89,6 +89,22 @@ def test_inference_network_folds_batchnorm_and_makes_padding_explicit(tf_same_mo
     assert not any(isinstance(m, nn.ZeroPad2d) for m in net.modules())
     with torch.no_grad():
         assert torch.allclose(net(x[:, :, :32, :32]), sym(x[:, :, :32, :32]), atol=1e-5, rtol=0)
+    # The randomized-statistics models above give the same logits for every input (their signal
+    # dies within a few layers), so a fold that mishandles the input (e.g. swaps RGB to BGR) would
+    # pass them. Here BatchNorm's statistics are measured on random images, so the logits depend
+    # on the input, and the folded network must follow them.
+    torch.manual_seed(0)
+    live = MobileNet(alpha=0.25, resolution=48, num_classes=10, padding="tf_same", activation="relu6")
+    for m in live.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = None  # the plain average over the one batch
+    live.train()
+    with torch.no_grad():
+        live(torch.randn(64, 3, 48, 48))
+        live.eval()
+        ref = live(x)
+        assert (ref - ref.mean(0)).abs().max() > 100 * 1e-5  # input-dependent well beyond the tolerance
+        assert torch.allclose(inference_network(live)(x), ref, atol=1e-5, rtol=0)
 
 
 def test_tf_graph_uses_the_tf_same_rule(tf_same_model, randomized_bn):

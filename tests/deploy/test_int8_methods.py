@@ -89,34 +89,62 @@ def test_int8_quantizer_leaves_the_classifier_float(small_net):
         assert any("quantize_per_tensor" in u for u in users) == (not float_head), users
 
 
+def _activation_ranges(prepared) -> dict[str, tuple[str, float, float]]:
+    """``{observer name: (type, min, max)}`` of a prepared graph's per-tensor (activation)
+    observers; a fake-quantizer's observer under the fake-quantizer's name."""
+    return {name.removesuffix(".activation_post_process"): (type(m).__name__, float(m.min_val), float(m.max_val))
+            for name, m in prepared.named_modules() if hasattr(m, "min_val") and m.min_val.numel() == 1}
+
+
 @pytest.mark.parametrize("qat", [False, True])
 def test_int8_ranges_before_relu6_are_the_clamps(randomized_bn, qat):
     """XNNPACKQuantizer observes a conv's output before its ReLU6; ours observes the clamped values,
-    so no activation range after a conv + ReLU6 leaves [0, 6] even where pre-activations do."""
+    so no activation range after a conv + ReLU6 leaves [0, 6] even where pre-activations do. The
+    negative control, in both halves: XNNPACKQuantizer alone (``.base``), given the same graph and
+    inputs, has ranges at those same positions that do leave [0, 6]."""
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e, prepare_qat_pt2e
 
     from mobilenets.deploy.qat import exported
     from mobilenets.deploy.quantizer import int8_quantizer
 
+    torch.manual_seed(0)
     model = create_model("mobilenet_v1_0.25_128", resolution=32, num_classes=10, activation="relu6")
     small_net = inference_network(randomized_bn(model, seed=3))
     graph = exported(small_net, 32)
     relu6 = [n for n in graph.graph.nodes if n.op == "call_function" and "hardtanh" in str(n.target)]
     assert relu6, "the test model has no ReLU6"
     x = torch.from_numpy(_images(8)) * 4  # large inputs: pre-activations far outside [0, 6]
-    with torch.no_grad():
-        pre = [small_net.features[: i](x) for i in range(1, len(small_net.features) + 1)]
-    assert max(float(t.max()) for t in pre) > 6 and min(float(t.min()) for t in pre) < 0
+    prepare = prepare_qat_pt2e if qat else prepare_pt2e
     quantizer = int8_quantizer(qat=qat)
-    prepared = (prepare_qat_pt2e if qat else prepare_pt2e)(graph, quantizer)
+    prepared = prepare(graph, quantizer)
     assert quantizer.clamped == len(relu6)
-    prepared(x)
-    observers = [m for m in prepared.modules() if hasattr(m, "min_val") and m.min_val.numel() == 1]
-    clamped = [m for m in prepared.modules() if type(m).__name__.startswith("Clamped")]
+    plain = prepare(exported(small_net, 32), int8_quantizer(qat=qat).base)
+    with torch.no_grad():
+        prepared(x)  # one forward: a moving average's first update takes the batch's min and max
+        plain(x)
+    ours, theirs = _activation_ranges(prepared), _activation_ranges(plain)
+    assert set(ours) == set(theirs)
+    clamped = sorted((n for n, (kind, _, _) in ours.items() if kind.startswith("Clamped")),
+                     key=lambda n: int(n.rsplit("_", 1)[1]))
     assert len(clamped) == len(relu6)
-    for m in clamped:
-        assert 0.0 <= float(m.min_val) and float(m.max_val) <= 6.0, (float(m.min_val), float(m.max_val))
-    assert any(float(m.max_val) > 6 or float(m.min_val) < 0 for m in observers if m not in clamped) or qat
+    assert all(not theirs[n][0].startswith("Clamped") for n in clamped)
+    for n in set(ours) - set(clamped):  # the graph's input: observed alike by both
+        assert ours[n] == theirs[n], n
+    # Negative control: unclamped, every conv output before a ReLU6 goes below 0, and some go above 6.
+    assert all(theirs[n][1] < 0 for n in clamped), [theirs[n] for n in clamped]
+    assert any(theirs[n][2] > 6 for n in clamped), [theirs[n] for n in clamped]
+    for n in clamped:
+        assert 0.0 <= ours[n][1] and ours[n][2] <= 6.0, (n, ours[n])
+
+    def clamp(v):
+        return min(max(v, 0.0), 6.0)
+
+    # The clamped range is exactly the plain one clamped. Without fake quantization (PTQ) every
+    # position sees the same values in both graphs; with it (QAT), a layer's fake-quantized output
+    # depends on its range, so only the first conv sees the same input in both graphs.
+    for n in clamped if not qat else clamped[:1]:
+        assert ours[n][1:] == (clamp(theirs[n][1]), clamp(theirs[n][2])), (n, ours[n], theirs[n])
+    assert ours[clamped[0]][1:] == (0.0, 6.0)  # the first conv's output leaves [0, 6] on both sides
 
 
 def _held_out_crops(model, folder, count: int) -> np.ndarray:

@@ -225,8 +225,18 @@ def test_run_folders_resume_and_init_behave_alike(name, command_inputs, command_
     monkeypatch.chdir(here)
     argv = relative(command_argv(name, command_inputs, "run"), here)
     argv = with_flag(argv, ["--max-steps", "2"])
+    import random
+
+    import numpy as np
+    import torch
+
+    before = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy(), torch.get_num_threads())
     assert main(argv) == 0
     capsys.readouterr()
+    # the caller's process is left as it was: random states (the run seeds its own) and threads
+    after = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1], torch.get_num_threads())
+    assert torch.equal(before[0], after[0]) and before[1] == after[1] and (before[2] == after[2]).all()
+    assert before[3] == after[3]
     run = here / "run"
     config = json.loads((run / "config.json").read_text())
     recorded_paths = paths_in(config, command_inputs["root"])

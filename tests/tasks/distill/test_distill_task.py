@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -86,12 +87,23 @@ def photo_folder(tmp_path):
 
 
 @pytest.fixture
-def teacher_folder(tmp_path, randomized_bn):
+def teacher_folder(tmp_path):
+    """A random 5-class MobileNet whose BatchNorm statistics are measured on random-normal images,
+    so that different crops get different outputs (with random statistics the 32 px features die
+    and every crop gets the same logits, which makes any agreement trivially 1)."""
+    from torch import nn
+
     from mobilenets.models.mobilenet import MobileNet
     from mobilenets.weights.checkpoint import save_model
 
     torch.manual_seed(0)
-    teacher = randomized_bn(MobileNet(TINY.replace(num_classes=5)), seed=1, classifier_std=1.0)
+    teacher = MobileNet(TINY.replace(num_classes=5))
+    for m in teacher.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = None  # a plain average over the one batch
+    teacher.train()
+    with torch.no_grad():
+        teacher(torch.randn(64, 3, 32, 32))
     return save_model(teacher.eval(), tmp_path / "teacher")
 
 
@@ -140,7 +152,6 @@ def test_embedding_projection_and_precomputed_teacher(photo_folder, tmp_path):
 
 
 def test_reports_beside_the_teacher(photo_folder, teacher_folder, tmp_path):
-    from mobilenets.models.mobilenet import MobileNet
     from mobilenets.tasks.distill.data import load_crops
     from mobilenets.tasks.distill.metrics import read_pairs
     from mobilenets.tasks.distill.run import attribute_report, top1_agreement, verification_reports
@@ -159,6 +170,46 @@ def test_reports_beside_the_teacher(photo_folder, teacher_folder, tmp_path):
     crops = load_crops(photo_folder, files, 32)
     agree = top1_agreement(student, teacher.preprocessing, teacher, crops)
     assert agree["top1_agreement"] == 1.0 and 0 < agree["majority_class_share"] <= 1
-    other = MobileNet(TINY.replace(num_classes=5)).eval()
-    ap = attribute_report(other, teacher.preprocessing, teacher, crops, names=list("abcde"))
-    assert set(ap["per_attribute"]) | set(ap["no_positives"]) == set("abcde")
+
+    # Negative control: a student whose classifier rows are permuted by sigma. Its logit j is the
+    # teacher's logit sigma[j], so its top-1 is sigma^-1 of the teacher's: it agrees exactly on
+    # the crops whose teacher top-1 is a fixed point of sigma. sigma swaps the teacher's two most
+    # frequent classes.
+    with torch.no_grad():
+        logits = teacher(crops).numpy()  # the teacher's own outputs, not the report's
+    top1 = logits.argmax(1)
+    counts = np.bincount(top1, minlength=5)
+    assert (counts > 0).sum() >= 3, counts  # a teacher that tells crops apart, or no control is possible
+    first, second = np.argsort(-counts, kind="stable")[:2]
+    sigma = np.arange(5)
+    sigma[[first, second]] = sigma[[second, first]]
+    permuted = copy.deepcopy(student)
+    with torch.no_grad():
+        permuted.classifier.weight.copy_(student.classifier.weight[torch.from_numpy(sigma)])
+        permuted.classifier.bias.copy_(student.classifier.bias[torch.from_numpy(sigma)])
+    expected = float(np.mean(sigma[top1] == top1))
+    assert expected == pytest.approx(1 - (counts[first] + counts[second]) / len(top1)) and expected < 1
+    agree = top1_agreement(permuted, teacher.preprocessing, teacher, crops)
+    assert agree["top1_agreement"] == pytest.approx(expected, abs=1e-12)
+    assert agree["majority_class_share"] == pytest.approx(counts.max() / len(top1))
+    assert agree["teacher_classes_seen"] == int((counts > 0).sum()) and agree["images"] == len(files)
+
+    # Attribute AP: the teacher's sigmoid >= 0.5 (logit >= 0) is the label, the student's output
+    # the score. For a fixed point j of sigma the student's score is the label's own logit (AP 1);
+    # for a swapped j it is another class's logit: AP by sklearn on those two columns.
+    from sklearn.metrics import average_precision_score
+
+    names = list("abcde")
+    ap = attribute_report(permuted, teacher.preprocessing, teacher, crops, names=names)
+    assert set(ap["per_attribute"]) | set(ap["no_positives"]) == set(names)
+    labels = logits >= 0
+    assert ap["positives"] == {n: int(labels[:, j].sum()) for j, n in enumerate(names)}
+    checked = 0
+    for j, name in enumerate(names):
+        if not labels[:, j].any():
+            assert name in ap["no_positives"]
+            continue
+        want = 1.0 if sigma[j] == j else average_precision_score(labels[:, j], logits[:, sigma[j]])
+        assert ap["per_attribute"][name] == pytest.approx(want, abs=1e-6), name
+        checked += sigma[j] != j and want < 1
+    assert checked >= 1, "no swapped attribute with an AP below 1: the control would not see a column mix-up"
