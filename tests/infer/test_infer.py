@@ -272,7 +272,8 @@ def test_detect_images_equal_one_image_at_a_time():
     from torchvision.transforms.v2 import functional as F
 
     from mobilenets.models.config import MobileNetConfig
-    from mobilenets.tasks.detect.config import build_detector, make_config
+    from mobilenets.tasks.detect.build import build_detector
+    from mobilenets.tasks.detect.config import make_config
     from mobilenets.tasks.detect.predict import detect_images
 
     torch.manual_seed(0)

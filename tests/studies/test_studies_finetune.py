@@ -16,6 +16,7 @@ from mobilenets.studies.finetune import (
     stanford_dogs_folders,
 )
 from mobilenets.train.optim import build_optimizer
+from mobilenets.train.options import TrainOptions
 
 PHOTOS = ["chelsea", "coffee", "rocket"]
 
@@ -70,7 +71,7 @@ def test_freeze_body_and_freeze_bn_keep_the_pretrained_weights_and_statistics():
     assert [n for n, p in model.named_parameters() if p.requires_grad] == ["classifier.weight", "classifier.bias"]
     opt = build_optimizer(model, TRANSFER, task.lr_scale)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    model.train()
+    task.train_mode(model)  # what the loop calls every epoch
     out = task.forward(model, torch.randn(8, 3, 32, 32) * 3 + 1)
     task.loss(out, torch.tensor([0, 1, 2, 0, 1, 2, 0, 1]))["loss"].backward()
     opt.step()
@@ -78,15 +79,18 @@ def test_freeze_body_and_freeze_bn_keep_the_pretrained_weights_and_statistics():
     changed = sorted(k for k in before if not torch.equal(before[k], after[k]))
     assert changed == ["classifier.bias", "classifier.weight"]  # no BN running stat moved either
     plain = _task()
-    m2 = plain.build_model().train()
+    m2 = plain.build_model()
+    plain.train_mode(m2)
     stats = m2.stem.bn.running_mean.clone()
     plain.forward(m2, torch.randn(8, 3, 32, 32) * 3 + 1)
     assert not torch.equal(stats, m2.stem.bn.running_mean)  # without freeze_bn they do move
 
 
 def test_finetune_end_to_end_writes_confusion_and_table10(dogs, tmp_path):
-    result = finetune(dogs, None, model="mobilenet_v1_0.25_128", resolution=32, epochs=1, batch_size=6,
-                      output=tmp_path / "run", threads=1, progress=False, log=lambda *_: None)
+    result = finetune(dogs, None, model="mobilenet_v1_0.25_128", resolution=32,
+                      recipe_overrides={"epochs": 1, "batch_size": 6},
+                      options=TrainOptions(output=str(tmp_path / "run"), threads=1, progress=False),
+                      log=lambda *_: None)
     assert (tmp_path / "run" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
     assert result["classes"] == 3 and result["epochs"] == 1
     # the confusion matrix is of the best weights, whose top-1 the run recorded
@@ -102,7 +106,12 @@ def test_real_imagenet_weights_beat_the_same_run_from_scratch(real_mobilenet, tm
     """The transfer the paper relies on (Section 4.2): from the real ImageNet MobileNetV1, two
     epochs on four photos' crops beat the same two epochs from random weights."""
     data = photo_dogs_layout(tmp_path / "dogs", ["chelsea", "coffee", "rocket", "astronaut"], train=12, test=6, size=128)
-    quiet = dict(resolution=96, epochs=2, batch_size=16, threads=2, progress=False, log=lambda *_: None)
-    real = finetune(data, real_mobilenet, output=tmp_path / "real", **quiet)
-    scratch = finetune(data, None, model="mobilenet_v1_1.0_224", body_lr_scale=1.0, output=tmp_path / "scratch", **quiet)
+    quiet = dict(resolution=96, recipe_overrides={"epochs": 2, "batch_size": 16}, log=lambda *_: None)
+
+    def options(name):
+        return TrainOptions(output=str(tmp_path / name), threads=2, progress=False)
+
+    real = finetune(data, real_mobilenet, options=options("real"), **quiet)
+    scratch = finetune(data, None, model="mobilenet_v1_1.0_224", body_lr_scale=1.0, options=options("scratch"),
+                       **quiet)
     assert real["best_top1"] > scratch["best_top1"] + 0.2

@@ -100,7 +100,7 @@ def other_choice(choices, default):
     return next(c for c in choices if c != default)
 
 
-def test_value(name: str, dest: str, action: argparse.Action, inputs: dict, preset) -> list[str]:
+def flag_value(name: str, dest: str, action: argparse.Action, inputs: dict, preset) -> list[str]:
     """A value of ``dest`` that differs from the baseline run's."""
     g = inputs["geo"]
     values = {
@@ -158,7 +158,7 @@ def test_every_flag_changes_the_recorded_run_or_is_refused(name, command_inputs,
     for dest, action in flag_actions(parser).items():
         if dest in OUTPUT_ONLY:
             continue
-        argv = with_flag(base_argv, test_value(name, dest, action, command_inputs, preset))
+        argv = with_flag(base_argv, flag_value(name, dest, action, command_inputs, preset))
         argv[argv.index("--output") + 1] = str(tmp_path / f"run{next(runs)}")
         config = recorded(argv, capsys)
         walked.append(dest)

@@ -30,6 +30,7 @@ RUNNING_FLAGS = ("output", "resume", "workers", "seed", "device", "threads", "am
                  "compile", "sync_bn", "keep_last", "checkpoint_every", "deterministic", "max_steps",
                  "eval_batch_size", "no_progress", "json")
 RECIPE_FIELDS = tuple(f.name for f in dataclasses.fields(Recipe) if f.name != "name")
+VARIANT_CHOICE = choice(VARIANTS)  # one object: the flag's type is the same in every command
 INIT_HELP = ("start from the weights of a checkpoint, run folder or converted model folder (default: random "
              "weights; the command's description says how it uses them)")
 
@@ -77,7 +78,7 @@ def add_model_args(p: argparse.ArgumentParser, default: str, init_aliases: Seque
                         "model in this group's title")
     g.add_argument("--alpha", type=positive_float, help="width multiplier α > 0 (default: the model's)")
     g.add_argument("--resolution", type=positive_int, help="input size in pixels, >= 32 (default: the model's)")
-    g.add_argument("--variant", **choice(VARIANTS),
+    g.add_argument("--variant", **VARIANT_CHOICE,
                    help="separable (MobileNet), conv (full 3x3 convs) or shallow (blocks 7-11 removed); "
                         "default: the model's")
     g.add_argument("--init", *init_aliases, metavar="WEIGHTS", help=INIT_HELP)
