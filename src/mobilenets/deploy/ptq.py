@@ -10,7 +10,9 @@ simulated is the one every int8 format here applies to conv weights: symmetric, 
 channel, scale ``max|w| / 127``. Biases stay float in every engine (int32 at run time), so the
 corrected network is handed to any exporter as it is.
 
-Written here because neither PT2E nor ONNX Runtime nor the TFLite converter offers it.
+Written here because none of the exporters' own quantizers (PT2E, ONNX Runtime, the TFLite
+converter) offers it; AIMET (``aimet-torch``) does for PyTorch, but is not worth a dependency for
+these few lines.
 """
 
 from __future__ import annotations

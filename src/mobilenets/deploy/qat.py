@@ -15,6 +15,11 @@ fine-tuned with the quantization simulated in the forward pass, on PyTorch's own
 - the result is both the fine-tuned float weights (ONNX Runtime and TFLite quantize those with
   their own calibrators) and the converted PT2E int8 graph (ExecuTorch lowers it as it is, with the
   ranges learned in training).
+
+It has its own short loop rather than :func:`mobilenets.train.loop.fit`: it trains a PT2E
+``GraphModule`` (fake-quantized, converted after training), which the loop's ``prepare_model``,
+DDP, EMA and checkpoint resume do not fit; it runs for a few epochs inside ``mobilenet export``,
+where a run folder of its own would be one more thing left behind.
 """
 
 from __future__ import annotations

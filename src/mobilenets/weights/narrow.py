@@ -6,9 +6,10 @@ depthwise conv, BatchNorm and the next conv's input channels, down to the classi
 A distillation student starts from its teacher this way (as DistilBERT starts from its teacher's
 layers): ``mobilenet distill --init TEACHER --alpha 0.25``. The narrowed network is not accurate by
 itself (three quarters of every layer are gone); it is a starting point that already holds the
-teacher's filters. No library offers this for MobileNets (torch.nn.utils.prune masks weights in
-place and never changes a layer's width), hence by hand: it is a few index selections over
-:func:`~mobilenets.models.mobilenet.layer_plan`, the one description of the architecture.
+teacher's filters. Torch-Pruning (``torch-pruning`` on PyPI) does the same network-slimming BN-|γ|
+pruning through its dependency graph, depthwise convs included; it is not worth a dependency for
+what is here a few index selections over :func:`~mobilenets.models.plan.layer_plan`, the one
+description of the architecture (torch.nn.utils.prune only masks weights in place).
 """
 
 from __future__ import annotations
