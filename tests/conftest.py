@@ -7,23 +7,65 @@ import torch
 from torch import nn
 
 
+def _input_shape(model: nn.Module) -> tuple[int, int]:
+    """(channels, resolution) of the images ``model`` takes: its config's resolution, else its
+    pretrained_cfg's input_size, else 32 px; the first convolution's input channels."""
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    channels = 3 if first is None else first.in_channels
+    config = getattr(model, "config", None)
+    if getattr(config, "resolution", None):
+        return channels, int(config.resolution)
+    size = (getattr(model, "pretrained_cfg", None) or {}).get("input_size")
+    return channels, int(size[-1]) if size else 32
+
+
 def randomize_batchnorm(model: nn.Module, seed: int = 0, *, classifier_std: float | None = None) -> nn.Module:
     """Give every BatchNorm2d of ``model`` non-trivial statistics and affine parameters (in place;
     returns the model in eval mode), so that eval-mode, folding and conversion mistakes show in the
     outputs. ``classifier_std`` re-draws a Linear classifier's weights at that scale (large logits
-    make export differences visible)."""
+    make export differences visible) and sets its bias so that each logit averages 0 over the
+    calibration images (otherwise the class favoured by the features' common part wins for every
+    input).
+
+    The outputs depend on the input (different images, different logits and top-1): the affine
+    parameters are drawn first, then the running statistics are measured on one batch of random
+    images at the model's resolution (only BatchNorm in train mode, cumulative average), then
+    moved a little (mean by up to 0.1 σ, variance by a factor 0.8 to 1.25) so that they are not
+    exactly the batch's. Purely random statistics, unrelated to the activations, kill the signal
+    within a few layers: every input then gives the same logits, and a mistake in how the input
+    is handled (a BGR swap, a wrong first pad) cannot show."""
     gen = torch.Generator().manual_seed(seed)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d) and m.track_running_stats]
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(torch.rand(n, generator=gen) * 0.4 - 0.2)
-                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
-                m.bias.copy_(torch.rand(n, generator=gen) * 0.4 - 0.2)
+            if isinstance(m, nn.BatchNorm2d) and m.affine:
+                m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+                m.bias.copy_(torch.rand(m.num_features, generator=gen) * 0.4 - 0.2)
             elif classifier_std is not None and isinstance(m, nn.Linear):
                 m.weight.normal_(0, classifier_std, generator=gen)
-    return model.eval()
+        momenta = [m.momentum for m in norms]
+        model.eval()  # dropout and the like stay off (and leave the global random state alone)
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # the plain average over the one batch below
+            m.train()
+        channels, res = _input_shape(model)
+        param = next(model.parameters(), None)
+        x = torch.randn(16, channels, res, res, generator=gen)
+        x = x if param is None else x.to(param)
+        model(x)
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+            n = m.num_features
+            m.running_mean.add_((torch.rand(n, generator=gen) * 0.2 - 0.1).to(m.running_var) * m.running_var.sqrt())
+            m.running_var.mul_((torch.rand(n, generator=gen) * 0.45 + 0.8).to(m.running_var))
+        model.eval()
+        classifier = [m for m in model.modules() if isinstance(m, nn.Linear)][-1:]
+        if classifier_std is not None and classifier and classifier[0].bias is not None:
+            logits = model(x)
+            if isinstance(logits, torch.Tensor) and logits.shape[-1:] == classifier[0].bias.shape:
+                classifier[0].bias.sub_(logits.mean(0))
+    return model
 
 
 @pytest.fixture

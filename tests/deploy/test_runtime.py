@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mobilenets.deploy.export import export_model
+from mobilenets.deploy.export import FP32_TOLERANCE, export_model
 from mobilenets.deploy.runtime import load_runner
 from mobilenets.errors import MobileNetsError
 from mobilenets.models.mobilenet import MobileNet
@@ -52,7 +52,9 @@ def test_torchscript_runner_leaves_torch_threads_alone(tmp_path, randomized_bn, 
         assert torch.get_num_threads() == 3
         assert seen[0] == 1 and seen[-1] == 3
     with torch.no_grad():
-        np.testing.assert_allclose(logits, model(torch.from_numpy(x)).numpy(), atol=1e-4, rtol=0)
+        ref = model(torch.from_numpy(x)).numpy()
+    # export's fp32 limit, relative to the logits (O(10) to O(50) with classifier_std=1.0)
+    np.testing.assert_allclose(logits, ref, atol=FP32_TOLERANCE * max(1.0, float(np.abs(ref).max())), rtol=0)
 
 
 def test_runner_rejects_arrays_that_are_not_batches(tmp_path):
