@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from mobilenets.data.preprocess import Preprocessing
 from mobilenets.errors import DataNotFoundError, MobileNetsError
 from mobilenets.models.config import MobileNetConfig
@@ -130,7 +132,8 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[MobileNet, dict[str, Any]]
                               f"{CHECKPOINT_EXPECTED}")
     if not isinstance(meta, dict):
         raise MobileNetsError(f"{file}: its run metadata is not a JSON object")
-    model = MobileNet(cfg)
+    with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten: draw nothing of the caller's
+        model = MobileNet(cfg)
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as exc:

@@ -47,7 +47,8 @@ def load_student(path: str | os.PathLike) -> tuple[torch.nn.Module, dict[str, An
     meta = json.loads(header.get("run", "{}"))
     if any(k.startswith("student.") for k in state):
         state = {k.removeprefix("student."): v for k, v in state.items() if k.startswith("student.")}
-    model = MobileNet(cfg)
+    with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten: draw nothing of the caller's
+        model = MobileNet(cfg)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
