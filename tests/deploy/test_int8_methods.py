@@ -15,8 +15,12 @@ from mobilenets.models.registry import create_model
 
 @pytest.fixture
 def small_net(randomized_bn):
-    model = randomized_bn(create_model("mobilenet_v1_0.25_128", resolution=32, num_classes=10), seed=3)
-    return inference_network(model)
+    # the same initial weights whatever ran before in this worker (the QAT correlation below is a
+    # property of these weights; from the worker's global generator it varied, 0.74-0.90)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = create_model("mobilenet_v1_0.25_128", resolution=32, num_classes=10)
+    return inference_network(randomized_bn(model, seed=3))
 
 
 def _images(n: int, seed: int = 0) -> np.ndarray:
@@ -76,11 +80,11 @@ def test_qat_finetune_is_label_free_and_gives_both_forms(small_net):
     with torch.no_grad():
         float_out, int8_out = result.net(x), result.quantized(x)
     # The converted graph computes in int8 (so not equal), yet it is the same function. Measured on
-    # this untrained α 0.25 net at 32 px (logits varying with the input): correlation 0.85-0.90 over
-    # 4 initial-weight seeds (> 0.9 held only while the randomized model's logits did not depend
-    # on the input, so that 8 inputs gave the same 10 values).
+    # this untrained α 0.25 net at 32 px (logits varying with the input): correlation 0.886 with the
+    # fixture's fixed initial weights (0.74-0.90 over other initial weights; > 0.9 held only while
+    # the randomized model's logits did not depend on the input).
     assert not torch.equal(float_out, int8_out)
-    assert torch.corrcoef(torch.stack([float_out.flatten(), int8_out.flatten()]))[0, 1] > 0.75
+    assert torch.corrcoef(torch.stack([float_out.flatten(), int8_out.flatten()]))[0, 1] > 0.8
 
 
 def test_int8_quantizer_leaves_the_classifier_float(small_net):
