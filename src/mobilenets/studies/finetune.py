@@ -273,8 +273,9 @@ def finetune(data: str | os.PathLike | None, init: str | os.PathLike | None = No
     run = Path(summary["output"])
     saved = json.loads((run / "config.json").read_text())
     result.update({"confusion_png": None, "best_top1_confusion": None, "classes": len(saved.get("classes") or [])})
-    has_weights = (run / "best.safetensors").is_file() or (run / "last.safetensors").is_file()
-    if is_main() and has_weights:  # a run stopped inside its first epoch (max_steps) has none yet
+    from mobilenets.weights.checkpoint import run_weights
+
+    if is_main() and run_weights(run) is not None:  # a run stopped inside its first epoch has none yet
         conf = confusion(run, saved["data"])
         result.update({"confusion_png": conf["png"], "best_top1_confusion": conf["top1"],
                        "classes": len(conf["classes"])})

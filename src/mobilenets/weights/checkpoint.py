@@ -44,7 +44,7 @@ from mobilenets.weights.folder import (
     save_model,
 )
 
-__all__ = ["atomic_write", "attach_pretrained_cfg", "load_checkpoint", "load_model", "load_state",
+__all__ = ["atomic_write", "attach_pretrained_cfg", "load_checkpoint", "load_model", "load_state", "run_weights",
            "make_pretrained_cfg", "pretrained_info", "read_json_object", "read_safetensors", "read_weights_file",
            "resolve_checkpoint", "save_model", "save_state", "save_weights", "unwrap_state"]
 
@@ -52,14 +52,23 @@ CHECKPOINT_EXPECTED = ("expected a model folder (config.json + model.safetensors
                        "a .safetensors file or a .pt/.pth training state")
 
 
+def run_weights(run: str | os.PathLike) -> Path | None:
+    """A run folder's best weights, else its last, else None (a run stopped inside its first
+    epoch has only training states)."""
+    for name in ("best.safetensors", "last.safetensors"):
+        if (Path(run) / name).is_file():
+            return Path(run) / name
+    return None
+
+
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
     """A run folder means its best weights (else its last); a model folder its model.safetensors;
     a file means itself."""
     path = Path(path)
     if path.is_dir():
-        for name in ("best.safetensors", "last.safetensors"):
-            if (path / name).is_file():
-                return path / name
+        weights = run_weights(path)
+        if weights is not None:
+            return weights
         doc = folder_config(path)
         if (path / MODEL_WEIGHTS_FILE).is_file():
             return path / MODEL_WEIGHTS_FILE

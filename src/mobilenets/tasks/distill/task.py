@@ -197,9 +197,6 @@ class DistillSettings:
             raise MobileNetsError(f"unknown distillation task {self.mode!r}; choose one of {', '.join(MODES)}")
         if not self.temperature > 0:
             raise MobileNetsError(f"temperature must be > 0, got {self.temperature!r}")
-        if self.temperature != 4.0 and self.mode != "classify":
-            raise MobileNetsError(f"temperature is for task='classify' (Hinton's KD), got {self.temperature!r} with "
-                                  f"task={self.mode!r}")
         if self.normalize and self.mode != "embedding":
             raise MobileNetsError(f"normalize is for task='embedding', not task={self.mode!r}")
         if self.embedding_dim is not None and (self.mode != "embedding" or self.embedding_dim < 1):
@@ -322,9 +319,11 @@ class DistillTask(Task):
     def finish(self, out, summary: dict[str, Any]) -> dict[str, Any]:
         """The student as a model folder ``out/student`` (:func:`~mobilenets.tasks.distill.student.save_student`),
         once an epoch has finished (a run stopped inside its first epoch has no weights yet)."""
-        if not any((out / name).is_file() for name in ("best.safetensors", "last.safetensors")):
-            return {"student_folder": None}
         from mobilenets.tasks.distill.student import save_student
+        from mobilenets.weights.checkpoint import run_weights
+
+        if run_weights(out) is None:
+            return {"student_folder": None}
 
         return {"student_folder": str(save_student(out))}
 
