@@ -140,7 +140,7 @@ def main(argv=None) -> dict:
             shutil.rmtree(root / "run")  # a fresh run, not a resume
         summary = distill(str(target_file), str(root / "train"), "embedding" if args.match_features else "classify",
                           alpha=0.25, resolution=128,
-                          temperature=args.temperature, val_every=10,
+                          temperature=None if args.match_features else args.temperature, val_every=10,
                           init=str(root / "teacher") if args.init_from_teacher else None,
                           recipe_overrides={"epochs": args.epochs, "lr": args.lr},
                           options=TrainOptions(output=str(root / "run"), progress=False))

@@ -35,7 +35,7 @@ def register(sub) -> None:
                    help="what the student learns (default classify)")
     g.add_argument("--val-data", metavar="DIR", help="held-out images (default: every --val-every-th of --data)")
     g.add_argument("--val-every", type=positive_int, default=10, help="hold out every N-th image (default 10)")
-    g.add_argument("--temperature", type=positive_float, default=4.0, help="classify: KD temperature T (default 4.0)")
+    g.add_argument("--temperature", type=positive_float, help="classify: KD temperature T (default: 4.0)")
     g.add_argument("--label-weight", type=float, default=0.0, metavar="W",
                    help="classify with images in class folders (DIR/<class>/...): loss = (1-W) KD + W cross-entropy "
                         "to the folder label (default 0.0: KD only)")

@@ -45,7 +45,7 @@ def augment_of(recipe: Recipe) -> Augment:
 def distill(teacher: str | Teacher | None, data: str | None, task: str = "classify",
             model: str | MobileNetConfig | None = None, *,
             alpha: float | None = None, resolution: int | None = None, variant: str | None = None,
-            val_data: str | None = None, val_every: int = 10, temperature: float = 4.0, normalize: bool = False,
+            val_data: str | None = None, val_every: int = 10, temperature: float | None = None, normalize: bool = False,
             embedding_dim: int | None = None, label_weight: float = 0.0, init: str | os.PathLike | None = None,
             recipe: str | Recipe = "distill",
             recipe_overrides: dict[str, Any] | None = None, options: TrainOptions | None = None,
@@ -88,7 +88,10 @@ def distill(teacher: str | Teacher | None, data: str | None, task: str = "classi
         if recipe_overrides:
             rec = rec.replace(**recipe_overrides)
         rec = task_recipe(rec, DistillTask.recipe_fields)
-        settings = DistillSettings(mode=task, temperature=float(temperature), normalize=bool(normalize),
+        if temperature is not None and task != "classify":
+            raise MobileNetsError(f"temperature is for task='classify' (Hinton's KD), not task={task!r}")
+        settings = DistillSettings(mode=task, temperature=4.0 if temperature is None else float(temperature),
+                                   normalize=bool(normalize),
                                    embedding_dim=embedding_dim, val_every=int(val_every),
                                    label_weight=float(label_weight))
         cfg = resolve_config(model, alpha=alpha, resolution=resolution, variant=variant, default=DEFAULT_STUDENT)
