@@ -116,13 +116,6 @@ def fit(task: Task, recipe: Recipe, options: TrainOptions | None = None,
         set_rng_state(saved_rng)
 
 
-def read_run_config(output: str | Path) -> dict[str, Any]:
-    """The ``config.json`` of the run in ``output`` (for resuming it)."""
-    out = Path(output)
-    check_folder(out, resume=True)
-    return json.loads((out / "config.json").read_text())
-
-
 def _seed_everything(seed: int) -> None:
     import random
 
@@ -346,5 +339,5 @@ def _train_one_epoch(run: Run, train_net: nn.Module, loader, run_log: RunLog, ba
     return total_loss, images_seen
 
 
-__all__ = ["Run", "StepContext", "evaluate", "fit", "on_device", "prepare_model", "read_run_config",
+__all__ = ["Run", "StepContext", "evaluate", "fit", "on_device", "prepare_model",
            "train_loader_for", "train_step"]
