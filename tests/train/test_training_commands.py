@@ -257,7 +257,7 @@ def test_run_folders_resume_and_init_behave_alike(name, command_inputs, command_
     assert main(resume) == 0
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("resuming"))
-    assert "not applied: lr=0.5 (the run has" in line
+    assert "not applied: --lr 0.5 (the run has" in line
     assert json.loads((run / "config.json").read_text()) == config
     assert sorted((run / "checkpoints").glob("step-*.pt"))[-1].name == "step-000000003.pt"
 

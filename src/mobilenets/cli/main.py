@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from mobilenets.cli.common import Parser, UsageError
+from mobilenets.errors import cli_call
 
 # Command groups, in the order of the help text (the workflow: build, cost, train, weights, ship,
 # then the downstream systems).
@@ -46,9 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mobilenet`` command; returns the exit status."""
+    words = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(argv)
-        args.func(args)
+        args = build_parser().parse_args(words)
+        with cli_call(words):  # library messages name flags as typed here (mobilenets.errors.arg)
+            args.func(args)
     except UsageError as exc:
         print(f"mobilenet: error: {exc}", file=sys.stderr)
         return 2
@@ -63,9 +66,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"mobilenet: error: {exc}", file=sys.stderr)
         return 3
-    except KeyboardInterrupt:
-        print("mobilenet: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # a training run says what it kept and how to continue
+        print(f"mobilenet: interrupted{f': {exc}' if str(exc) else ''}", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:  # an optional package: which extra brings it
+        from mobilenets.extras import missing_message
+
+        message = missing_message(exc)
+        if message is None:
+            raise
+        print(f"mobilenet: error: {message}", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # `mobilenet models | head`
         return 0
     return 0

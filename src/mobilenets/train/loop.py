@@ -29,7 +29,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from mobilenets.errors import MobileNetsError
+from mobilenets.errors import MobileNetsError, resume_hint
 from mobilenets.infer.context import StepContext, prepare_model
 from mobilenets.infer.loop import evaluate
 from mobilenets.train.distributed import Dist, convert_sync_batchnorm, init_distributed, local_rank
@@ -176,6 +176,8 @@ def _fit_in_group(task: Task, rec: Recipe, opts: TrainOptions, ctx: StepContext,
         task.write_files(out)
     try:
         summary = _train_epochs(run, sampler, train_set, val_set)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_after_interrupt(out, created, ddp.main)) from None
     except BaseException:
         if created and latest_state(out) is None:
             shutil.rmtree(out, ignore_errors=True)  # nothing to resume in it: leave nothing half-written
@@ -183,6 +185,21 @@ def _fit_in_group(task: Task, rec: Recipe, opts: TrainOptions, ctx: StepContext,
     if ddp.main:
         summary.update(task.finish(out, summary))
     return summary
+
+
+def _after_interrupt(out: Path, created: bool, main: bool) -> str:
+    """What an interrupted run leaves, in one line (the KeyboardInterrupt's message): the folder
+    removed when nothing was checkpointed yet and the run created it, else how to continue it
+    (in the caller's words, :func:`mobilenets.errors.resume_hint`)."""
+    state = latest_state(out)
+    if state is None and created:
+        if main:
+            shutil.rmtree(out, ignore_errors=True)  # nothing to resume in it: leave nothing half-written
+        return f"stopped before the first checkpoint; nothing kept ({out} removed)"
+    again, over = resume_hint(out)
+    if state is None:
+        return f"stopped before the first checkpoint of {out}; to start it again from scratch {again}"
+    return f"{out} keeps its checkpoint {state.name}; to continue it {again}"
 
 
 @dataclass

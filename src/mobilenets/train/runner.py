@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mobilenets.errors import MobileNetsError
+from mobilenets.errors import MobileNetsError, arg, from_cli, resume_hint
 from mobilenets.train.options import TrainOptions
 from mobilenets.train.state import latest_state
 
@@ -46,31 +46,48 @@ def record_path(path: str | os.PathLike | None) -> str | None:
     return os.path.abspath(text) if os.path.exists(text) else text
 
 
-def check_folder(out: Path, resume: bool) -> None:
-    """Raise one line if ``out`` cannot take a new run (``resume=False``: it already holds one) or
-    cannot be resumed (no checkpoint to continue from)."""
+def check_folder(out: Path, resume: bool) -> bool:
+    """Raise one line if ``out`` cannot take a new run (``resume`` False: it already holds one) or
+    cannot be resumed (``resume`` True: no run in it). Every refusal says, in the caller's words
+    (:func:`mobilenets.errors.resume_hint`), the command that continues the run and how to start
+    over. Returns True when ``resume`` finds a run that stopped before its first checkpoint: it
+    starts again from scratch with its own recorded settings (there is nothing else to continue)."""
     if out.exists() and not out.is_dir():
-        raise MobileNetsError(f"--output {out} is a file, not a run folder")
+        raise MobileNetsError(f"{arg('output')} {out} is a file, not a run folder")
     config = out / "config.json"
     if not resume:
         if config.is_file():
-            raise MobileNetsError(f"{out} already holds a run; continue it with --resume (resume=True) or choose "
-                                  f"another --output")
-        return
+            again, over = resume_hint(out)
+            state = "" if latest_state(out) is not None else " (stopped before its first checkpoint)"
+            raise MobileNetsError(f"{out} already holds a run{state}: to continue it {again}; to start over "
+                                  f"{over}")
+        return False
     if latest_state(out) is None:
         if config.is_file():
-            raise MobileNetsError(f"{out} holds a run that stopped before its first checkpoint: nothing to resume; "
-                                  f"delete the folder to start again, or choose another --output")
-        raise MobileNetsError(f"nothing to resume in {out}: no checkpoints/step-*.pt")
+            return True
+        _, over = resume_hint(out)
+        raise MobileNetsError(f"nothing to resume in {out}: it holds no run (no config.json, no "
+                              f"checkpoints/step-*.pt); to start a run there, leave out {arg('resume')}")
+    return False
 
 
 def _shown(value: Any) -> str:
     return repr(os.fspath(value)) if isinstance(value, os.PathLike) else repr(value)
 
 
+class _Shown:
+    """A value whose repr is :func:`_shown`'s (a path as its string)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return _shown(self.value)
+
+
 def not_applied(asked: dict[str, Any], saved: dict[str, Any]) -> list[str]:
     """What a resume was asked for that differs from what the run recorded, as ``key=value (the
-    run has X)`` items; arguments left at None were not asked for. The run's value is looked up
+    run has X)`` items (``--key value`` under the ``mobilenet`` command); arguments left at None were not asked for. The run's value is looked up
     in its request, then in its recipe, model and task metadata."""
     places = [saved.get("request") or {}, saved.get("recipe") or {}, saved.get("model") or {}, saved]
     items = []
@@ -79,7 +96,7 @@ def not_applied(asked: dict[str, Any], saved: dict[str, Any]) -> list[str]:
         if value is None or (place is not None and place[key] == value):
             continue
         had = f"the run has {_shown(place[key])}" if place is not None else "the run keeps its own"
-        items.append(f"{key}={_shown(value)} ({had})")
+        items.append(f"{arg(key, value if from_cli() else _Shown(value))} ({had})")
     return items
 
 
@@ -94,7 +111,7 @@ def open_run(options: TrainOptions | None, task: str, request: dict[str, Any],
     folder cannot be used."""
     opts = options or TrainOptions()
     if opts.resume and not opts.output:
-        raise MobileNetsError("--resume needs the run's folder: --output DIR")
+        raise MobileNetsError(f"{arg('resume')} needs the run's folder: {arg('output')}")
     if opts.output:
         out = Path(os.path.abspath(opts.output))
     else:
@@ -102,7 +119,7 @@ def open_run(options: TrainOptions | None, task: str, request: dict[str, Any],
 
         out = Path(os.path.abspath(new_run_dir()))
     opts = dataclasses.replace(opts, output=str(out))
-    check_folder(out, opts.resume)
+    fresh = check_folder(out, opts.resume)
     if not opts.resume:
         return opts, None
     config = out / "config.json"
@@ -111,10 +128,12 @@ def open_run(options: TrainOptions | None, task: str, request: dict[str, Any],
     except (OSError, ValueError) as exc:
         raise MobileNetsError(f"cannot read {config}: {exc}") from None
     if saved.get("task") != task:
-        raise MobileNetsError(f"{out} is a {saved.get('task')!r} run, not a {task!r} run: resume it with the "
+        raise MobileNetsError(f"{out} is a {saved.get('task')} run, not a {task} run: resume it with the "
                               f"command that started it")
     skipped = not_applied(request, saved)
-    if is_main():
+    if fresh and is_main():
+        log(f"{out} stopped before its first checkpoint: starting it again from scratch with its own settings")
+    elif is_main():
         log(f"resuming {out} with its own settings" + (f"; not applied: {', '.join(skipped)}" if skipped else ""))
     return opts, saved
 

@@ -163,15 +163,17 @@ def test_make_cells_writes_cells_map_and_skipped_rows(tmp_path):
     pts = population_points(3000, seed=2)
     lines = ["path,latitude,longitude"] + [f"p{k}.jpg,{a:.6f},{b:.6f}" for k, (a, b) in
                                            enumerate(zip(pts["lat"], pts["lon"]))]
-    lines += ["bad1.jpg,91.0,0", "bad2.jpg,10,not-a-number", "too,few"]
+    lines += ["bad1.jpg,91.0,0", "bad2.jpg,10,not-a-number", "too,few", "missing.jpg,10,10"]
     (tmp_path / "photos.csv").write_text("\n".join(lines) + "\n")
+    for k in range(3000):  # only coordinates are read, but a row whose image does not exist is skipped
+        (tmp_path / f"p{k}.jpg").touch()
     said = []
     summary = make_cells(tmp_path / "photos.csv", 200, 10, tmp_path / "out" / "cells.csv", log=said.append)
-    assert summary["photos"] == 3000 and summary["skipped_rows"] == 3
+    assert summary["photos"] == 3000 and summary["skipped_rows"] == 4
     assert summary["assigned"] + summary["unassigned"] == 3000
-    assert len(said) == 1 and "skipped 3 of 3003 rows" in said[0] and "cells.skipped.csv" in said[0]
+    assert len(said) == 1 and "skipped 4 of 3004 rows" in said[0] and "cells.skipped.csv" in said[0]
     skipped = (tmp_path / "out" / "cells.skipped.csv").read_text().splitlines()
-    assert len(skipped) == 4 and "latitude 91.0 out of range" in skipped[1]
+    assert len(skipped) == 5 and "latitude 91.0 out of range" in skipped[1] and "image not found" in skipped[4]
     png = (tmp_path / "out" / "cells.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20000
     assert len(read_cells(tmp_path / "out" / "cells.csv")) == summary["cells"]

@@ -138,7 +138,7 @@ def test_geo_usage_errors(standin, tmp_path, capsys):
     assert main(["geo", "cells", "--photos", str(standin / "train.csv"), "--max-per-cell", "5", "--min-per-cell",
                  "9", "--output", str(tmp_path / "c.csv")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "min_per_cell (9) must not exceed max_per_cell (5)" in err[1]
+    assert len(err) == 2 and "--min-per-cell (9) must not exceed --max-per-cell (5)" in err[1]
     (tmp_path / "fake").mkdir()
     assert main(["geo", "predict", "--checkpoint", str(tmp_path / "fake"), str(standin / "images" / "000001.jpg")]) == 2
     assert "no checkpoint" in capsys.readouterr().err

@@ -150,8 +150,18 @@ def test_read_photos_layouts_and_image_checks(tmp_path):
     assert t.lat.tolist() == [1.5] and t.lon.tolist() == [2.5] and t.rows == 3
     assert [b[2] for b in t.bad] == ["unreadable image (UnidentifiedImageError)", "image not found"]
     assert len(read_photos(tmp_path / "mp16.csv", check_images=False)) == 3
-    (tmp_path / "plain.csv").write_text("img/ok.jpg,-90,180\nimg/ok.jpg,90,-180\n")  # no header; range ends
+    Image.new("RGB", (8, 8), (10, 200, 10)).save(tmp_path / "img" / "ok2.jpg")
+    (tmp_path / "plain.csv").write_text("img/ok.jpg,-90,180\nimg/ok2.jpg,90,-180\n")  # no header; range ends
     assert read_photos(tmp_path / "plain.csv").lat.tolist() == [-90.0, 90.0]
+    # one photo listed twice: the same coordinates are reported (the repeat skipped and listed), others refused
+    (tmp_path / "twice.csv").write_text("img/ok.jpg,1,2\nimg/ok2.jpg,3,4\n./img/ok.jpg,1,2\n")
+    t = read_photos(tmp_path / "twice.csv")
+    assert t.keys == ["img/ok.jpg", "img/ok2.jpg"] and t.bad == [(3, "./img/ok.jpg", "duplicate of line 1 (same image "
+                                                                  "and coordinates)")]
+    (tmp_path / "clash.csv").write_text("img/ok.jpg,1,2\nimg/ok2.jpg,3,4\nimg/ok.jpg,1,2.5\n")
+    with pytest.raises(MobileNetsError, match=r"img/ok.jpg is listed twice with different coordinates: line 1 "
+                                              r"\(1.0, 2.0\) and line 3 \(1.0, 2.5\)"):
+        read_photos(tmp_path / "clash.csv")
     (tmp_path / "root.csv").write_text("ok.jpg,0,0\n")
     assert len(read_photos(tmp_path / "root.csv", image_root=tmp_path / "img")) == 1
     with pytest.raises(MobileNetsError, match="no usable rows"):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mobilenets.errors import DataNotFoundError, MobileNetsError
+from mobilenets.errors import DataNotFoundError, MobileNetsError, arg
 
 MAX_LEVEL = 30  # S2's leaf level (cells of about 1 cm)
 _U64 = np.uint64
@@ -182,14 +182,16 @@ def check_partition_args(max_per_cell: int, min_per_cell: int, min_level: int, m
     for name, value in (("max_per_cell", max_per_cell), ("min_per_cell", min_per_cell),
                         ("min_level", min_level), ("max_level", max_level)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise MobileNetsError(f"{name} must be an integer, got {value!r}")
+            raise MobileNetsError(f"{arg(name)} must be an integer, got {value!r}")
     if max_per_cell < 1 or min_per_cell < 1:
-        raise MobileNetsError(f"max_per_cell and min_per_cell must be >= 1, got {max_per_cell} and {min_per_cell}")
+        raise MobileNetsError(f"{arg('max_per_cell')} and {arg('min_per_cell')} must be >= 1, got {max_per_cell} "
+                              f"and {min_per_cell}")
     if min_per_cell > max_per_cell:
-        raise MobileNetsError(f"min_per_cell ({min_per_cell}) must not exceed max_per_cell ({max_per_cell})")
+        raise MobileNetsError(f"{arg('min_per_cell')} ({min_per_cell}) must not exceed {arg('max_per_cell')} "
+                              f"({max_per_cell})")
     if not 0 <= min_level <= max_level <= MAX_LEVEL:
-        raise MobileNetsError(f"levels must satisfy 0 <= min_level <= max_level <= 30, got min_level={min_level}, "
-                              f"max_level={max_level}")
+        raise MobileNetsError(f"levels must satisfy 0 <= {arg('min_level')} <= {arg('max_level')} <= 30, got "
+                              f"{min_level} and {max_level}")
 
 
 def partition(lat, lon, max_per_cell: int, min_per_cell: int, min_level: int = 2,
@@ -265,8 +267,16 @@ def read_cells(path: str | Path) -> CellPartition:
                                           [float(r["mean_latitude"]) for r in rows],
                                           [float(r["mean_longitude"]) for r in rows])
         classes = [int(r["class"]) for r in rows]
-    except (ValueError, MobileNetsError) as exc:
+    except (ValueError, TypeError, MobileNetsError) as exc:  # TypeError: a short row (a field is None)
         raise MobileNetsError(f"{path}: {exc}") from None
+    bad = next((i for i, c in enumerate(cells.counts) if c < 1), None)
+    if bad is None:
+        bad = next((i for i, (y, x) in enumerate(zip(cells.mean_lat, cells.mean_lon))
+                    if not (-90 <= y <= 90 and -180 <= x <= 180)), None)
+    if bad is not None:  # cells are in S2 id order, as the rows are in a file `geo cells` wrote
+        raise MobileNetsError(f"{path}: cell {cells.tokens[bad]} has {int(cells.counts[bad])} photos at "
+                              f"({cells.mean_lat[bad]}, {cells.mean_lon[bad]}): a cell holds >= 1 photo at a "
+                              f"latitude in [-90, 90] and a longitude in [-180, 180]")
     if classes != list(range(len(rows))) or cells.tokens != [r["token"] for r in rows]:
         raise MobileNetsError(f"{path}: classes must be 0..{len(rows) - 1} in S2 id order, as `geo cells` writes them")
     return cells

@@ -8,7 +8,12 @@ to the CSV's folder (or ``image_root``). A row is skipped (and listed, with its 
 why) when it has too few fields, coordinates that are not finite numbers or out of range
 (latitude in [-90, 90], longitude in [-180, 180]), or, with ``check_images``, an image that is
 missing or whose header cannot be read (images that fail only when fully decoded are caught by
-the training loop and listed in the run's ``bad_files.txt``).
+the training loop and listed in the run's ``bad_files.txt``); with ``check_images="exists"`` only
+a missing image (``geo cells``, which reads coordinates only).
+
+A photo listed twice (the same image file) with the same coordinates is reported: the second row
+is skipped and listed as a duplicate of the first. Listed twice with different coordinates it
+would train under two labels: that is refused, naming both lines.
 """
 
 from __future__ import annotations
@@ -117,10 +122,13 @@ def image_problem(path: str) -> str | None:
     return None
 
 
-def read_photos(csv_path: str | Path, check_images: bool = True, image_root: str | Path | None = None,
-                progress: bool = False) -> PhotoTable:
+def read_photos(csv_path: str | Path, check_images: bool | str = True, image_root: str | Path | None = None,
+                progress: bool = False, unique: bool = True) -> PhotoTable:
     """The photos listed in ``csv_path``; raises :class:`MobileNetsError` when no row is usable
-    (naming how many were read and why the first was skipped)."""
+    (naming how many were read and why the first was skipped) or when one image is listed with two
+    different coordinates (``unique`` False: every row is kept, for a caller that reports repeats
+    itself, such as ``geo eval``'s predictions). ``check_images``: True (the image exists and its header reads),
+    ``"exists"`` (the file exists) or False (coordinates only)."""
     src = Path(csv_path)
     if not src.is_file():
         raise DataNotFoundError(f"photo list not found: {src}")
@@ -133,6 +141,7 @@ def read_photos(csv_path: str | Path, check_images: bool = True, image_root: str
         if None not in found:  # a header; a first row that names no columns is data (and bad)
             cols, start = found, 1
     keys, paths, lat, lon, bad, used = [], [], [], [], [], []
+    first_row: dict[str, int] = {}  # image file -> its first usable row's index
     need = max(cols) + 1
     body = enumerate(lines[start:], start=start + 1)
     if progress and check_images:
@@ -157,8 +166,21 @@ def read_photos(csv_path: str | Path, check_images: bool = True, image_root: str
         elif not -180.0 <= x <= 180.0:
             reason = f"longitude {x} out of range [-180, 180]"
         path = str(root / key) if key and not os.path.isabs(key) else key
-        if reason is None and check_images:
+        if reason is None and check_images == "exists":
+            reason = None if os.path.isfile(path) else "image not found"
+        elif reason is None and check_images:
             reason = image_problem(path)
+        if reason is None and unique:
+            same = os.path.normpath(path)
+            if same in first_row:
+                at = first_row[same]
+                if (lat[at], lon[at]) != (y, x):
+                    raise MobileNetsError(f"{src}: {key} is listed twice with different coordinates: line "
+                                          f"{used[at]} ({lat[at]}, {lon[at]}) and line {line} ({y}, {x}); "
+                                          f"keep one of the two rows")
+                reason = f"duplicate of line {used[at]} (same image and coordinates)"
+            else:
+                first_row[same] = len(keys)
         if reason is not None:
             bad.append((line, key, reason))
             continue

@@ -116,7 +116,7 @@ def eval_files(truth: str | Path, predictions: str | Path, plot: str | Path | bo
     from mobilenets.tasks.geo.data import read_photos, write_skipped
 
     gold = read_photos(truth, check_images=False)
-    pred = read_photos(predictions, check_images=False)
+    pred = read_photos(predictions, check_images=False, unique=False)  # repeats: listed below
     first: dict[str, int] = {}
     dup = np.zeros(len(pred), bool)
     for k, key in enumerate(pred.keys):

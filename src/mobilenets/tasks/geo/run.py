@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from mobilenets.errors import MobileNetsError
+from mobilenets.errors import MobileNetsError, arg
 from mobilenets.tasks.geo.cells import check_partition_args, partition, write_cells
 from mobilenets.tasks.geo.data import read_photos
 from mobilenets.tasks.geo.maps import plot_cells
@@ -16,17 +16,17 @@ from mobilenets.tasks.geo.maps import plot_cells
 def make_cells(photos: str | Path, max_per_cell: int, min_per_cell: int, output: str | Path, min_level: int = 2,
                max_level: int = 18, map_png: str | Path | None = None, log=print) -> dict:
     """``mobilenet geo cells``: partition the photos of the CSV ``photos`` (coordinates only: the
-    images are not opened), write ``output`` (one row per cell), the map PNG (default: beside
+    images are not opened, but rows whose image does not exist are skipped and counted), write ``output`` (one row per cell), the map PNG (default: beside
     ``output``) and the skipped rows (``<output>.skipped.csv``, if any); returns a summary."""
     check_partition_args(max_per_cell, min_per_cell, min_level, max_level)
     out = Path(output)
-    table = read_photos(photos, check_images=False)
+    table = read_photos(photos, check_images="exists")
     start, cpu = time.perf_counter(), time.process_time()
     cells, classes = partition(table.lat, table.lon, max_per_cell, min_per_cell, min_level, max_level)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     if not len(cells):
-        raise MobileNetsError(f"no cell holds min_per_cell={min_per_cell} photos ({len(table)} photos): "
-                              f"lower min_per_cell")
+        raise MobileNetsError(f"no cell holds {arg('min_per_cell', min_per_cell)} photos ({len(table)} photos): "
+                              f"lower {arg('min_per_cell')}")
     write_cells(cells, out)
     skipped = table.write_bad_rows(out.with_suffix(".skipped.csv"))
     line = table.skipped_line(skipped)
