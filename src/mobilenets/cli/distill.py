@@ -90,6 +90,12 @@ def cmd_distill(args: argparse.Namespace) -> None:
         raise UsageError("--pairs-images goes with --pairs")
     if args.celeba and args.task != "multilabel":
         raise UsageError("--celeba goes with --task multilabel")
+    # every file of the report after training is checked before it starts
+    pairs = check_pairs(args.pairs, args.pairs_images, args.teacher) if args.pairs else None
+    if args.celeba:
+        from mobilenets.tasks.distill.celeba import celeba_split
+
+        celeba_split(args.celeba, "test")
     summary = distill(args.teacher, args.data, args.task, args.model, alpha=args.alpha, resolution=args.resolution,
                       variant=args.variant, val_data=args.val_data, val_every=args.val_every,
                       temperature=args.temperature, normalize=args.normalize, embedding_dim=args.embedding_dim,
@@ -99,7 +105,7 @@ def cmd_distill(args: argparse.Namespace) -> None:
     if not is_main():
         return
     if args.pairs:
-        summary["verification"] = verify_run(summary["output"], args.pairs, args.pairs_images)
+        summary["verification"] = verify_run(summary["output"], pairs)
     if args.celeba:
         from mobilenets.tasks.distill.celeba import celeba_report
         from mobilenets.tasks.distill.run import load_student, student_preprocessing
@@ -121,11 +127,28 @@ def cmd_distill(args: argparse.Namespace) -> None:
     print_summary(args, summary, lines)
 
 
-def verify_run(run: str, pairs: str, images: str | None) -> dict:
-    """The verification report of a finished embedding run beside its teacher's."""
+def check_pairs(path: str, images: str | None, teacher: str | None):
+    """The pairs of ``--pairs``, read and checked before training: a pair naming a missing or
+    unreadable image is skipped (one line counts them), and a precomputed teacher, which cannot
+    embed the pairs' images, is refused."""
     from pathlib import Path
 
-    from mobilenets.tasks.distill.metrics import read_pairs
+    from mobilenets.tasks.distill.metrics import read_pairs, usable_pairs
+
+    if teacher and Path(teacher).suffix.lower() in (".npz", ".parquet"):
+        raise UsageError("--pairs needs a teacher that runs here (not precomputed outputs)")
+    pairs, bad = usable_pairs(read_pairs(path, images), path)
+    if bad:
+        _stderr(f"{path}: {len(bad)} image(s) missing or unreadable (first: {bad[0][0]}: {bad[0][1]}); "
+                f"the verification report uses the {len(pairs)} pairs without them")
+    return pairs
+
+
+def verify_run(run: str, pairs) -> dict:
+    """The verification report of a finished embedding run beside its teacher's, on ``pairs``
+    (:func:`check_pairs`)."""
+    from pathlib import Path
+
     from mobilenets.tasks.distill.run import load_student, student_preprocessing, verification_reports
     from mobilenets.tasks.distill.teachers import load_teacher
 
@@ -134,7 +157,7 @@ def verify_run(run: str, pairs: str, images: str | None) -> dict:
     if teacher.uses_paths:
         raise UsageError("--pairs needs a teacher that runs here (not precomputed outputs)")
     crop = max(student.config.resolution, teacher.preprocessing.resolution)
-    return verification_reports(student, student_preprocessing(meta, student), teacher, read_pairs(pairs, images),
+    return verification_reports(student, student_preprocessing(meta, student), teacher, pairs,
                                 crop, normalize=meta["distill"]["normalize"],
                                 teacher_threshold=getattr(teacher, "threshold", None),
                                 roc_png=Path(run) / "roc.png")

@@ -22,7 +22,7 @@ def run_cli(capsys, *argv):
     (("--teacher", "x.parquet", "--data", "."), "precomputed teacher outputs not found: x.parquet"),
     (("--teacher", "dlib", "--data", "x", "--celeba", "c"), "--celeba goes with --task multilabel"),
     (("--teacher", "dlib", "--data", ".", "--task", "embedding", "--label-weight", "0.5"),
-     "label_weight is for task='classify'"),
+     "--label-weight is for --task classify"),
 ])
 def test_bad_input_is_one_line(capsys, argv, message):
     code, out, err = run_cli(capsys, "distill", *argv)

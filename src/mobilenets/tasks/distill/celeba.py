@@ -105,6 +105,24 @@ def output_columns(output_names: list[str] | None, outputs: int, names: list[str
                           f"are not CelebA's {len(names)} attributes")
 
 
+def celeba_split(root: str | os.PathLike, split: str = "test",
+                 limit: int | None = None) -> tuple[CelebA, list[str], np.ndarray]:
+    """``(the CelebA folder, files, labels)`` of partition ``split``, checked: the lists are
+    well formed (:func:`read_celeba`), the partition has images and every one of them exists.
+    What a command calls before it trains, so that a bad folder is refused up front."""
+    data = read_celeba(root)
+    files, labels = data.split(split)
+    if limit is not None:
+        files, labels = files[:limit], labels[:limit]
+    if not files:
+        raise MobileNetsError(f"CelebA partition {split} of {root} has no images")
+    missing = [f for f in files if not (data.images / f).is_file()]
+    if missing:
+        raise DataNotFoundError(f"{len(missing)} image(s) of the {split} partition are missing from {data.images} "
+                                f"(first: {missing[0]})")
+    return data, files, labels
+
+
 def celeba_report(student: Any, pre: Any, root: str | os.PathLike, split: str = "test", *,
                   output_names: list[str] | None = None, crop_size: int | None = None,
                   limit: int | None = None) -> dict[str, Any]:
@@ -114,16 +132,7 @@ def celeba_report(student: Any, pre: Any, root: str | os.PathLike, split: str = 
     from mobilenets.tasks.distill.metrics import format_average_precision, mean_average_precision
     from mobilenets.tasks.distill.run import outputs_of
 
-    data = read_celeba(root)
-    files, labels = data.split(split)
-    if limit is not None:
-        files, labels = files[:limit], labels[:limit]
-    if not files:
-        raise MobileNetsError(f"CelebA partition {split!r} of {root} has no images")
-    missing = [f for f in files if not (data.images / f).is_file()]
-    if missing:
-        raise DataNotFoundError(f"{len(missing)} image(s) of the {split} partition are missing from {data.images} "
-                                f"(first: {missing[0]})")
+    data, files, labels = celeba_split(root, split, limit)
     crops = load_crops(data.images, files, crop_size or student.config.resolution)
     scores = outputs_of(student, crops, pre)
     pairs = output_columns(output_names, scores.shape[1], data.names)
@@ -134,4 +143,4 @@ def celeba_report(student: Any, pre: Any, root: str | os.PathLike, split: str = 
 
 
 __all__ = ["ATTRIBUTES_FILE", "CelebA", "PARTITIONS", "PARTITION_FILE", "celeba_report", "output_columns",
-           "read_attributes", "read_celeba", "read_partition"]
+           "celeba_split", "read_attributes", "read_celeba", "read_partition"]

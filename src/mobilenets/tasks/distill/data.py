@@ -23,7 +23,7 @@ from torchvision.transforms import v2 as T
 from mobilenets.data.augment import Augment
 from mobilenets.data.folders import IMAGE_EXTENSIONS
 from mobilenets.data.samples import BadSample
-from mobilenets.errors import DataNotFoundError, MobileNetsError
+from mobilenets.errors import DataNotFoundError, MobileNetsError, arg
 
 
 def list_images(root: str | os.PathLike) -> list[str]:
@@ -50,12 +50,12 @@ def list_images(root: str | os.PathLike) -> list[str]:
 def split_every(paths: Sequence[str], every: int) -> tuple[list[str], list[str]]:
     """``(train, val)``: every ``every``-th image (the last of each group) is held out."""
     if every < 2:
-        raise MobileNetsError(f"val_every must be >= 2, got {every}")
+        raise MobileNetsError(f"{arg('val_every')} must be >= 2, got {every}")
     val = [p for i, p in enumerate(paths) if i % every == every - 1]
     train = [p for i, p in enumerate(paths) if i % every != every - 1]
     if not train or not val:
         raise MobileNetsError(f"{len(paths)} image(s) are too few to hold out every {every}-th for validation; "
-                              f"give val_data or more images")
+                              f"give {arg('val_data')} or more images")
     return train, val
 
 
@@ -125,10 +125,15 @@ def first_readable(root: str | os.PathLike, paths: Sequence[str]) -> str:
 
 
 def load_crops(root: str | os.PathLike, paths: Sequence[str], size: int) -> torch.Tensor:
-    """Deterministic ``uint8`` centre crops of ``paths`` (for probing and evaluation)."""
+    """Deterministic ``uint8`` centre crops of ``paths`` (for probing and evaluation); one line
+    naming the first file that cannot be read (and how many cannot) if any."""
     ds = ImageCrops(root, paths, size, None)
-    return torch.stack([ds[i][0] for i in range(len(ds))]) if len(ds) else torch.empty((0, 3, size, size),
-                                                                                         dtype=torch.uint8)
+    items = [ds[i] for i in range(len(ds))]
+    bad = [it for it in items if isinstance(it, BadSample)]
+    if bad:
+        raise MobileNetsError(f"{len(bad)} of {len(items)} image(s) cannot be read (first: {bad[0].path}: "
+                              f"{bad[0].reason})")
+    return torch.stack([c for c, _ in items]) if items else torch.empty((0, 3, size, size), dtype=torch.uint8)
 
 
 def to_uint8_crops(images: Sequence[np.ndarray | Image.Image], size: int) -> torch.Tensor:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from mobilenets.errors import MobileNetsError, arg
 from mobilenets.tasks.distill.data import list_images, read_rgb
 from mobilenets.tasks.distill.teachers import package_file
 
@@ -45,8 +46,14 @@ def crop_faces(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, s
     ``<relative path without extension>_<k>.jpg`` (same sub-folders); unreadable photos are listed,
     not fatal. Returns counts and the unreadable files with their reasons."""
     paths = list_images(input_dir)
-    aligner = FaceAligner(size, padding, upsample)
     out = Path(output_dir)
+    blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:  # before dlib loads: nothing is written
+        raise MobileNetsError(f"cannot write the crops to {out}: {blocker} is a file, not a folder")
+    if out.resolve() == Path(input_dir).resolve():
+        raise MobileNetsError(f"{arg('output_dir', flag='--output')} {out} is the photo folder itself: give another "
+                              f"folder for the crops")
+    aligner = FaceAligner(size, padding, upsample)
     written, without, unreadable = 0, 0, []
     items: Any = paths
     if progress:

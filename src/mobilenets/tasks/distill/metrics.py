@@ -16,6 +16,7 @@ apart (sklearn would return 0 and drag the mean down for a reason unrelated to t
 from __future__ import annotations
 
 import csv
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -306,6 +307,34 @@ def read_pairs(path: str | Path, images: str | Path | None = None) -> Pairs:
     return read_pairs_csv(path, images) if str(path).lower().endswith(".csv") else read_lfw_pairs(path, images)
 
 
+def usable_pairs(pairs: Pairs, source: str | Path = "the pairs file") -> tuple[Pairs, list[tuple[str, str]]]:
+    """``(the pairs whose two images decode, the images that do not with why)``, checked before
+    any work: a pair naming a missing or corrupt image is skipped (and counted by the caller); one
+    line when what is left cannot be scored (no pair, or no same or no different pair)."""
+    from mobilenets.tasks.distill.data import read_rgb
+
+    problems: dict[str, str | None] = {}
+    for f in dict.fromkeys([*pairs.a, *pairs.b]):
+        if not os.path.isfile(f):
+            problems[f] = "image not found"
+            continue
+        try:
+            read_rgb(f)
+            problems[f] = None
+        except Exception as exc:  # noqa: BLE001 - PIL raises many types on malformed files
+            problems[f] = f"unreadable image ({type(exc).__name__})"
+    keep = np.array([problems[x] is None and problems[y] is None for x, y in zip(pairs.a, pairs.b)], bool)
+    bad = [(f, why) for f, why in problems.items() if why is not None]
+    kept = Pairs([x for x, k in zip(pairs.a, keep) if k], [y for y, k in zip(pairs.b, keep) if k],
+                 pairs.same[keep], pairs.fold[keep])
+    n_same = int(kept.same.sum())
+    if n_same == 0 or n_same == len(kept):
+        first = f" (first: {bad[0][0]}: {bad[0][1]})" if bad else ""
+        raise MobileNetsError(f"{source}: {len(kept)} of {len(pairs)} pairs have both images readable, {n_same} of "
+                              f"them same-person: verification needs same and different pairs{first}")
+    return kept, bad
+
+
 __all__ = ["DEFAULT_FARS", "Pairs", "VerificationReport", "best_threshold", "decision_agreement", "fold_indices",
            "format_average_precision", "format_verification", "mean_average_precision", "pair_distances", "plot_roc",
-           "read_lfw_pairs", "read_pairs", "read_pairs_csv", "tar_at_far", "verification_report"]
+           "read_lfw_pairs", "read_pairs", "read_pairs_csv", "tar_at_far", "usable_pairs", "verification_report"]

@@ -14,7 +14,7 @@ import torch
 
 from mobilenets.data.augment import Augment
 from mobilenets.data.preprocess import Preprocessing
-from mobilenets.errors import MobileNetsError
+from mobilenets.errors import MobileNetsError, arg
 from mobilenets.models.config import MobileNetConfig
 from mobilenets.tasks.distill.data import load_crops
 from mobilenets.tasks.distill.metrics import (
@@ -81,15 +81,17 @@ def distill(teacher: str | Teacher | None, data: str | None, task: str = "classi
         request, init_spec = saved.get("request") or {}, saved.get("init")
     else:
         if teacher is None or data is None:
-            raise MobileNetsError("distill needs a teacher and a data folder")
+            raise MobileNetsError(f"distill needs {arg('teacher')} and {arg('data')}")
         if val_data is not None and val_every != 10:
-            raise MobileNetsError("val_every holds out part of data when no val_data is given; give one or the other")
+            raise MobileNetsError(f"{arg('val_every')} holds out part of {arg('data')} when no {arg('val_data')} is "
+                                  f"given; give one or the other")
         rec = recipe if isinstance(recipe, Recipe) else get_recipe(recipe)
         if recipe_overrides:
             rec = rec.replace(**recipe_overrides)
         rec = task_recipe(rec, DistillTask.recipe_fields)
         if temperature is not None and task != "classify":
-            raise MobileNetsError(f"temperature is for task='classify' (Hinton's KD), not task={task!r}")
+            raise MobileNetsError(f"{arg('temperature')} is for {arg('task', 'classify')} (Hinton's KD), not "
+                                  f"{arg('task', task)}")
         settings = DistillSettings(mode=task, temperature=4.0 if temperature is None else float(temperature),
                                    normalize=bool(normalize),
                                    embedding_dim=embedding_dim, val_every=int(val_every),

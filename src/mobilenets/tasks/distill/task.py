@@ -35,7 +35,7 @@ from torch import nn
 
 from mobilenets.data.augment import Augment
 from mobilenets.data.preprocess import Preprocessing
-from mobilenets.errors import MobileNetsError
+from mobilenets.errors import MobileNetsError, arg
 from mobilenets.models.config import MobileNetConfig
 from mobilenets.tasks.distill.data import ImageCrops, first_readable, list_images, load_crops, split_every, stack_crops
 from mobilenets.tasks.distill.teachers import PrecomputedTeacher, Teacher, normalize_crops
@@ -50,7 +50,7 @@ def teacher_targets(raw: torch.Tensor, kind: str, mode: str, spec: str) -> torch
     (multilabel) or the embedding; a teacher whose outputs do not fit ``mode`` is refused."""
     if mode == "classify":
         if kind == "embedding":
-            raise MobileNetsError(f"teacher {spec} gives an embedding, not class scores: use task='embedding'")
+            raise MobileNetsError(f"teacher {spec} gives an embedding, not class scores: use {arg('task', 'embedding')}")
         if raw.shape[1] < 2:
             raise MobileNetsError(f"teacher {spec} gives {raw.shape[1]} output(s); classify needs >= 2 classes")
         probs = kind == "probabilities" or (kind == "unknown" and bool((raw >= 0).all())
@@ -59,7 +59,7 @@ def teacher_targets(raw: torch.Tensor, kind: str, mode: str, spec: str) -> torch
     if mode == "multilabel":
         if kind == "embedding":
             raise MobileNetsError(f"teacher {spec} gives an embedding, not attribute probabilities: "
-                                  f"use task='embedding'")
+                                  f"use {arg('task', 'embedding')}")
         if kind == "logits":
             return torch.sigmoid(raw)
         if not bool(((raw >= 0) & (raw <= 1)).all()):
@@ -68,8 +68,8 @@ def teacher_targets(raw: torch.Tensor, kind: str, mode: str, spec: str) -> torch
         return raw
     if mode == "embedding":
         if kind == "probabilities":
-            raise MobileNetsError(f"teacher {spec} gives probabilities, not an embedding: use task='classify' "
-                                  f"or 'multilabel'")
+            raise MobileNetsError(f"teacher {spec} gives probabilities, not an embedding: use "
+                                  f"{arg('task', 'classify')} or {arg('task', 'multilabel')}")
         return raw
     raise MobileNetsError(f"unknown distillation task {mode!r}; choose one of {', '.join(MODES)}")
 
@@ -80,7 +80,7 @@ def folder_classes(paths: list[str], teacher_names: list[str] | None, teacher_di
     teacher has outputs (torchvision ImageFolder's order)."""
     folders = sorted({p.split("/", 1)[0] for p in paths if "/" in p})
     if not folders:
-        raise MobileNetsError(f"label_weight needs the images of {data} in class folders (DIR/<class>/image); "
+        raise MobileNetsError(f"{arg('label_weight')} needs the images of {data} in class folders (DIR/<class>/image); "
                               f"there are none")
     if teacher_names and set(folders) <= set(teacher_names):
         return list(teacher_names)
@@ -196,13 +196,15 @@ class DistillSettings:
         if self.mode not in MODES:
             raise MobileNetsError(f"unknown distillation task {self.mode!r}; choose one of {', '.join(MODES)}")
         if not self.temperature > 0:
-            raise MobileNetsError(f"temperature must be > 0, got {self.temperature!r}")
+            raise MobileNetsError(f"{arg('temperature')} must be > 0, got {self.temperature!r}")
         if self.normalize and self.mode != "embedding":
-            raise MobileNetsError(f"normalize is for task='embedding', not task={self.mode!r}")
+            raise MobileNetsError(f"{arg('normalize')} is for {arg('task', 'embedding')}, not {arg('task', self.mode)}")
         if self.embedding_dim is not None and (self.mode != "embedding" or self.embedding_dim < 1):
-            raise MobileNetsError(f"embedding_dim is for task='embedding' and must be >= 1, got {self.embedding_dim!r}")
+            raise MobileNetsError(f"{arg('embedding_dim')} is for {arg('task', 'embedding')} and must be >= 1, got "
+                                  f"{self.embedding_dim!r}")
         if not 0 <= self.label_weight <= 1 or (self.label_weight and self.mode != "classify"):
-            raise MobileNetsError(f"label_weight is for task='classify' and must be in [0, 1], got {self.label_weight!r}")
+            raise MobileNetsError(f"{arg('label_weight')} is for {arg('task', 'classify')} and must be in [0, 1], got "
+                                  f"{self.label_weight!r}")
 
 
 class DistillTask(Task):
@@ -245,7 +247,7 @@ class DistillTask(Task):
             for folder, listed in ((data, self.train_paths), (val_data or data, self.val_paths)):
                 unknown = [p for p in listed if "/" not in p or p.split("/", 1)[0] not in index]
                 if unknown:
-                    raise MobileNetsError(f"label_weight needs every image of {folder} in a class folder of the "
+                    raise MobileNetsError(f"{arg('label_weight')} needs every image of {folder} in a class folder of the "
                                           f"training data; {len(unknown)} are not (first: {unknown[0]})")
             self.labels = {p: index[p.split("/", 1)[0]] for p in [*self.train_paths, *self.val_paths]}
         dim = settings.embedding_dim or self.teacher_dim
