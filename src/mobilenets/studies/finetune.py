@@ -16,14 +16,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from mobilenets.errors import DataNotFoundError, MobileNetsError
+from mobilenets.errors import DataNotFoundError, MobileNetsError, arg
 from mobilenets.train.options import TrainOptions
 from mobilenets.train.recipes import PRESETS, Recipe
+from mobilenets.train.state import latest_state
 from mobilenets.train.tasks import ClassificationTask
 
 # The transfer recipe (SGD, a short cosine schedule): a training preset, `--recipe transfer`.
@@ -89,8 +91,12 @@ def _read_list(path: Path) -> list[tuple[str, int]]:
         mat = scipy.io.loadmat(path)
         files = [str(np.asarray(f).ravel()[0]) for f in np.asarray(mat["file_list"]).ravel()]
         labels = [int(v) for v in np.asarray(mat["labels"]).ravel()]
-    except (KeyError, ValueError, IndexError, TypeError, OSError) as exc:
-        raise MobileNetsError(f"{path} is not a Stanford Dogs list (file_list, labels): {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file raises anything from zlib to struct
+        why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise MobileNetsError(f"{path} is not a readable Stanford Dogs list (a MATLAB file with file_list and "
+                              f"labels): {why.splitlines()[0][:200]}") from None
+    if not files:
+        raise MobileNetsError(f"{path} lists no images")
     if len(files) != len(labels):
         raise MobileNetsError(f"{path}: {len(files)} files but {len(labels)} labels")
     return list(zip(files, labels))
@@ -115,20 +121,26 @@ def stanford_dogs_folders(data: str | os.PathLike, view: str | os.PathLike) -> d
     # class index = label - 1 only if sorting the folder names keeps the label order
     names = [folder_of[v] for v in labels]
     prefix = names != sorted(names)
-    missing = 0
-    for split, items in splits.items():
+    # every check before the first link is written: nothing is left behind by a refused layout
+    present = {split: [(rel, label) for rel, label in items if (root / "Images" / rel).is_file()]
+               for split, items in splits.items()}
+    missing = sum(len(v) for v in splits.values()) - sum(len(v) for v in present.values())
+    if not any(present.values()):
+        raise DataNotFoundError(f"none of the listed images is under {root / 'Images'}")
+    have = {label for _, label in present["train"]}
+    empty = [folder_of[v] for v in labels if v not in have]
+    if empty:
+        raise MobileNetsError(f"{len(empty)} of {len(labels)} classes have no training image under "
+                              f"{root / 'Images'} (first: {empty[0]}): every class needs one")
+    if not present["val"]:
+        raise MobileNetsError(f"none of the images of {root / 'lists' / 'test_list.mat'} is under {root / 'Images'}")
+    for split, items in present.items():
         for rel, label in items:
-            src = root / "Images" / rel
-            if not src.is_file():
-                missing += 1
-                continue
             cls = f"{label:03d}-{folder_of[label]}" if prefix else folder_of[label]
             link = out / split / cls / Path(rel).name
             link.parent.mkdir(parents=True, exist_ok=True)
             if not link.is_symlink():
-                link.symlink_to(src)
-    if missing == sum(len(v) for v in splits.values()):
-        raise DataNotFoundError(f"none of the listed images is under {root / 'Images'}")
+                link.symlink_to(root / "Images" / rel)
     return {"classes": len(labels), "train": len(splits["train"]), "val": len(splits["val"]), "missing": missing}
 
 
@@ -238,10 +250,10 @@ def finetune(data: str | os.PathLike | None, init: str | os.PathLike | None = No
     from mobilenets.train.runner import check_folder, is_main
 
     if not (isinstance(body_lr_scale, (int, float)) and 0 <= body_lr_scale <= 1):
-        raise MobileNetsError(f"body_lr_scale must be in [0, 1], got {body_lr_scale!r}")
+        raise MobileNetsError(f"{arg('body_lr_scale')} must be in [0, 1], got {body_lr_scale!r}")
     opts = options or TrainOptions()
     if data is None and not opts.resume:
-        raise MobileNetsError("finetune needs a data folder (or resume=True with the run's output folder)")
+        raise MobileNetsError(f"finetune needs {arg('data')} (or {arg('resume')} with the run's {arg('output')})")
     if data is not None and not Path(data).is_dir():
         raise DataNotFoundError(f"data folder not found: {data}")
     if opts.output is None:
@@ -250,20 +262,29 @@ def finetune(data: str | os.PathLike | None, init: str | os.PathLike | None = No
         opts = dataclasses.replace(opts, output=str(new_run_dir()))
     out = Path(opts.output)
     check_folder(out, opts.resume)  # before the Stanford Dogs view is written into it
-    folders = data
-    if data is not None and is_stanford_dogs(data):
-        folders = out / "data"  # the view lives with the run, which records it as its data
-        if not opts.resume:
-            info = stanford_dogs_folders(data, folders)
-            if is_main():
-                log(f"Stanford Dogs layout: {info['classes']} classes, {info['train']} train / {info['val']} test "
-                    f"images" + (f" ({info['missing']} listed but missing)" if info["missing"] else ""))
-    task_options = {"freeze_body": freeze_body, "freeze_bn": freeze_bn, "body_lr_scale": float(body_lr_scale)}
-    if init is None and model is None and not opts.resume:
-        model = "mobilenet_v1_1.0_224"
-    summary = train(None if folders is None else str(folders), model, alpha=alpha, resolution=resolution,
-                    variant=variant, recipe=recipe, recipe_overrides=recipe_overrides, options=opts, init=init,
-                    task_class=FinetuneTask, task_options=task_options, log=log)
+    created = not out.exists()
+    try:
+        folders = data
+        if data is not None and is_stanford_dogs(data):
+            folders = out / "data"  # the view lives with the run, which records it as its data
+            if not opts.resume:
+                info = stanford_dogs_folders(data, folders)
+                if is_main():
+                    log(f"Stanford Dogs layout: {info['classes']} classes, {info['train']} train / {info['val']} "
+                        f"test images" + (f" ({info['missing']} listed but missing)" if info["missing"] else ""))
+        task_options = {"freeze_body": freeze_body, "freeze_bn": freeze_bn, "body_lr_scale": float(body_lr_scale)}
+        if init is None and model is None and not opts.resume:
+            model = "mobilenet_v1_1.0_224"
+        summary = train(None if folders is None else str(folders), model, alpha=alpha, resolution=resolution,
+                        variant=variant, recipe=recipe, recipe_overrides=recipe_overrides, options=opts, init=init,
+                        task_class=FinetuneTask, task_options=task_options, log=log)
+    except BaseException as exc:
+        # a run refused (or stopped) before its config.json leaves nothing; one with a config.json
+        # but no checkpoint is kept only when interrupted (the interrupt line says how to restart it)
+        started = (out / "config.json").is_file() and isinstance(exc, KeyboardInterrupt)
+        if created and is_main() and latest_state(out) is None and not started:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     from mobilenets.cost.count import analytical_cost
     from mobilenets.models.config import MobileNetConfig
 
