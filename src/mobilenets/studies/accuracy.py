@@ -102,10 +102,17 @@ def _run_folders(path: Path) -> list[Path]:
     return found
 
 
+# The runs whose val_top1 is an image classifier's top-1: a geolocation run's is the share of
+# photos put in the right cell, a distillation run's agreement with its teacher.
+TOP1_TASKS = ("classification", "finetune")
+TOP1_TASKS_TEXT = "`mobilenet train`, `finetune` and `reproduce`"
+
+
 def run_points(paths: Iterable[str | Path]) -> list[Point]:
     """One point per run folder (or per run folder inside each of ``paths``): its best
     ``val_top1`` in ``metrics.jsonl`` beside the cost of the model its ``config.json`` records.
-    Runs without a finished epoch are skipped."""
+    Runs without a finished epoch are skipped; a run of another task (:data:`TOP1_TASKS`) is
+    refused when named, skipped inside a folder of runs."""
     out = []
     for given in paths:
         base = Path(given)
@@ -117,6 +124,12 @@ def run_points(paths: Iterable[str | Path]) -> list[Point]:
                 cfg = MobileNetConfig.from_dict(config["model"])
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise MobileNetsError(f"{folder}/config.json is not a training run's config: {exc}") from None
+            task = config.get("task", "classification")
+            if task not in TOP1_TASKS:
+                if folder == base:  # named on its own: say why it cannot be a point
+                    raise MobileNetsError(f"{folder} is a {task} run: its validation figures are not an image "
+                                          f"classifier's top-1 ({TOP1_TASKS_TEXT} runs only)")
+                continue  # inside a folder of runs: only the classifiers are points
             metrics = folder / "metrics.jsonl"
             tops = []
             if metrics.is_file():

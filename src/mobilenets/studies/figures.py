@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mobilenets.errors import MobileNetsError
+from mobilenets.errors import MobileNetsError, arg
 from mobilenets.studies.accuracy import Point, loglinear_fit, paper_points, run_points, slim_points
 from mobilenets.utils.scoped import matplotlib_backend
 
@@ -28,7 +28,8 @@ def figure_series(runs: Sequence[str | os.PathLike] = ()) -> dict[str, list[Poin
     if runs:
         points = run_points(runs)
         if not points:
-            raise MobileNetsError(f"none of the run folders {', '.join(map(str, runs))} has a finished epoch")
+            raise MobileNetsError(f"none of the run folders {', '.join(map(str, runs))} is an image classifier's "
+                                  f"run with a finished epoch")
         series["runs"] = points
     return series
 
@@ -86,7 +87,7 @@ def figures(output: str | os.PathLike = ".", runs: Sequence[str | os.PathLike] =
     the folder ``output``; returns the paths and each source's fits."""
     out = Path(output)
     if out.exists() and not out.is_dir():
-        raise MobileNetsError(f"output must be a folder, and {out} is a file")
+        raise MobileNetsError(f"{arg('output')} must be a folder, and {out} is a file")
     series = figure_series(runs)
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"points": {k: len(v) for k, v in series.items()}}
