@@ -466,7 +466,7 @@ def test_convert_refuses_a_non_empty_output_unless_overwrite(tmp_path):
     (tmp_path / "out").mkdir()  # an empty folder is fine
     convert(tmp_path / "src", "mobilenets", tmp_path / "out")
     before = (tmp_path / "out" / "model.safetensors").read_bytes()
-    with pytest.raises(MobileNetsError, match=r"output_dir .*out exists; pass overwrite=True"):
+    with pytest.raises(MobileNetsError, match=r"output_dir .*out exists and is not empty; give overwrite=True"):
         convert(tmp_path / "src", "mobilenets", tmp_path / "out")
     assert (tmp_path / "out" / "model.safetensors").read_bytes() == before
     (tmp_path / "out" / "keep.txt").write_text("mine")

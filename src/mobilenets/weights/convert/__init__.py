@@ -53,7 +53,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mobilenets.errors import DataNotFoundError, MobileNetsError
+from mobilenets.errors import DataNotFoundError, MobileNetsError, arg
 from mobilenets.utils.lazy import lazy_exports
 
 if TYPE_CHECKING:  # the model class imports torch: only for annotations here
@@ -80,12 +80,20 @@ __all__ = ["FORMATS", "TARGETS", "convert", "detect_format", "from_hf", "from_ke
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _TFLITE_IDENTIFIER = b"TFL3"  # bytes 4..8 of every TFLite FlatBuffer
-_SAVED_MODEL = ("a TensorFlow SavedModel, which convert does not read: freeze it to a GraphDef (.pb, "
-                "source_format='tf-frozen') or convert it to .tflite first")
+
+
+def _saved_model() -> str:
+    return (f"a TensorFlow SavedModel, which convert does not read: freeze it to a GraphDef (.pb, "
+            f"{_fmt('tf-frozen')}) or convert it to .tflite first")
+
+
+def _fmt(value: str | None = None) -> str:
+    """The source format argument in the caller's words (``--from X`` / ``source_format='X'``)."""
+    return arg("source_format", value, flag="--from") if value is not None else arg("source_format", flag="--from")
 
 
 def _cannot_tell(what: Any, why: str) -> MobileNetsError:
-    return MobileNetsError(f"cannot tell the format of {what} ({why}); give source_format, one of: {FORMAT_CHOICES}")
+    return MobileNetsError(f"cannot tell the format of {what} ({why}); give {_fmt()}, one of: {FORMAT_CHOICES}")
 
 
 def _head(path: Path, n: int = 16) -> bytes:
@@ -118,7 +126,7 @@ def _weights_format(path: Path, keys: set[str], ours: bool) -> str:
         return "timm"
     if any(k.startswith(("mobilenet_v1.", "conv_stem.convolution.")) for k in keys):
         raise MobileNetsError(f"{path} holds Hugging Face MobileNetV1 weights: give the model folder (with its "
-                              f"config.json) as the source (source_format='hf')")
+                              f"config.json) as the source ({_fmt('hf')})")
     if "stem.conv.weight" in keys:
         raise _cannot_tell(path, "it holds this package's layer names but no model config: save it with "
                                  "mobilenets.save_model, or give it as timm weights only if it is timm's")
@@ -132,7 +140,7 @@ def _file_format(path: Path) -> str:
     if head[4:8] == _TFLITE_IDENTIFIER or suffix == ".tflite":
         return "tflite"
     if path.name == "saved_model.pb":
-        raise MobileNetsError(f"{path} is {_SAVED_MODEL}")
+        raise MobileNetsError(f"{path} is {_saved_model()}")
     if suffix == ".pb":
         return "tf-frozen"
     if suffix in (".keras", ".h5", ".hdf5") or head[:8] == _HDF5_SIGNATURE:
@@ -176,7 +184,7 @@ def _folder_format(path: Path) -> str:
     if (path / "checkpoint").is_file() or any(path.glob("*.index")):
         return "tf-slim"
     if (path / "saved_model.pb").is_file():
-        raise MobileNetsError(f"{path} is {_SAVED_MODEL}")
+        raise MobileNetsError(f"{path} is {_saved_model()}")
     raise _cannot_tell(path, "a folder with no config.json, TF checkpoint or run checkpoints in it")
 
 
@@ -254,23 +262,25 @@ def convert(src: Any, source_format: str | None = None, output_dir: str | os.Pat
     folder that exists and is not empty is refused unless ``overwrite`` (then the files of the
     same names are replaced; nothing else in it is touched). Returns the model and the path written."""
     if source_format is not None and source_format not in FORMATS:
-        raise MobileNetsError(f"unknown source_format {source_format!r}; choose one of {', '.join(FORMATS)}")
+        raise MobileNetsError(f"unknown {_fmt()} {source_format!r}; choose one of {', '.join(FORMATS)}")
     if to not in TARGETS:
-        raise MobileNetsError(f"unknown target format to={to!r}; choose one of {', '.join(TARGETS)}")
+        raise MobileNetsError(f"unknown target format {arg('to', to)}; choose one of {', '.join(TARGETS)}")
     if output_dir is None:
-        raise MobileNetsError("output_dir is required: the folder to write the converted model to")
+        raise MobileNetsError(f"{arg('output_dir', flag='--output')} is required: the folder to write the converted "
+                              f"model to")
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
-        raise MobileNetsError(f"output_dir {out} exists and is not a folder")
+        raise MobileNetsError(f"{arg('output_dir', flag='--output')} {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise MobileNetsError(f"output_dir {out} exists; pass overwrite=True to write into a folder that is not empty")
+        raise MobileNetsError(f"{arg('output_dir', flag='--output')} {out} exists and is not empty; give "
+                              f"{arg('overwrite', True, flag='--force')} to write into it")
     if source_format is None:
         source_format = detect_format(src)
     if keep_background and source_format not in BACKGROUND_FORMATS:
-        raise MobileNetsError(f"keep_background applies to TF-slim checkpoints, TF frozen graphs and TFLite files "
-                              f"only (source_format {' / '.join(BACKGROUND_FORMATS)}), not {source_format}")
+        raise MobileNetsError(f"{arg('keep_background')} applies to TF-slim checkpoints, TF frozen graphs and TFLite "
+                              f"files only ({_fmt()} {' / '.join(BACKGROUND_FORMATS)}), not {source_format}")
     if resolution is not None and source_format not in RESOLUTION_FORMATS:
-        raise MobileNetsError(f"resolution applies to TF-slim checkpoints and TF frozen graphs only (source_format "
+        raise MobileNetsError(f"{arg('resolution')} applies to TF-slim checkpoints and TF frozen graphs only ({_fmt()} "
                               f"{' / '.join(RESOLUTION_FORMATS)}); {source_format} sources record it")
     model = _read(src, source_format, keep_background, resolution)
     if to == "mobilenets":

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from mobilenets.errors import DataNotFoundError, MobileNetsError
+from mobilenets.errors import DataNotFoundError, MobileNetsError, arg
 from mobilenets.models.mobilenet import MobileNet
 from mobilenets.utils.tf import import_tf
 from mobilenets.weights.convert.tf_slim import slim_network
@@ -93,7 +93,8 @@ def from_tf_frozen(path: str | os.PathLike, keep_background: bool = False,
                               f"{', ...' if len(ops) > 12 else ''})")
     if not any(name.endswith("BatchNorm/moving_mean") for name in consts):
         raise MobileNetsError(f"{path} has its BatchNorm folded into the convolutions (an optimised graph); "
-                              f"convert the graph it was made from, or its TFLite file (source_format='tflite')")
+                              f"convert the graph it was made from, or its TFLite file "
+                              f"({arg('source_format', 'tflite', flag='--from')})")
     eps = _epsilon(graph, consts, tf)
     res = resolution if resolution is not None else (_resolution(graph) or 224)
 
