@@ -4,8 +4,9 @@ mobilenets.extras with an extra that really brings it, and a missing one is one 
 import ast
 import re
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 from mobilenets.cli.main import main
 from mobilenets.extras import OPTIONAL, missing_message

@@ -3,7 +3,6 @@ first checkpoint, through the ``mobilenet`` command and from Python; every "alre
 message names the command that continues the run and how to start over."""
 
 import shlex
-from pathlib import Path
 
 import pytest
 
