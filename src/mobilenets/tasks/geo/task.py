@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from mobilenets.errors import MobileNetsError
+from mobilenets.errors import MobileNetsError, arg
 from mobilenets.models.config import MobileNetConfig
 from mobilenets.tasks.geo.cells import CellPartition, read_cells
 from mobilenets.tasks.geo.data import PhotoTable, read_photos, write_skipped
@@ -244,8 +244,8 @@ def train(data: str | None, val: str | None, cells: str | None, model: str | Non
         pre = Preprocessing.from_dict(saved["preprocessing"]) if saved.get("preprocessing") else None
     else:
         if not (data and val and cells):
-            raise MobileNetsError("geo train needs data, val and cells (training and validation photo lists and a "
-                                  "`geo cells` file)")
+            raise MobileNetsError(f"geo train needs {arg('data')}, {arg('val')} and {arg('cells')} (training and "
+                                  f"validation photo lists and a `geo cells` file)")
         rec = recipe if isinstance(recipe, Recipe) else get_recipe(recipe)
         if recipe_overrides:
             rec = rec.replace(**recipe_overrides)
