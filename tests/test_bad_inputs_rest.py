@@ -150,7 +150,7 @@ CASES = [
                                 ("cells-columns", "cells_columns.csv", "is not a cells file"),
                                 ("cells-token", "cells_token.csv", "not an S2 cell token"),
                                 ("cells-count", "cells_count.csv", "has -4 photos"),
-                                ("cells-short-row", "cells_short.csv", "cells_short.csv"))],
+                                ("cells-short-row", "cells_short.csv", r"cells_short.csv line 2: 2 fields, expected 8"))],
     ("geo-train-conflicting-duplicate", lambda w: ["geo", "train", "--data", w / "geo" / "train_clash.csv", "--val",
                                                    w / "geo" / "val.csv", "--cells", w / "geo" / "cells.csv",
                                                    "--epochs", "1", "--no-progress", "--output", w / "out" / "run"],

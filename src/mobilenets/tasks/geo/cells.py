@@ -262,6 +262,10 @@ def read_cells(path: str | Path) -> CellPartition:
         rows = list(csv.DictReader(fh))
     if not rows or set(CELL_COLUMNS[:6]) - set(rows[0]):
         raise MobileNetsError(f"{path} is not a cells file (expected the columns {','.join(CELL_COLUMNS)})")
+    short = next((k for k, r in enumerate(rows) if None in r.values()), None)
+    if short is not None:  # csv.DictReader fills the missing fields with None
+        raise MobileNetsError(f"{path} line {short + 2}: {sum(v is not None for v in rows[short].values())} fields, "
+                              f"expected {len(rows[0])} ({','.join(CELL_COLUMNS)})")
     try:
         cells = CellPartition.from_tokens([r["token"] for r in rows], [int(r["photos"]) for r in rows],
                                           [float(r["mean_latitude"]) for r in rows],
