@@ -92,10 +92,10 @@ def w(tmp_path_factory):
         else:
             shutil.rmtree(root / name / "Images")
             (root / name / "Images").mkdir()
-    # a finished classification run (the built-in digits, one step) and a geolocation-looking copy
+    # a classification run (the built-in digits, one step, checkpointed) and a geolocation-looking copy
     runs = root / "runs"
     code, _, err = run(["train", "--alpha", "0.25", "--resolution", "32", "--epochs", "1", "--batch-size", "64",
-                        "--no-progress", "--output", str(runs / "done")])
+                        "--max-steps", "1", "--no-progress", "--output", str(runs / "done")])
     assert code == 0, err
     shutil.copytree(runs / "done", runs / "geo")
     config = json.loads((runs / "geo" / "config.json").read_text())
