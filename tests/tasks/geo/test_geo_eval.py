@@ -177,3 +177,13 @@ def test_table11_layout():
     assert lines[2].split()[-4:] == ["51.9%", "77.6%", "79.3%", "80.0%"]
     assert lines[6].split()[-4:] == ["2.5%", "11.0%", "11.4%", "20.0%"]
     assert TABLE11["PlaNet MobileNet"][25] == 31.7 and "300 km" in lines[7]
+
+
+def test_geo_eval_plot_none_writes_no_file(tmp_path, capsys, monkeypatch):
+    truth, pred = write_pair(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["geo", "eval", "--truth", str(truth), "--predictions", str(pred), "--plot", "none"]) == 0
+    out = capsys.readouterr().out
+    assert "Continent (2500 km)" in out and "CDF plot" not in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no none.png, no pred.cdf.png
