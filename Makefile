@@ -54,7 +54,7 @@ demo: $(DEMO_STAMP)
 # ruff first (seconds), then the default suite on 2 workers with the 15 slowest tests listed.
 test: $(DEV_STAMP)
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -n 2 -q --durations=15
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -n 2 -q --durations=15
 
 test-slow: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q -m slow
