@@ -16,7 +16,6 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from mobilenets.errors import MobileNetsError
