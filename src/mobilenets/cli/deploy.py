@@ -126,7 +126,7 @@ def cmd_export(args: argparse.Namespace) -> None:
       mobilenet export --checkpoint runs/digits --output model.onnx
       mobilenet export --checkpoint runs/digits --int8 --calibration digits --calibration-images 128 --output model-int8.tflite
       mobilenet export --model mobilenet_v1_0.25_128 --output random.pte
-      mobilenet export --checkpoint runs/digits --format web --output site/  (then: python -m http.server -d site)
+      mobilenet export --checkpoint runs/digits --format web --output site  # then: python -m http.server -d site
     """
     fmt = _check_flags(args)
     from mobilenets.deploy.export import check_text, export_model
