@@ -65,9 +65,12 @@ if (navigator.mediaDevices && navigator.mediaDevices.getUserMedia) {
 
 try {
   model = await load();
-  const m = model.meta;
-  $('about').textContent = `${m.source}: ${m.precision}, ${m.preprocessing.input_size[1]} px, ` +
-    `${(m.classes || []).length || m.model.num_classes} classes; ONNX Runtime Web (WebAssembly)`;
+  const m = model.meta, size = m.preprocessing.input_size[1];
+  await model.logits(new Float32Array(3 * size * size));  // warm-up: the first run sets up the kernels
+  const alpha = Number.isInteger(m.model.alpha) ? m.model.alpha.toFixed(1) : String(m.model.alpha);
+  $('about').textContent = `MobileNet ${alpha}-${size}, ${m.precision}, ` +
+    `${(m.classes || []).length || m.model.num_classes} classes; ONNX Runtime Web (WebAssembly, ` +
+    `${self.crossOriginIsolated ? 'threads allowed' : 'one thread: the page is not cross-origin isolated'})`;
   window.mobilenetReady = true;
 } catch (err) {
   $('about').textContent = '';
