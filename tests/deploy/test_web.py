@@ -82,18 +82,29 @@ def write_photos(folder, names=PHOTOS):
 @pytest.fixture(scope="module")
 def small_web(tmp_path_factory, randomized_bn):
     """A small MobileNet (0.25, 64 px, 10 classes, BatchNorm and classifier randomised so outputs
-    depend on the image) exported with --force into a folder that already holds a file, plus the photos."""
+    depend on the image), saved as a model folder and exported by `mobilenet export --format web
+    --force --json` into a folder that already holds a file; plus the photos."""
+    import contextlib
+    import io
+    import json
+
     _browser_ready()
-    from mobilenets.deploy.web import export_web
+    from mobilenets.cli import main
     from mobilenets.models.mobilenet import MobileNet, MobileNetConfig
+    from mobilenets.weights.checkpoint import save_model
 
     torch.manual_seed(0)
     model = randomized_bn(MobileNet(MobileNetConfig(alpha=0.25, resolution=64, num_classes=10)), classifier_std=0.5)
-    folder = tmp_path_factory.mktemp("web") / "site"
+    root = tmp_path_factory.mktemp("web")
+    save_model(model, root / "model")
+    folder = root / "site"
     folder.mkdir()
     (folder / "notes.txt").write_text("mine")
-    report = export_web(model, folder, force=True)
-    return model, folder, report, write_photos(folder)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["export", "--checkpoint", str(root / "model"), "--format", "web", "--output", str(folder),
+                     "--force", "--json"]) == 0
+    return model, folder, json.loads(out.getvalue()), write_photos(folder)
 
 
 @pytest.fixture(scope="module")
