@@ -161,7 +161,8 @@ def screenshot(path: str) -> None:
         export_web(str(Path(tmp) / "model"), Path(tmp) / "site")
         load_photo("chelsea").save(Path(tmp) / "chelsea.png")
         with serve(Path(tmp) / "site") as url, chromium() as browser:
-            page = browser.new_page(viewport={"width": 760, "height": 470})
+            page = browser.new_page()
+            page.set_viewport_size({"width": 760, "height": 470})
             page.goto(f"{url}index.html")
             page.wait_for_function("window.mobilenetReady === true", timeout=60_000)
             page.set_input_files("#file", str(Path(tmp) / "chelsea.png"))
