@@ -170,6 +170,43 @@ def screenshot(path: str) -> None:
             page.screenshot(path=path)
 
 
+def jpeg_check(quality: int = 92) -> dict:
+    """How far the browser's JPEG decoder is from Pillow's: skimage's chelsea and coffee saved as JPEG,
+    decoded by the page (``pixelsOf``: createImageBitmap, no colour conversion) and by Pillow: the
+    share of differing RGB values and the largest difference."""
+    from mobilenets.data.photos import load_photo
+
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="web-jpeg-") as tmp:
+        site = Path(tmp) / "site"
+        site.mkdir()
+        from importlib import resources
+
+        (site / "mobilenet.js").write_bytes((resources.files("mobilenets.deploy.web") / "static" / "mobilenet.js").read_bytes())
+        for f in ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm"):
+            shutil.copyfile(runtime_folder() / f, site / f)
+        (site / "index.html").write_text("<!doctype html><meta charset=utf-8>")
+        from PIL import Image
+        names = []
+        for photo in ("chelsea", "coffee"):
+            load_photo(photo).save(site / f"{photo}.jpg", quality=quality)
+            names.append(f"{photo}.jpg")
+        with serve(site) as url, chromium() as browser:
+            page = browser.new_page()
+            page.goto(url + "index.html")
+            for name in names:
+                px = page.evaluate("""async (name) => {
+                  const m = await import('./mobilenet.js');
+                  const p = await m.pixelsOf(await (await fetch(name)).blob());
+                  return {w: p.width, h: p.height, data: Array.from(p.data)};
+                }""", name)
+                browser_rgb = np.array(px["data"], dtype=np.int16).reshape(px["h"], px["w"], 4)[..., :3]
+                pil_rgb = np.asarray(Image.open(site / name).convert("RGB"), dtype=np.int16)
+                diff = np.abs(browser_rgb - pil_rgb)
+                out[name] = {"values_differing": float((diff > 0).mean()), "max_abs_diff": int(diff.max())}
+    return out
+
+
 def main(argv=None) -> int:
     p = ScriptParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="1.0-224,0.25-128", help="ALPHA-RESOLUTION list (default 1.0-224,0.25-128)")
@@ -179,7 +216,11 @@ def main(argv=None) -> int:
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     p.add_argument("--screenshot", metavar="PNG", help="save the demo page with chelsea's top-5 (real MobileNetV1)")
     p.add_argument("--screenshot-only", action="store_true", help="only --screenshot, no timing")
+    p.add_argument("--jpeg-check", action="store_true", help="only compare the browser's JPEG decoding with Pillow's")
     args = p.parse_args(argv)
+    if args.jpeg_check:
+        print(json.dumps(jpeg_check(), indent=2))
+        return 0
     models = [(float(a), int(r)) for a, r in (m.split("-") for m in args.models.split(","))]
     threads = [int(t) for t in args.threads.split(",")]
     from mobilenets.data.photos import split_photos, write_crops
