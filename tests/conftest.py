@@ -76,7 +76,7 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0, *, classifier_std: floa
     return model
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # a plain function: module-scoped fixtures may use it too
 def randomized_bn():
     """:func:`randomize_batchnorm`, as a fixture (test folders are not importable packages)."""
     return randomize_batchnorm
