@@ -82,10 +82,12 @@ class Layers:
         """Conv (+ BatchNorm kept, or folded into a bias) under ``prefix``, as our ConvBNAct's state."""
         k = self.get(f"{prefix}/{kernel_name}")  # TF: [kh, kw, in, out] or depthwise [kh, kw, in, 1]
         kernel = k.transpose(2, 3, 0, 1) if kernel_name == "depthwise_weights" else k.transpose(3, 2, 0, 1)
-        if f"{prefix}/BatchNorm/gamma" in self.weights:  # BatchNorm kept
+        if f"{prefix}/BatchNorm/moving_mean" in self.weights:  # BatchNorm kept
             bn = {s: self.get(f"{prefix}/BatchNorm/{t}") for s, t in
-                  (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"),
-                   ("running_var", "moving_variance"))}
+                  (("bias", "beta"), ("running_mean", "moving_mean"), ("running_var", "moving_variance"))}
+            # TF-slim's batch_norm(scale=False) has no gamma: 1
+            gamma = f"{prefix}/BatchNorm/gamma"
+            bn["weight"] = self.get(gamma) if gamma in self.weights else np.ones_like(bn["bias"])
         else:  # folded: the conv's bias alone; our BatchNorm is made the identity
             bias = next((n for n in (f"{prefix}/convolution_bn_offset", f"{prefix}/biases") if n in self.weights), None)
             if bias is None:
@@ -115,9 +117,10 @@ def assemble(layers: Layers, names: dict[str, str], total_columns: int, keep_col
     for i in range(1, 14):
         put(f"backbone.features.blocks.block{i}.dw", layers.conv_bn(names["dw"].format(i=i), "depthwise_weights"))
         put(f"backbone.features.blocks.block{i}.pw", layers.conv_bn(names["pw"].format(i=i)))
+    extras = names["extra"] if isinstance(names["extra"], list) else [names["extra"].format(i=i) for i in range(8)]
     for k in range(4):
         for j in range(2):
-            put(f"backbone.extras.{k}.{j}", layers.conv_bn(names["extra"].format(i=2 * k + j)))
+            put(f"backbone.extras.{k}.{j}", layers.conv_bn(extras[2 * k + j]))
     for i in range(6):
         w, b = layers.predictor(names["box"].format(i=i))
         # TF's codes per anchor are (ty, tx, th, tw); torchvision's BoxCoder reads (tx, ty, tw, th)
@@ -213,11 +216,14 @@ def from_tfjs(manifest: Path) -> tuple[dict[str, Any], Any, dict[str, Any]]:
 
 
 def convert_detector(source: str | os.PathLike, output: str | os.PathLike, *,
-                     classes: list[str] | None = None) -> Path:
+                     classes: list[str] | None = None, anchor_order: str | None = None) -> Path:
     """Convert the TF OD API SSD-MobileNetV1 at ``source`` (a TF.js ``*-weights_manifest.json`` or
     a folder holding one, or a TF OD API export folder with ``pipeline.config``) into a detector
     folder ``output`` (``model.safetensors`` + ``detector.json``); returns the folder. ``classes``:
-    the class names (default: "face" for face-api's detector, the label map's or ``class<i>``)."""
+    the class names (default: "face" for face-api's detector, else ``class<i>``). ``anchor_order``
+    (``interpolated_last`` / ``interpolated_second``): for a TF OD API export, which stores no
+    anchors (default: last, the current TF OD API's); a TF.js source's stored anchors decide it
+    (given, it must agree)."""
     import torch
 
     from mobilenets.deploy.outputs import Staging, check_writable
@@ -230,11 +236,14 @@ def convert_detector(source: str | os.PathLike, output: str | os.PathLike, *,
     manifest = _find_manifest(src)
     if manifest is not None:
         state, config, info = from_tfjs(manifest)
+        if anchor_order is not None and anchor_order != config.anchor_order:
+            raise MobileNetsError(f"--anchor-order {anchor_order}: the source's stored anchors are "
+                                  f"{config.anchor_order}")
         names = classes or ["face"]
     elif (src if src.is_dir() else src.parent).joinpath("pipeline.config").is_file():
         from mobilenets.tasks.detect.tf_od_api import from_tf_od_api
 
-        state, config, info, names = from_tf_od_api(src if src.is_dir() else src.parent)
+        state, config, info, names = from_tf_od_api(src if src.is_dir() else src.parent, anchor_order)
         names = classes or names
     else:
         raise MobileNetsError(f"{src} is neither a TF.js weights manifest (or a folder with one) nor a TF OD API "
