@@ -26,7 +26,7 @@ from mobilenets.cli.common import (
     positive_float,
     positive_int,
 )
-from mobilenets.tasks.detect.config import DETECTORS  # torch-free: the library's one list of names
+from mobilenets.tasks.detect.config import ANCHOR_ORDERS, DETECTORS  # torch-free: the library's lists of names
 
 # Shown as the library spells them (faster_rcnn); faster-rcnn is accepted as an alias.
 DETECTOR_CHOICES = Choices(DETECTORS)
@@ -114,7 +114,11 @@ def register(sub) -> None:
     p.add_argument("--output", required=True, metavar="DIR", help="the detector folder to write (model.safetensors, "
                                                                   "detector.json)")
     p.add_argument("--classes", metavar="LIST", help="comma-separated class names (default: face for face-api's "
-                                                     "detector; else the label map's, or class1, class2, ...)")
+                                                     "detector, else class1, class2, ...)")
+    p.add_argument("--anchor-order", **choice(ANCHOR_ORDERS),
+                   help="where each location's in-between-scale anchor goes, for a TF OD API export, which stores "
+                        "no anchors: interpolated_last (the current TF OD API's; used when not given) or "
+                        "interpolated_second (older exports). A TF.js source's stored anchors decide it")
     add_json_arg(p)
 
 
@@ -249,7 +253,7 @@ def cmd_convert(args: argparse.Namespace) -> None:
     from mobilenets.tasks.detect.convert import convert_detector
 
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
-    out = convert_detector(args.source, args.output, classes=classes)
+    out = convert_detector(args.source, args.output, classes=classes, anchor_order=args.anchor_order)
     if args.json:
         print(json.dumps({"source": args.source, "output": str(out)}, indent=2))
         return

@@ -35,7 +35,9 @@ def tf_od_api_names(config) -> dict[str, Any]:
 
 
 def read_checkpoint(prefix: Path) -> dict[str, np.ndarray]:
-    import tensorflow as tf
+    from mobilenets.utils.tf import import_tf
+
+    tf = import_tf()
 
     try:
         reader = tf.train.load_checkpoint(str(prefix))
@@ -45,7 +47,9 @@ def read_checkpoint(prefix: Path) -> dict[str, np.ndarray]:
 
 
 def read_frozen_graph(path: Path) -> dict[str, np.ndarray]:
-    import tensorflow as tf
+    from mobilenets.utils.tf import import_tf
+
+    tf = import_tf()
 
     graph = tf.compat.v1.GraphDef()
     try:
