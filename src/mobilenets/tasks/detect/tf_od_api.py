@@ -61,8 +61,8 @@ def read_frozen_graph(path: Path) -> dict[str, np.ndarray]:
 
 def from_tf_od_api(folder: Path, anchor_order: str | None = None):
     """State dict, config, source description and class names of the TF OD API export in ``folder``."""
-    from mobilenets.tasks.detect.convert import Layers, assemble
     from mobilenets.tasks.detect.pipeline import detector_config
+    from mobilenets.tasks.detect.tf_layers import Layers, assemble
 
     config, classes = detector_config(folder / "pipeline.config")
     if anchor_order is not None:
