@@ -321,3 +321,57 @@ def test_pipeline_config_refusals(tmp_path):
         with pytest.raises(MobileNetsError, match=message) as err:
             convert_detector(tmp_path, tmp_path / "out")
         assert "\n" not in str(err.value) and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_exported_onnx_and_tflite_give_face_api_detections(converted, reference, tmp_path):
+    """~1-2 min (TFLite conversion of the 512 px SSD). `detect export` of the converted face detector (its
+    own checks against eager on real photos pass), then model.onnx and model.tflite on the five photos, fed
+    the detector's recorded input handling: face-api's faces at 0.5 and 0.1, same order, boxes within 0.01 px."""
+    from mobilenets.data.photos import load_photo
+    from mobilenets.tasks.detect.config import DetectorConfig
+    from mobilenets.tasks.detect.export import export_detector, run_onnx, session
+    from mobilenets.tasks.detect.inputs import ssd_input
+    from mobilenets.tasks.detect.tflite import TFLiteDetector
+
+    result = export_detector(str(converted), tmp_path / "exported")
+    assert {Path(f["path"]).name for f in result["files"]} == {"model.onnx", "model.tflite"}
+    meta = json.loads((converted / "detector.json").read_text())
+    cfg = DetectorConfig.from_dict(meta["model"])
+    sess = session(tmp_path / "exported" / "model.onnx")
+    runners = {"onnx": lambda x: run_onnx(sess, x), "tflite": TFLiteDetector(tmp_path / "exported" / "model.tflite")}
+    for name, ref in reference["images"].items():
+        x, (sx, sy) = ssd_input(load_photo(name), cfg)
+        for fmt, run in runners.items():
+            out = run(x.numpy())
+            for score in (0.5, 0.1):
+                want = ref["detections"][str(score)]
+                keep = out["scores"] >= score
+                boxes = out["boxes"][keep] * cfg.resolution * np.array([sx, sy, sx, sy])
+                assert len(boxes) == len(want), (fmt, name, score)
+                for got, w in zip(boxes, want):
+                    assert np.abs(got - np.array(w["box"])).max() < 0.01, (fmt, name, got, w["box"])
+
+
+def test_faces_crop_with_the_converted_face_detector(converted, tmp_path, monkeypatch, capsys):
+    """`mobilenet faces crop --detector mobilenet-ssd` finds the faces of the five photos with the converted
+    face-api detector (from $MOBILENETS_FACE_SSD) and aligns them with dlib's 5 points: face-api's 12
+    faces at 0.5; without a converted detector, one line saying how to get one."""
+    import shutil
+
+    from mobilenets.cli.main import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in PHOTO_FILES:
+        shutil.copy(photo_file(name), photos / f"{name}{Path(photo_file(name)).suffix}")
+    monkeypatch.setenv("MOBILENETS_FACE_SSD", str(converted))
+    assert main(["faces", "crop", str(photos), "--output", str(tmp_path / "crops"), "--detector", "mobilenet-ssd",
+                 "--no-progress", "--json"]) in (0, None)
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["faces"] == 12 and summary["photos_without_faces"] == 0
+    assert len(list((tmp_path / "crops").glob("insightface_t1_*.jpg"))) == 6
+    monkeypatch.setenv("MOBILENETS_FACE_SSD", str(tmp_path / "nothing"))
+    assert main(["faces", "crop", str(photos), "--output", str(tmp_path / "more"), "--detector", "mobilenet-ssd"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "detect convert" in err and not (tmp_path / "more").exists()

@@ -85,6 +85,9 @@ class DetectorConfig(JsonDataclass):
     score_thresh: float = 0.01
     nms_thresh: float = 0.6
     detections: int = 100
+    # SSD: boxes per class that enter NMS (the best by score; torchvision's SSD: 400). TF OD API and
+    # face-api take every box above the score floor: a converted detector records its anchor count.
+    nms_candidates: int = 400
     # SSD matching: IoU for a positive anchor (every ground-truth box also gets its best anchor).
     match_iou: float = 0.5
     # Faster R-CNN RPN anchors: scales x base size (TF: 0.25, 0.5, 1, 2 x 256 px) and aspect
@@ -174,6 +177,7 @@ def validate(c: DetectorConfig) -> None:
     need(is_real(c.score_thresh) and 0 <= c.score_thresh < 1, "score_thresh", "in [0, 1)")
     need(is_real(c.nms_thresh) and 0 < c.nms_thresh <= 1, "nms_thresh", "in (0, 1]")
     need(is_int(c.detections) and c.detections >= 1, "detections", "an integer >= 1")
+    need(is_int(c.nms_candidates) and c.nms_candidates >= 1, "nms_candidates", "an integer >= 1")
     need(is_real(c.match_iou) and 0 < c.match_iou < 1, "match_iou", "in (0, 1)")
     need(is_int(c.anchor_base) and c.anchor_base >= 1, "anchor_base", "an integer >= 1 (pixels)")
     for name in ("anchor_scales", "anchor_ratios"):

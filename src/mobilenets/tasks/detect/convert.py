@@ -101,8 +101,11 @@ def face_api_config(resolution: int = 512):
     from mobilenets.tasks.detect.config import make_config
 
     backbone = MobileNetConfig(activation="relu6", padding="tf_same", bn_eps=TF_BN_EPS)
+    # score floor 0.05, not our default 0.01: over the zero padding face-api's network gives many boxes the
+    # very same score (~0.012), and NMS among exactly tied boxes keeps whichever comes first, so eager,
+    # ONNX and TFLite could keep different ones there. face-api's own floor is minConfidence (default 0.5).
     return make_config("ssd", resolution=resolution, num_classes=1, backbone=backbone, classification="sigmoid",
-                       nms_thresh=0.5, detections=100, score_thresh=0.01, clip_before_nms=False,
+                       nms_thresh=0.5, detections=100, score_thresh=0.05, clip_before_nms=False,
                        input_resize="tf_legacy", input_pad="bottom_right", pad_rounded_scale=True)
 
 
@@ -125,6 +128,7 @@ def from_tfjs(manifest: Path) -> tuple[dict[str, Any], Any, dict[str, Any]]:
         raise MobileNetsError(f"{manifest.name}: {stored.size // 4} stored anchors fit no SSD input size the "
                               "converter knows")
     config, diff = check_anchors(stored, face_api_config(size), manifest.name)
+    config = config.replace(nms_candidates=stored.size // 4)  # face-api's NMS takes every box above the floor
     # face-api's outputLayer scores column 1 only (sigmoid), whatever the other columns hold
     state = assemble(layers, FACE_API_NAMES, total_columns, [0, 1])
     unused = sorted(n for n, v in weights.items() if n not in layers.used and v.dtype == np.float32 and v.size > 1)

@@ -194,7 +194,7 @@ def build_ssd(config: DetectorConfig, model: MobileNet) -> MobileNetSSD:
     return MobileNetSSD(backbone, anchors, size, columns, image_mean=IMAGE_MEAN, image_std=IMAGE_STD, head=head,
                         score_thresh=config.score_thresh, nms_thresh=config.nms_thresh,
                         detections_per_img=config.detections, iou_thresh=config.match_iou,
-                        topk_candidates=TOPK_CANDIDATES, classification=config.classification,
+                        topk_candidates=config.nms_candidates, classification=config.classification,
                         box_scales=config.box_scales, clip_before_nms=config.clip_before_nms)
 
 

@@ -67,6 +67,10 @@ def from_tf_od_api(folder: Path, anchor_order: str | None = None):
     config, classes = detector_config(folder / "pipeline.config")
     if anchor_order is not None:
         config = config.replace(anchor_order=anchor_order)
+    from mobilenets.tasks.detect.anchors import anchor_count
+
+    # TF's multiclass NMS takes every box above the score floor
+    config = config.replace(nms_candidates=anchor_count(config.resolution))
     frozen = folder / "frozen_inference_graph.pb"
     ckpt = folder / "model.ckpt"
     if Path(f"{ckpt}.index").is_file():
