@@ -248,7 +248,7 @@ def cmd_convert(args: argparse.Namespace) -> None:
     examples:
       mobilenet detect convert node_modules/@vladmandic/face-api/model/ssd_mobilenetv1_model-weights_manifest.json --output face-ssd
       mobilenet detect convert ssd_mobilenet_v1_coco_2018_01_28 --output coco-ssd
-      mobilenet detect predict --checkpoint face-ssd --score 0.5 --json photo.jpg
+      mobilenet detect convert old_ssd_export --anchor-order interpolated_second --output old-ssd --json
     """
     from mobilenets.tasks.detect.convert import convert_detector
 
