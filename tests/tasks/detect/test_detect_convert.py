@@ -375,3 +375,13 @@ def test_faces_crop_with_the_converted_face_detector(converted, tmp_path, monkey
     assert main(["faces", "crop", str(photos), "--output", str(tmp_path / "more"), "--detector", "mobilenet-ssd"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "detect convert" in err and not (tmp_path / "more").exists()
+
+
+def test_detect_eval_refuses_input_handling_it_cannot_apply(converted, capsys):
+    """detect eval's pipeline resizes as training does; on a detector converted with face-api's padding and
+    TF's resize it refuses in one line instead of scoring other inputs."""
+    from mobilenets.cli.main import main
+
+    assert main(["detect", "eval", "--checkpoint", str(converted)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "input_pad bottom_right" in err

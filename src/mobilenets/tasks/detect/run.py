@@ -201,6 +201,13 @@ def eval_checkpoint(checkpoint: str, data: str | None = None, *, split: str = "v
     ``pr.png`` to ``output`` (default: the run folder). ``device``, ``amp``, ``channels_last``,
     ``workers``: how the images are run (:func:`detect_split`)."""
     model, meta = load_detector(checkpoint)
+    recorded = DetectorConfig.from_dict(meta["model"])
+    if (recorded.input_resize, recorded.input_pad) != ("antialias", "none"):
+        # the evaluation pipeline resizes as training does (antialiased, stretched); scoring a detector
+        # converted with TF's resize or face-api's padding that way would give numbers for other inputs
+        raise MobileNetsError(f"detect eval does not apply this detector's recorded input handling yet "
+                              f"(input_resize {recorded.input_resize}, input_pad {recorded.input_pad}); "
+                              "detect predict and export do")
     data = data if data is not None else meta.get("data")
     splits = load_data(data, progress=progress)
     if split not in splits:
