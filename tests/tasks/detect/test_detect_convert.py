@@ -128,6 +128,14 @@ def test_detect_predict_gives_face_api_detections(converted, reference, score, c
     assert sum(len(r["detections"]) for r in results) >= 9  # the five photos hold at least nine faces
 
 
+def test_face_api_model_folder_converts(tmp_path):
+    """face-api's whole model folder (seven nets): its one SSD manifest is the one converted."""
+    from mobilenets.tasks.detect.convert import convert_detector
+
+    out = convert_detector(MODEL_DIR, tmp_path / "face")
+    assert json.loads((out / "detector.json").read_text())["source"]["file"] == MANIFEST.name
+
+
 def test_anchor_mismatch_is_refused(tmp_path):
     """Stored anchors that no anchor order reproduces: one line, nothing written."""
     import shutil

@@ -60,6 +60,9 @@ def _find_manifest(source: Path) -> Path | None:
         return source
     if source.is_dir():
         found = sorted(source.glob("*weights_manifest.json"))
+        ssd = [p for p in found if p.name.startswith("ssd")]
+        if len(found) > 1 and len(ssd) == 1:  # face-api's model folder: its one SSD among its other nets
+            return ssd[0]
         if len(found) > 1:
             raise MobileNetsError(f"{source} holds {len(found)} TF.js weights manifests "
                                   f"({', '.join(p.name for p in found)}); name one of them")
