@@ -241,8 +241,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
-    """Convert a TF Object Detection API SSD-MobileNetV1 into a detector folder that detect predict and export
-    take. Its anchors, box coder, scores, NMS and input handling (resize, padding) come from the source and
+    """Convert a TF Object Detection API SSD-MobileNetV1 into a detector folder that detect predict, export,
+    bench and train --init take. Its anchors, box coder, scores, NMS and input handling (resize, padding) come from the source and
     are recorded in the folder (detect eval refuses input handling it cannot apply yet).
 
     examples:

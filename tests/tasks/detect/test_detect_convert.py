@@ -393,3 +393,32 @@ def test_detect_eval_refuses_input_handling_it_cannot_apply(converted, capsys):
     assert main(["detect", "eval", "--checkpoint", str(converted)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "input_pad bottom_right" in err
+
+
+def test_detect_train_init_fine_tunes_a_converted_detector(converted, tmp_path):
+    """`detect train --init DIR` with the converted face detector: its architecture and every tensor that
+    fits (backbone, extras, box predictors; not the class head: other classes), on this data's classes, with
+    the training pipeline's input handling recorded; one optimizer step runs through the loop."""
+    from mobilenets.tasks.detect.config import DetectorConfig
+    from mobilenets.tasks.detect.run import load_data, load_detector, train
+    from mobilenets.tasks.detect.standin import write_standin
+    from mobilenets.tasks.detect.task import DetectionTask
+    from mobilenets.train.options import TrainOptions
+
+    data = write_standin(tmp_path / "standin", seed=1, train=4, val=2, size=64)
+    face, meta = load_detector(converted)
+    cfg = DetectorConfig.from_dict(meta["model"]).replace(num_classes=4, input_resize="antialias", input_pad="none",
+                                                          pad_rounded_scale=False)
+    model = DetectionTask(cfg, load_data(str(data)), backbone=str(converted)).build_model()
+    for key in ("backbone.features.blocks.block11.pw.conv.weight", "backbone.extras.3.1.bn.bias",
+                "head.regression_head.module_list.5.weight"):
+        assert torch.equal(model.state_dict()[key], face.state_dict()[key]), key
+    assert model.state_dict()["head.classification_head.module_list.0.weight"].shape[0] == 3 * 5
+    summary = train(str(data), init=str(converted), resolution=64,
+                    recipe_overrides={"epochs": 1, "batch_size": 2, "warmup_epochs": 0.0},
+                    options=TrainOptions(output=str(tmp_path / "run"), progress=False, eval_batch_size=2, max_steps=1),
+                    log=lambda *a: None)
+    assert summary["steps"] == 1
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["model"]
+    assert (saved["resolution"], saved["num_classes"], saved["anchor_order"], saved["input_pad"]) == \
+        (64, 4, "interpolated_second", "none")

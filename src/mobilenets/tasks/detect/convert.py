@@ -24,9 +24,9 @@ What the conversion expresses (all of it recorded in the detector's config, noth
   (``clip_before_nms``, sigmoid scores, NMS IoU) of the source.
 
 The result is a normal detector folder (``model.safetensors`` with the run metadata, and
-``detector.json``) that ``detect predict``, ``export`` and ``bench`` take with its input handling.
-``detect eval`` refuses a detector whose input handling its pipeline cannot apply yet (TF's resize,
-face-api's padding), and ``detect train --init`` does not take a detector folder yet.
+``detector.json``) that ``detect predict``, ``export`` and ``bench`` take with its input handling,
+and ``detect train --init`` fine-tunes. ``detect eval`` refuses a detector whose input handling its
+pipeline cannot apply yet (TF's resize, face-api's padding).
 """
 
 from __future__ import annotations
