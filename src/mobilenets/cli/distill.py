@@ -52,7 +52,8 @@ def register(sub) -> None:
     add_training_args(p, model_default="alpha 0.25 at 128 px", presets=PRESETS, recipe_default="distill",
                       fields=NON_CLASSIFICATION_FIELDS)
 
-    f = sub.add_parser("faces", help="face crops from photos (dlib's detector and 5-point alignment)",
+    f = sub.add_parser("faces", help="face crops from photos (dlib's or a MobileNet SSD detector, dlib's 5-point "
+                                     "alignment)",
                        description="Face data for distillation: crops of the faces in photos, aligned as dlib's "
                                    "face recognition expects.")
     faces = f.add_subparsers(dest="faces_command", required=True, metavar="COMMAND", parser_class=type(f))
@@ -63,7 +64,14 @@ def register(sub) -> None:
     # not --padding: that flag names the convolution padding (symmetric, tf_same) in `train`
     c.add_argument("--margin", dest="padding", type=float, default=0.25,
                    help="margin around the face, a fraction of its size (dlib's get_face_chip padding; default 0.25)")
-    c.add_argument("--upsample", type=int, default=1, help="detector upsampling passes (default 1; finds smaller faces)")
+    c.add_argument("--upsample", type=int, default=1,
+                   help="dlib detector upsampling passes (default 1; finds smaller faces)")
+    c.add_argument("--detector", default="dlib", metavar="NAME",
+                   help="face detector: dlib (HOG), mobilenet-ssd (face-api's SSD-MobileNetV1 converted by `mobilenet "
+                        "detect convert`: the folder $MOBILENETS_FACE_SSD names, else the cache's "
+                        "detectors/face-api-ssd-mobilenetv1) or a detector folder (default dlib)")
+    c.add_argument("--score", type=float, default=0.5,
+                   help="lowest face score kept by a MobileNet SSD detector (default 0.5, face-api's minConfidence)")
     add_progress_arg(c)
     add_json_arg(c)
 
@@ -164,17 +172,18 @@ def verify_run(run: str, pairs) -> dict:
 
 
 def cmd_faces_crop(args: argparse.Namespace) -> None:
-    """Find the faces in a folder of photos with dlib's detector, align each by its 5 landmarks and write one
+    """Find the faces in a folder of photos with dlib's detector (or our MobileNet SSD: --detector), align each by its 5 landmarks and write one
     square crop per face (<photo>_<k>.jpg): the images a face teacher (dlib, age-gender) is distilled on.
 
     examples:
       mobilenet faces crop photos/ --output faces/
       mobilenet faces crop photos/ --output faces/ --size 112 --upsample 2 --json
+      mobilenet faces crop photos/ --output faces/ --detector mobilenet-ssd --score 0.5
     """
     from mobilenets.tasks.distill.faces import crop_faces
 
     summary = crop_faces(args.input, args.output, size=args.size, padding=args.padding, upsample=args.upsample,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, detector=args.detector, score=args.score)
     if args.json:
         print(json.dumps(summary, indent=2))
         return

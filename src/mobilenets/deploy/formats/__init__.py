@@ -19,6 +19,9 @@ from typing import Any
 
 FORMATS = ("onnx", "tflite", "executorch", "torchscript")
 INT8_FORMATS = ("onnx", "tflite", "executorch")
+# Exports that write a folder, not one file (the command line's --format offers them too): "web" is
+# the ONNX export (fp32 or int8) with ONNX Runtime Web and a page (mobilenets.deploy.web.export_web).
+FOLDER_FORMATS = ("web",)
 # How each int8 format quantizes activations (weights: int8 symmetric per output channel in all).
 ACTIVATION_SCHEMES = {
     "onnx": "uint8 asymmetric, per tensor (QDQ), min/max calibration",

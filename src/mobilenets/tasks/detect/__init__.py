@@ -7,7 +7,9 @@ One module per concern: ``anchors`` (TF's SSD anchors), ``config`` (:class:`Dete
 data only), ``build`` (:func:`build_detector`), ``ssd``, ``faster_rcnn``, ``data`` / ``voc`` / ``transforms`` (COCO and VOC
 folders, checked; ``transforms.v2`` augmentation), ``standin`` (the built-in data), ``evaluate``
 (COCO's 12 numbers), ``task`` (the :class:`~mobilenets.train.tasks.Task` and recipes), ``run``
-(train / eval / load), ``predict``, ``export``.
+(train / eval / load), ``predict``, ``export``; ``convert`` (TF OD API SSD-MobileNetV1 importer:
+``tfjs`` reads TF.js weights, ``pipeline`` a pipeline.config, ``tf_od_api`` checkpoints and frozen
+graphs, ``tf_layers`` places TF's layers), ``inputs`` (the input handling a detector records).
 """
 
 from mobilenets.utils.lazy import lazy_exports
@@ -26,4 +28,5 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     ".run": ["eval_checkpoint", "load_detector", "train"],
     ".predict": ["predict"],
     ".export": ["export_detector"],
+    ".convert": ["convert_detector"],
 })

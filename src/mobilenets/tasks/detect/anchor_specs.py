@@ -21,8 +21,11 @@ INTERPOLATED_RATIO = 1.0
 
 def box_specs(num_layers: int = NUM_LAYERS, min_scale: float = MIN_SCALE, max_scale: float = MAX_SCALE,
               aspect_ratios: Sequence[float] = ASPECT_RATIOS, interpolated_ratio: float = INTERPOLATED_RATIO,
-              reduce_lowest: bool = True) -> list[list[tuple[float, float]]]:
-    """The ``(scale, aspect ratio)`` boxes of each feature map, TF's ``create_ssd_anchors`` rule."""
+              reduce_lowest: bool = True, interpolated_second: bool = False) -> list[list[tuple[float, float]]]:
+    """The ``(scale, aspect ratio)`` boxes of each feature map, TF's ``create_ssd_anchors`` rule.
+    The in-between box ``(sqrt(s_k * s_k+1), interpolated_ratio)`` comes last (the current TF OD API)
+    or, with ``interpolated_second``, right after the first aspect ratio (older exports: it was
+    inserted after the ratio-1.0 box, e.g. face-api's SSD-MobileNetV1, whose stored anchors are these)."""
     if num_layers < 2:
         raise MobileNetsError(f"num_layers must be >= 2, got {num_layers!r}")
     scales = [min_scale + (max_scale - min_scale) * i / (num_layers - 1) for i in range(num_layers)] + [1.0]
@@ -34,9 +37,16 @@ def box_specs(num_layers: int = NUM_LAYERS, min_scale: float = MIN_SCALE, max_sc
             continue
         boxes = [(scale, ar) for ar in aspect_ratios]
         if interpolated_ratio > 0:
-            boxes.append((math.sqrt(scale * following), interpolated_ratio))
+            boxes.insert(1 if interpolated_second else len(boxes), (math.sqrt(scale * following), interpolated_ratio))
         specs.append(boxes)
     return specs
 
 
-__all__ = ["ASPECT_RATIOS", "INTERPOLATED_RATIO", "MAX_SCALE", "MIN_SCALE", "NUM_LAYERS", "box_specs"]
+def config_box_specs(config) -> list[list[tuple[float, float]]]:
+    """The boxes a :class:`~mobilenets.tasks.detect.config.DetectorConfig` asks for (its
+    ``ssd_min_scale``, ``ssd_max_scale``, ``ssd_aspect_ratios`` and ``anchor_order``)."""
+    return box_specs(NUM_LAYERS, config.ssd_min_scale, config.ssd_max_scale, config.ssd_aspect_ratios,
+                     interpolated_second=config.anchor_order == "interpolated_second")
+
+
+__all__ = ["ASPECT_RATIOS", "config_box_specs", "INTERPOLATED_RATIO", "MAX_SCALE", "MIN_SCALE", "NUM_LAYERS", "box_specs"]

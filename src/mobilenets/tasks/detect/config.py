@@ -20,7 +20,17 @@ from mobilenets.utils.validate import is_int, is_real
 
 DETECTORS = ("ssd", "ssdlite", "faster_rcnn")
 CLASSIFICATIONS = ("softmax", "sigmoid")
-_TUPLES = ("extras", "anchor_scales", "anchor_ratios")
+# Where each location's in-between-scale box (sqrt(s_k * s_k+1), ratio 1) goes among its anchors:
+# last (the current TF OD API code) or second (older exports, e.g. face-api's detector).
+ANCHOR_ORDERS = ("interpolated_last", "interpolated_second")
+# How an image becomes the SSD's square input: "antialias" (torchvision's antialiased bilinear, our
+# data pipeline's) or "tf_legacy" (TF's legacy bilinear: not antialiased, no half-pixel offset, as
+# tf.image.resize_bilinear / tf.image.resizeBilinear with both flags false).
+INPUT_RESIZES = ("antialias", "tf_legacy")
+# Before the resize: "none" (stretch to the square) or "bottom_right" (zero-pad the short side at
+# the bottom or right to a square first, as face-api's toNetInput).
+INPUT_PADS = ("none", "bottom_right")
+_TUPLES = ("extras", "anchor_scales", "anchor_ratios", "ssd_aspect_ratios", "box_scales")
 # Input normalisation of every detector: [0, 1] -> [-1, 1], as TF's MobileNets.
 IMAGE_MEAN, IMAGE_STD = [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]
 
@@ -51,12 +61,33 @@ class DetectorConfig(JsonDataclass):
     # alpha with ``min_depth`` as floor (TF's depth_fn).
     extras: tuple[int, ...] = (512, 256, 256, 128)
     min_depth: int = 16
+    # SSD anchors (TF's ssd_anchor_generator): scales from min to max over the maps, the aspect
+    # ratios of every map but the (reduced) lowest, and where the in-between box goes (ANCHOR_ORDERS).
+    ssd_min_scale: float = 0.2
+    ssd_max_scale: float = 0.95
+    ssd_aspect_ratios: tuple[float, ...] = (1.0, 2.0, 0.5, 3.0, 0.3333)
+    anchor_order: str = "interpolated_last"
+    # TF's box coder scales in TF's code order (ty, tx, th, tw): faster_rcnn_box_coder's y_scale,
+    # x_scale, height_scale, width_scale (10, 10, 5, 5).
+    box_scales: tuple[float, ...] = (10.0, 10.0, 5.0, 5.0)
+    # SSD post-processing: clip the decoded boxes to the image before NMS (torchvision) or only after
+    # it (face-api: NMS on the unclipped boxes, the kept ones clipped).
+    clip_before_nms: bool = True
+    # SSD input handling (INPUT_RESIZES, INPUT_PADS), used by detect predict and export. With
+    # "bottom_right" and ``pad_rounded_scale``, boxes go back to the image through the rounded size
+    # of the resized image, as face-api's locateFaces does (round(side * resolution / longest side)).
+    input_resize: str = "antialias"
+    input_pad: str = "none"
+    pad_rounded_scale: bool = False
     # Post-processing: score floor, per-class NMS IoU and detections kept per image (TF SSD:
     # 1e-8, 0.6, 100; Faster R-CNN second stage: 0.0, 0.6, 100). 0.01 drops nothing that counts
     # for mAP and keeps the per-class NMS cheap.
     score_thresh: float = 0.01
     nms_thresh: float = 0.6
     detections: int = 100
+    # SSD: boxes per class that enter NMS (the best by score; torchvision's SSD: 400). TF OD API and
+    # face-api take every box above the score floor: a converted detector records its anchor count.
+    nms_candidates: int = 400
     # SSD matching: IoU for a positive anchor (every ground-truth box also gets its best anchor).
     match_iou: float = 0.5
     # Faster R-CNN RPN anchors: scales x base size (TF: 0.25, 0.5, 1, 2 x 256 px) and aspect
@@ -146,12 +177,23 @@ def validate(c: DetectorConfig) -> None:
     need(is_real(c.score_thresh) and 0 <= c.score_thresh < 1, "score_thresh", "in [0, 1)")
     need(is_real(c.nms_thresh) and 0 < c.nms_thresh <= 1, "nms_thresh", "in (0, 1]")
     need(is_int(c.detections) and c.detections >= 1, "detections", "an integer >= 1")
+    need(is_int(c.nms_candidates) and c.nms_candidates >= 1, "nms_candidates", "an integer >= 1")
     need(is_real(c.match_iou) and 0 < c.match_iou < 1, "match_iou", "in (0, 1)")
     need(is_int(c.anchor_base) and c.anchor_base >= 1, "anchor_base", "an integer >= 1 (pixels)")
     for name in ("anchor_scales", "anchor_ratios"):
         value = getattr(c, name)
         need(isinstance(value, tuple) and value and all(is_real(v) and v > 0 for v in value), name,
              "a non-empty tuple of numbers > 0")
+    need(is_real(c.ssd_min_scale) and is_real(c.ssd_max_scale) and 0 < c.ssd_min_scale <= c.ssd_max_scale,
+         "ssd_min_scale", f"in (0, ssd_max_scale ({c.ssd_max_scale!r})]")
+    need(isinstance(c.ssd_aspect_ratios, tuple) and c.ssd_aspect_ratios and
+         all(is_real(v) and v > 0 for v in c.ssd_aspect_ratios), "ssd_aspect_ratios", "a non-empty tuple of numbers > 0")
+    need(isinstance(c.box_scales, tuple) and len(c.box_scales) == 4 and all(is_real(v) and v > 0 for v in c.box_scales),
+         "box_scales", "four numbers > 0 (y, x, height, width)")
+    for name, choices in (("anchor_order", ANCHOR_ORDERS), ("input_resize", INPUT_RESIZES), ("input_pad", INPUT_PADS)):
+        need(getattr(c, name) in choices, name, f"one of {', '.join(choices)}")
+    for name in ("clip_before_nms", "pad_rounded_scale"):
+        need(isinstance(getattr(c, name), bool), name, "a bool")
     need(is_int(c.proposals) and c.proposals >= 1, "proposals", "an integer >= 1")
     need(is_real(c.rpn_nms_thresh) and 0 < c.rpn_nms_thresh <= 1, "rpn_nms_thresh", "in (0, 1]")
     need(is_int(c.crop_size) and c.crop_size >= 2 and c.crop_size % 2 == 0, "crop_size", "an even integer >= 2")
@@ -159,5 +201,5 @@ def validate(c: DetectorConfig) -> None:
     need(isinstance(c.crop_pool, bool), "crop_pool", "a bool")
 
 
-__all__ = ["CLASSIFICATIONS", "DETECTORS", "DetectorConfig", "IMAGE_MEAN", "IMAGE_STD", "extra_depths", "make_config",
+__all__ = ["ANCHOR_ORDERS", "CLASSIFICATIONS", "INPUT_PADS", "INPUT_RESIZES", "DETECTORS", "DetectorConfig", "IMAGE_MEAN", "IMAGE_STD", "extra_depths", "make_config",
            "validate"]

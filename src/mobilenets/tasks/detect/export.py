@@ -54,6 +54,8 @@ class DenseSSD(nn.Module):
         super().__init__()
         self.backbone, self.head, self.box_coder = model.backbone, model.head, model.box_coder
         self.sigmoid = getattr(model, "classification", "softmax") == "sigmoid"
+        # TF OD API / face-api: NMS on the unclipped boxes (the kept ones are clipped after it, in append_nms)
+        self.clip = not self.sigmoid or getattr(model, "clip_before_nms", True)
         self.resolution = resolution
         self.register_buffer("mean", torch.tensor(model.transform.image_mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(model.transform.image_std).view(1, 3, 1, 1))
@@ -70,7 +72,9 @@ class DenseSSD(nn.Module):
         n = x.shape[0]
         codes = out["bbox_regression"].reshape(-1, 4)
         boxes = self.box_coder.decode_single(codes, self.anchors.repeat(n, 1))
-        boxes = box_ops.clip_boxes_to_image(boxes, (self.resolution, self.resolution)) / self.resolution
+        if self.clip:
+            boxes = box_ops.clip_boxes_to_image(boxes, (self.resolution, self.resolution))
+        boxes = boxes / self.resolution
         logits = out["cls_logits"]
         scores = torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, -1)
         return boxes.reshape(n, -1, 4), scores[..., 1:]
@@ -114,7 +118,10 @@ def append_nms(path: str, out: str, *, iou: float, score: float, keep: int) -> N
         helper.make_node("Add", ["top_class", const("one", 1, TensorProto.INT64)], ["labels"]),
         helper.make_node("Gather", ["selected_box", "top"], ["top_box"]),
         helper.make_node("Squeeze", ["all_boxes", const("batch_axis", [0], TensorProto.INT64)], ["boxes_a"]),
-        helper.make_node("Gather", ["boxes_a", "top_box"], ["boxes"], axis=0),
+        helper.make_node("Gather", ["boxes_a", "top_box"], ["kept_boxes"], axis=0),
+        # the kept boxes clipped to the image (a no-op when the dense graph clipped before NMS)
+        helper.make_node("Clip", ["kept_boxes", const("clip_lo", 0.0, TensorProto.FLOAT),
+                                  const("clip_hi", 1.0, TensorProto.FLOAT)], ["boxes"]),
     ]
     g.node.extend(nodes)
     while len(g.output):
@@ -152,7 +159,15 @@ def run_onnx(sess, image: np.ndarray) -> dict[str, np.ndarray]:
     return {"boxes": boxes, "scores": scores, "labels": labels}
 
 
-def compare_to_eager(model, run, images: list[np.ndarray], resolution: int) -> dict[str, Any]:
+def tied_order(scores: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Highest score first; scores equal to 1e-6 (float32 paths differ in the last bits) by box."""
+    if len(scores) == 0:
+        return np.arange(0)
+    keys = [boxes[:, 3], boxes[:, 2], boxes[:, 1], boxes[:, 0], -np.round(scores.astype(np.float64), 6)]
+    return np.lexsort(keys)
+
+
+def compare_to_eager(model, run, images: list[np.ndarray], resolution: int, keep: int = 100) -> dict[str, Any]:
     """Largest box difference (fraction of the image size) over detections kept by both, and how
     many images keep exactly the same detections (labels, and order by score). ``run``: image
     ``[3, R, R]`` -> ``boxes`` (normalised xyxy), ``scores``, ``labels`` (:func:`run_onnx`'s)."""
@@ -161,11 +176,20 @@ def compare_to_eager(model, run, images: list[np.ndarray], resolution: int) -> d
         with torch.no_grad():
             eager = model([torch.from_numpy(image)])[0]
         out = run(image)
-        e_boxes = eager["boxes"].numpy() / resolution
-        n = min(len(e_boxes), len(out["boxes"]))
+        e_boxes, e_scores, e_labels = eager["boxes"].numpy() / resolution, eager["scores"].numpy(), eager["labels"].numpy()
+        o_boxes, o_scores, o_labels = out["boxes"], out["scores"], out["labels"]
+        # equal scores (e.g. boxes over a padded, uniform region) come in either order: by score, then box
+        e_order, o_order = tied_order(e_scores, e_boxes), tied_order(o_scores, o_boxes)
+        e_boxes, e_labels, o_boxes, o_labels = e_boxes[e_order], e_labels[e_order], o_boxes[o_order], o_labels[o_order]
+        if len(e_scores) == len(o_scores) == keep:
+            # cut at ``keep``: which of the boxes tied with the last kept score made it is arbitrary
+            last = min(e_scores.min(), o_scores.min()) + 1e-6
+            e_boxes, e_labels = e_boxes[e_scores[e_order] > last], e_labels[e_scores[e_order] > last]
+            o_boxes, o_labels = o_boxes[o_scores[o_order] > last], o_labels[o_scores[o_order] > last]
+        n = min(len(e_boxes), len(o_boxes))
         if n:
-            worst = max(worst, float(np.abs(e_boxes[:n] - out["boxes"][:n]).max()))
-        same += int(len(e_boxes) == len(out["boxes"]) and np.array_equal(eager["labels"].numpy(), out["labels"]))
+            worst = max(worst, float(np.abs(e_boxes[:n] - o_boxes[:n]).max()))
+        same += int(len(e_boxes) == len(o_boxes) and np.array_equal(e_labels, o_labels))
     return {"max_box_difference": worst, "same_detections": same, "images": len(images)}
 
 
@@ -206,6 +230,16 @@ def folder_images(folder: str | os.PathLike, resolution: int, limit: int) -> tup
         raise MobileNetsError(f"calibration folder {root} holds no readable image"
                               + (f" ({skipped} unreadable skipped)" if skipped else ""))
     return images, skipped
+
+
+def photo_inputs(cfg, limit: int) -> list[np.ndarray]:
+    """Up to ``limit`` of the package's real photos (faces first) as the detector of ``cfg`` takes
+    them (its own input handling, :func:`~mobilenets.tasks.detect.inputs.ssd_input`)."""
+    from mobilenets.data.photos import FACE_PHOTOS, MORE_PHOTOS, PHOTOS, load_photo
+    from mobilenets.tasks.detect.inputs import ssd_input
+
+    names = list(dict.fromkeys([*FACE_PHOTOS, *MORE_PHOTOS, *PHOTOS]))[:limit]
+    return [ssd_input(load_photo(n), cfg)[0].numpy() for n in names]
 
 
 def _check_output(out: Path) -> None:
@@ -264,21 +298,32 @@ def export_detector(checkpoint: str, output: str | os.PathLike, *, int8: bool = 
     cfg = DetectorConfig.from_dict(meta["model"])
     if not cfg.is_ssd:
         raise MobileNetsError("only SSD and SSDLite export (Faster R-CNN's proposals have data-dependent shapes)")
-    splits = load_data(data if data is not None else meta.get("data"))
-    task = DetectionTask(cfg, None, category_ids=meta["category_ids"], class_names=meta["classes"])
-    val = splits.get("val") or splits["train"]
-    val_set, train_set = task.eval_dataset(val), task.eval_dataset(splits.get("train") or val)
+    # a converted detector (detect convert) records no training data: its checks run on real photos
+    converted = data is None and meta.get("data") is None and "source" in meta
+    if converted and int8:
+        raise MobileNetsError("--int8 of a converted detector needs --data: a labelled COCO/VOC folder of its classes "
+                              "to calibrate on and to score the int8 file")
+    if not converted:
+        splits = load_data(data if data is not None else meta.get("data"))
+        task = DetectionTask(cfg, None, category_ids=meta["category_ids"], class_names=meta["classes"])
+        val = splits.get("val") or splits["train"]
+        val_set, train_set = task.eval_dataset(val), task.eval_dataset(splits.get("train") or val)
 
     def images(ds, n):
         return [ds[i][0].numpy() for i in range(min(n, len(ds)))]
 
     side = {"classes": meta["classes"], "category_ids": meta["category_ids"], "detector": cfg.to_dict()}
+    resize = ("resized to the input size (antialiased)" if cfg.input_resize == "antialias" else
+              "resized to the input size with TF's legacy bilinear (no antialiasing, no half-pixel offset)")
+    if cfg.input_pad == "bottom_right":
+        resize = "zero-padded at the bottom/right to a square, then " + resize
+    resize += "; see mobilenets.tasks.detect.inputs.ssd_input"
     layouts = {
         "onnx": {"input": {"name": "input", "shape": [1, 3, cfg.resolution, cfg.resolution], "range": [0, 1],
-                           "layout": "RGB, resized to the input size (antialiased)"},
+                           "layout": f"RGB, {resize}"},
                  "outputs": {"boxes": "[D, 4] x1, y1, x2, y2 normalised", "scores": "[D]", "labels": "[D] 1..K"}},
         "tflite": {"input": {"name": "input", "shape": [1, cfg.resolution, cfg.resolution, 3], "range": [0, 1],
-                             "layout": "RGB NHWC, resized to the input size (antialiased)"},
+                             "layout": f"RGB NHWC, {resize}"},
                    "outputs": {"boxes": "[1, D, 4] ymin, xmin, ymax, xmax normalised (not clipped)",
                                "classes": "[1, D] 0..K-1", "scores": "[1, D]", "count": "[1]"},
                    "postprocess": "TFLite_Detection_PostProcess (regular per-class NMS)"},
@@ -289,7 +334,7 @@ def export_detector(checkpoint: str, output: str | os.PathLike, *, int8: bool = 
         calibrated_on = f"{calibration}" + (f" ({skipped} unreadable skipped)" if skipped else "")
     elif int8:
         calib, calibrated_on = images(train_set, calibration_images), "the training images of the run's data"
-    held_out = images(val_set, check_images)
+    held_out = photo_inputs(cfg, check_images) if converted else images(val_set, check_images)
     files: list[dict[str, Any]] = []
     with Staging(out) as staging:
         if "onnx" in formats:
@@ -324,7 +369,7 @@ def export_detector(checkpoint: str, output: str | os.PathLike, *, int8: bool = 
         for f in files:
             if f["int8"]:
                 continue
-            check = compare_to_eager(model, runners[f["name"]], held_out, cfg.resolution)
+            check = compare_to_eager(model, runners[f["name"]], held_out, cfg.resolution, cfg.detections)
             f["ok"] = check["max_box_difference"] <= BOX_TOLERANCE and check["same_detections"] == check["images"]
             f["check"] = (f"fp32 vs eager on {check['images']} held-out images: max box difference "
                           f"{check['max_box_difference']:.2e} of the image size (tolerance {BOX_TOLERANCE:g}), "

@@ -27,34 +27,34 @@ def detect_images(model, meta: dict[str, Any], images: list[Image.Image], score:
     from mobilenets.infer.context import StepContext
     from mobilenets.infer.loop import run_batches
     from mobilenets.tasks.detect.config import DetectorConfig
+    from mobilenets.tasks.detect.inputs import ssd_input
 
     cfg = DetectorConfig.from_dict(meta["model"])
     ctx = ctx or StepContext(next(model.parameters()).device)
 
-    def tensor(image: Image.Image) -> torch.Tensor:
-        x = F.to_dtype(F.to_image(image), torch.float32, scale=True)
-        if cfg.is_ssd:  # the same antialiased resize as the data pipeline (the model's own is not)
-            x = F.resize(x, [cfg.resolution, cfg.resolution], antialias=True)
-        return x.as_subclass(torch.Tensor)
+    def tensor(image: Image.Image) -> tuple[torch.Tensor, tuple[float, float]]:
+        if cfg.is_ssd:  # the input handling the detector records (resize, padding; see inputs.py)
+            return ssd_input(image, cfg)
+        x = F.to_dtype(F.to_image(image), torch.float32, scale=True).as_subclass(torch.Tensor)
+        return x, (1.0, 1.0)
 
     def batches():
         for start in range(0, len(images), batch_size):
             chunk = [tensor(image) for image in images[start:start + batch_size]]
-            yield chunk, [(images[start + i], x.shape[-2:]) for i, x in enumerate(chunk)], []
+            yield [x for x, _ in chunk], [(x.shape[-2:], scale) for x, scale in chunk], []
 
     out: list[list[dict]] = []
 
     def collect(detections, sizes) -> None:
-        for det, (image, (h, w)) in zip(detections, sizes):
-            sx, sy = image.width / w, image.height / h
+        for det, (_, (sx, sy)) in zip(detections, sizes):
             found = []
             for box, s, lab in zip(det["boxes"].float().tolist(), det["scores"].float().tolist(),
                                    det["labels"].tolist()):
                 if s < score:
                     continue
                 found.append({"label": meta["classes"][lab - 1], "category_id": meta["category_ids"][lab - 1],
-                              "score": round(s, 4), "box": [round(box[0] * sx, 2), round(box[1] * sy, 2),
-                                                            round(box[2] * sx, 2), round(box[3] * sy, 2)]})
+                              "score": round(s, 5), "box": [round(box[0] * sx, 3), round(box[1] * sy, 3),
+                                                            round(box[2] * sx, 3), round(box[3] * sy, 3)]})
             out.append(found)
 
     run_batches(model, batches(), collect, ctx, desc="detect")

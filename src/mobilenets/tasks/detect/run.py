@@ -15,11 +15,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch.utils.data import DataLoader
 
 from mobilenets.errors import MobileNetsError
-from mobilenets.tasks.detect.build import build_detector
+from mobilenets.tasks.detect.checkpoint import detector_init, load_detector
 from mobilenets.tasks.detect.config import DetectorConfig, make_config
 from mobilenets.tasks.detect.curves import plot_curves
 from mobilenets.tasks.detect.data import DetectionSplit, load_splits, summary_line
@@ -77,7 +76,9 @@ def train(data: str | None = None, detector: str | None = None, *, alpha: float 
     the loop's summary. ``model``: a registry name whose width/variant (and resolution) the
     backbone takes. ``init`` (``backbone`` is its older name): a classification checkpoint (run
     folder, model folder, weights file) whose MobileNet the detector starts from (its
-    alpha/padding/activation win). ``bn_momentum``: BatchNorm momentum in training (default
+    alpha/padding/activation win), or a detector (a detection run, or a folder from ``detect
+    convert``) fine-tuned whole: its architecture and every tensor that fits (the class head only
+    when the classes are the same), at ``resolution`` if given. ``bn_momentum``: BatchNorm momentum in training (default
     :data:`BN_MOMENTUM`). Run folder, resume and the recorded request as for every training
     command (:func:`mobilenets.train.runner.open_run`); skipped annotations are listed in the run
     folder's ``bad_annotations.txt``, and ``curves.png`` ends the run."""
@@ -91,7 +92,7 @@ def train(data: str | None = None, detector: str | None = None, *, alpha: float 
                          overrides={**(recipe_overrides or {}), **(detector_overrides or {})}, zoom_out=zoom_out,
                          bn_momentum=bn_momentum)
     opts, saved = open_run(options, DetectionTask.name, request, log)
-    start = None
+    start = start_detector = None
     if saved is not None:
         cfg, rec = DetectorConfig.from_dict(saved["model"]), Recipe.from_dict(saved["recipe"])
         data, augment, init = saved.get("data"), DetectAugment.from_dict(saved["augment"]), None
@@ -117,14 +118,23 @@ def train(data: str | None = None, detector: str | None = None, *, alpha: float 
         if init:
             from mobilenets.weights.checkpoint import load_model
 
-            start = load_model(init)  # before the data: a bad file is refused at once
+            # before the data: a bad file is refused at once. A detector (a run, or a folder from
+            # `detect convert`) is fine-tuned whole; a classifier gives the backbone.
+            start_detector = detector_init(init)
+            start = None if start_detector is not None else load_model(init)
         data = record_path(data)
         splits = load_data(data, progress=opts.progress)
         if "train" not in splits:
             raise MobileNetsError(f"no training split in {data}")
         from mobilenets.models.config import MobileNetConfig
 
-        if start is not None:
+        if start_detector is not None:
+            theirs = DetectorConfig.from_dict(start_detector[1]["model"])
+            if detector is not None and detector != theirs.detector:
+                raise MobileNetsError(f"--init is a {theirs.detector} detector; --detector {detector} contradicts it")
+            kind = theirs.detector
+            base_cfg = theirs.backbone
+        elif start is not None:
             from mobilenets.train.init import init_config
 
             # the weights fix the backbone's architecture: a contradicting --alpha/--variant is refused
@@ -134,38 +144,22 @@ def train(data: str | None = None, detector: str | None = None, *, alpha: float 
                                        **({"variant": variant} if variant else {}))
         base_cfg = base_cfg.replace(bn_momentum=BN_MOMENTUM if bn_momentum is None else bn_momentum)
         fields = {**(STANDIN_FASTER_RCNN if standin and kind == "faster_rcnn" else {}), **(detector_overrides or {})}
-        cfg = make_config(kind, backbone=base_cfg, resolution=resolution or defaults["resolution"],
-                          num_classes=len(splits["train"].category_ids), **fields)
+        if start_detector is not None:
+            # its architecture and post-processing, this data's classes; the input handling becomes the
+            # training pipeline's (antialiased resize, no padding), which is what it is fine-tuned on
+            theirs = DetectorConfig.from_dict(start_detector[1]["model"])
+            size = resolution or theirs.resolution
+            cfg = theirs.replace(backbone=base_cfg.replace(resolution=size), resolution=size,
+                                 num_classes=len(splits["train"].category_ids), input_resize="antialias",
+                                 input_pad="none", pad_rounded_scale=False, **fields)
+        else:
+            cfg = make_config(kind, backbone=base_cfg, resolution=resolution or defaults["resolution"],
+                              num_classes=len(splits["train"].category_ids), **fields)
         init = record_path(init)
     task = DetectionTask(cfg, splits, augment=augment, data=data, backbone=init if saved is None else
-                         saved.get("backbone_init"), backbone_model=start, log=log if is_main() else None)
+                         saved.get("backbone_init"), backbone_model=start if start is not None else start_detector,
+                         log=log if is_main() else None)
     return fit(task, rec, opts, extra_meta={"request": request}, log=log)
-
-
-def load_detector(path: str | os.PathLike) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The detector a run folder, ``.safetensors`` or ``.pt`` file of a detection run holds, in
-    eval mode, and the run's metadata (classes, category ids, data, ...)."""
-    from mobilenets.weights.checkpoint import load_state, read_safetensors, resolve_checkpoint
-
-    file = resolve_checkpoint(path)
-    if file.suffix == ".safetensors":
-        state, header = read_safetensors(file)
-        meta = json.loads(header.get("run", "{}"))
-    elif file.suffix in (".pt", ".pth"):
-        full = load_state(file)
-        state = full["ema"] if full.get("ema") is not None else full.get("model")
-        meta = json.loads(full.get("run", "{}"))
-    else:
-        raise MobileNetsError(f"unknown checkpoint format {file.suffix!r} for {file}")
-    if meta.get("task") != "detection" or not isinstance(meta.get("model"), dict):
-        raise MobileNetsError(f"{file} is not a detection checkpoint (no detection run metadata)")
-    model = build_detector(DetectorConfig.from_dict(meta["model"]))
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise MobileNetsError(f"weights in {file} do not fit the detector its metadata describes: "
-                              f"{str(exc).splitlines()[0]}") from None
-    return model.eval(), meta
 
 
 def detect_split(model, task: DetectionTask, split: DetectionSplit, batch_size: int = 16, device: str = "auto",
@@ -201,6 +195,13 @@ def eval_checkpoint(checkpoint: str, data: str | None = None, *, split: str = "v
     ``pr.png`` to ``output`` (default: the run folder). ``device``, ``amp``, ``channels_last``,
     ``workers``: how the images are run (:func:`detect_split`)."""
     model, meta = load_detector(checkpoint)
+    recorded = DetectorConfig.from_dict(meta["model"])
+    if (recorded.input_resize, recorded.input_pad) != ("antialias", "none"):
+        # the evaluation pipeline resizes as training does (antialiased, stretched); scoring a detector
+        # converted with TF's resize or face-api's padding that way would give numbers for other inputs
+        raise MobileNetsError(f"detect eval does not apply this detector's recorded input handling yet "
+                              f"(input_resize {recorded.input_resize}, input_pad {recorded.input_pad}); "
+                              "detect predict and export do")
     data = data if data is not None else meta.get("data")
     splits = load_data(data, progress=progress)
     if split not in splits:

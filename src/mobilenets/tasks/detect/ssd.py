@@ -24,6 +24,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.models.detection import _utils as det_utils
 from torchvision.models.detection.ssd import SSD, SSDScoringHead
 from torchvision.models.detection.ssdlite import SSDLiteHead
 from torchvision.ops import boxes as box_ops
@@ -31,6 +32,7 @@ from torchvision.ops import boxes as box_ops
 from mobilenets.models.features import feature_extractor
 from mobilenets.models.layers import Float32ConvBNAct
 from mobilenets.models.mobilenet import MobileNet
+from mobilenets.tasks.detect.anchor_specs import config_box_specs
 from mobilenets.tasks.detect.anchors import SSDAnchorGenerator
 from mobilenets.tasks.detect.config import IMAGE_MEAN, IMAGE_STD, DetectorConfig, extra_depths
 
@@ -99,9 +101,14 @@ class MobileNetSSD(SSD):
     negatives), hard negatives ranked by their summed loss, 3 per positive; scores are the
     sigmoids of the K object classes. ``"softmax"`` keeps torchvision's loss and scores."""
 
-    def __init__(self, *args, classification: str = "softmax", **kwargs) -> None:
+    def __init__(self, *args, classification: str = "softmax", box_scales=(10.0, 10.0, 5.0, 5.0),
+                 clip_before_nms: bool = True, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.classification = classification
+        # TF's scales come in its code order (y, x, h, w); torchvision's BoxCoder takes (x, y, w, h)
+        y, x, h, w = box_scales
+        self.box_coder = det_utils.BoxCoder(weights=(x, y, w, h))
+        self.clip_before_nms = clip_before_nms
 
     def compute_loss(self, targets, head_outputs, anchors, matched_idxs):
         if self.classification == "softmax":
@@ -135,9 +142,14 @@ class MobileNetSSD(SSD):
         scores = torch.sigmoid(head_outputs["cls_logits"])
         detections = []
         for codes, score, anchors, shape in zip(head_outputs["bbox_regression"], scores, image_anchors, image_shapes):
-            boxes = box_ops.clip_boxes_to_image(self.box_coder.decode_single(codes, anchors), shape)
-            detections.append(select_detections(boxes, score[:, 1:], self.score_thresh, self.nms_thresh,
-                                                self.detections_per_img, self.topk_candidates))
+            boxes = self.box_coder.decode_single(codes, anchors)
+            if self.clip_before_nms:
+                boxes = box_ops.clip_boxes_to_image(boxes, shape)
+            found = select_detections(boxes, score[:, 1:], self.score_thresh, self.nms_thresh,
+                                      self.detections_per_img, self.topk_candidates)
+            if not self.clip_before_nms:  # face-api: NMS on the decoded boxes, the kept ones clipped
+                found["boxes"] = box_ops.clip_boxes_to_image(found["boxes"], shape)
+            detections.append(found)
         return detections
 
 
@@ -161,7 +173,7 @@ def select_detections(boxes: torch.Tensor, scores: torch.Tensor, score_thresh: f
 def build_ssd(config: DetectorConfig, model: MobileNet) -> MobileNetSSD:
     """SSD or SSDLite as ``config`` says, on the taps of ``model`` (its own modules)."""
     backbone = SSDBackbone(model, config)
-    anchors = SSDAnchorGenerator()
+    anchors = SSDAnchorGenerator(config_box_specs(config))
     per_location = anchors.num_anchors_per_location()
     columns = config.num_classes + 1  # background is column 0 for softmax and sigmoid alike (TF's layout)
     if config.detector == "ssdlite":
@@ -182,7 +194,8 @@ def build_ssd(config: DetectorConfig, model: MobileNet) -> MobileNetSSD:
     return MobileNetSSD(backbone, anchors, size, columns, image_mean=IMAGE_MEAN, image_std=IMAGE_STD, head=head,
                         score_thresh=config.score_thresh, nms_thresh=config.nms_thresh,
                         detections_per_img=config.detections, iou_thresh=config.match_iou,
-                        topk_candidates=TOPK_CANDIDATES, classification=config.classification)
+                        topk_candidates=config.nms_candidates, classification=config.classification,
+                        box_scales=config.box_scales, clip_before_nms=config.clip_before_nms)
 
 
 __all__ = ["ConvSSDHead", "MobileNetSSD", "SSDBackbone", "build_ssd", "extra_depths", "select_detections"]

@@ -48,7 +48,8 @@ class DetectionTask(Task):
                  category_ids: list[int] | None = None, class_names: list[str] | None = None,
                  backbone_model: nn.Module | None = None, log: Any = None) -> None:
         """``backbone``: the path of the classification weights the MobileNet starts from (as the
-        run records it); ``backbone_model``: those weights already loaded (else read from the
+        run records it; or a detector's, fine-tuned whole); ``backbone_model``: those weights already loaded
+        (a MobileNet, or a ``(detector, metadata)`` pair; else read from the
         path); ``log``: where the one line about skipped annotations goes (None: nowhere)."""
         self.config, self.splits, self.augment, self.data, self.backbone = config, splits, augment, data, backbone
         self.backbone_model, self.log = backbone_model, log
@@ -67,10 +68,29 @@ class DetectionTask(Task):
     def build_model(self) -> nn.Module:
         start = self.backbone_model
         if start is None and self.backbone:
-            from mobilenets.weights.checkpoint import load_model
+            from mobilenets.tasks.detect.checkpoint import detector_init
 
-            start = load_model(self.backbone)
+            start = detector_init(self.backbone)
+            if start is None:
+                from mobilenets.weights.checkpoint import load_model
+
+                start = load_model(self.backbone)
+        if isinstance(start, tuple):  # a detector (run or converted folder) and its metadata: fine-tuning
+            return self.from_detector(*start)
         return build_detector(self.config, None if start is None else start.train())
+
+    def from_detector(self, detector: nn.Module, meta: dict[str, Any]) -> nn.Module:
+        """This task's detector starting from every tensor of ``detector`` whose name and shape fit;
+        its class head only when its classes are this data's (same names, same order)."""
+        model = build_detector(self.config)
+        ours = model.state_dict()
+        same_classes = list(meta.get("classes") or []) == list(self.class_names)
+        fits = {k: v for k, v in detector.state_dict().items() if k in ours and ours[k].shape == v.shape
+                and (same_classes or not k.startswith("head.classification_head"))}
+        if not any(k.startswith("backbone.features") for k in fits):
+            raise MobileNetsError("the init detector's backbone does not fit this detector's config")
+        model.load_state_dict({**ours, **fits})
+        return model.train()
 
     def write_files(self, out) -> None:
         """``bad_annotations.txt``: what the data checks skipped (one line says so)."""

@@ -8,7 +8,7 @@ TensorFlow graph, NHWC, every BatchNorm folded into its conv, through the classi
 ``ssd_mobilenet_v1`` feeds TFLite's ``TFLite_Detection_PostProcess`` custom op (which TFLite's
 interpreter ships): box codes in TF's ``(ty, tx, th, tw)`` order, class scores with the background
 column first (softmax, or sigmoid per class) and the anchors as normalised ``[cy, cx, h, w]``
-(:mod:`~mobilenets.tasks.detect.anchors`). The op decodes the boxes with scales (10, 10, 5, 5),
+(:mod:`~mobilenets.tasks.detect.anchors`). The op decodes the boxes with the detector's ``box_scales`` (TF's 10, 10, 5, 5),
 runs per-class NMS (``use_regular_nms``: the detector's IoU and score floor, 100 per class) and
 keeps the best ``detections``. The graph marks a function with ``experimental_implements`` so that
 the converter puts the op in its place: TensorFlow's documented way to emit a fused op.
@@ -16,7 +16,8 @@ the converter puts the op in its place: TensorFlow's documented way to emit a fu
 Why by hand: no maintained converter takes a PyTorch detector to TFLite with that op
 (``litert-torch`` pins its own torch; ONNX converters map NMS to TF ops, not to the fused op).
 
-Input ``input``: ``[1, R, R, 3]`` float RGB in [0, 1], resized to the detector's size (antialiased).
+Input ``input``: ``[1, R, R, 3]`` float RGB in [0, 1], brought to the detector's size as its config
+records (:func:`mobilenets.tasks.detect.inputs.ssd_input`; antialiased unless converted from TF).
 Outputs: ``boxes`` ``[1, D, 4]`` as ``ymin, xmin, ymax, xmax`` normalised (TF's order; not clipped
 to the image: the op does not clip), ``classes`` ``[1, D]`` (0-based, float), ``scores`` ``[1, D]``,
 ``count`` ``[1]``; :func:`run_tflite` turns them into the ONNX export's ``x1, y1, x2, y2`` boxes
@@ -41,14 +42,15 @@ from mobilenets.utils.tf import import_tf
 BOX_SCALES = (10.0, 10.0, 5.0, 5.0)  # y, x, h, w: torchvision's BoxCoder weights (10, 10, 5, 5) in TF order
 
 
-def postprocess_signature(num_classes: int, detections: int, iou: float, score: float, regular: bool = True) -> str:
+def postprocess_signature(num_classes: int, detections: int, iou: float, score: float, regular: bool = True,
+                          scales: tuple[float, ...] = BOX_SCALES) -> str:
     """The ``experimental_implements`` string that makes the converter emit
     ``TFLite_Detection_PostProcess`` (a NameAttrList in text form)."""
     attrs = {"max_detections": ("i", detections), "max_classes_per_detection": ("i", 1),
              "detections_per_class": ("i", detections), "use_regular_nms": ("b", "true" if regular else "false"),
              "nms_score_threshold": ("f", score), "nms_iou_threshold": ("f", iou),
-             "y_scale": ("f", BOX_SCALES[0]), "x_scale": ("f", BOX_SCALES[1]), "h_scale": ("f", BOX_SCALES[2]),
-             "w_scale": ("f", BOX_SCALES[3]), "num_classes": ("i", num_classes)}
+             "y_scale": ("f", scales[0]), "x_scale": ("f", scales[1]), "h_scale": ("f", scales[2]),
+             "w_scale": ("f", scales[3]), "num_classes": ("i", num_classes)}
     return " ".join(['name: "TFLite_Detection_PostProcess"'] +
                     [f'attr {{ key: "{k}" value {{ {t}: {v} }} }}' for k, (t, v) in attrs.items()])
 
@@ -97,7 +99,8 @@ def write_tflite(model, config, path: str | os.PathLike, calibration: list[np.nd
         raise MobileNetsError(f"TFLite lowering sees feature maps of {map_sizes} px, the detector {sizes}")
     anchors = ssd_anchors(sizes, (r, r), model.anchor_generator.specs, torch.float64).float().numpy()
     sigmoid = getattr(model, "classification", "softmax") == "sigmoid"
-    signature = postprocess_signature(config.num_classes, config.detections, config.nms_thresh, config.score_thresh)
+    signature = postprocess_signature(config.num_classes, config.detections, config.nms_thresh, config.score_thresh,
+                                      scales=tuple(config.box_scales))
 
     @tf.function(experimental_implements=signature)
     def postprocess(codes, scores, anchor_boxes):
