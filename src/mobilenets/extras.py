@@ -29,6 +29,7 @@ OPTIONAL: dict[str, tuple[str, str]] = {
     "scipy": ("scipy", "finetune"),  # Stanford Dogs' .mat lists
     "pyarrow": ("pyarrow", "distill"),  # Parquet files of teacher outputs
     "matplotlib": ("matplotlib", "plots"),
+    "playwright": ("playwright", "dev"),  # only the web export's browser check and benchmark drive a browser
 }
 
 
