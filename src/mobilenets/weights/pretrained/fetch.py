@@ -20,7 +20,7 @@ from typing import Any
 
 from mobilenets.errors import MobileNetsError
 from mobilenets.weights.pretrained.download import cache_root, download, offline, verify_cached
-from mobilenets.weights.pretrained.registry import Entry, choose, get_entry
+from mobilenets.weights.pretrained.registry import SOURCES, Entry, choose, get_entry
 
 PREFIX = "pretrained:"  # --init pretrained:ENTRY-OR-MODEL, --checkpoint pretrained:...
 
@@ -48,11 +48,14 @@ def archive_path(entry: Entry) -> Path:
 
 
 def resolve_spec(spec: str, source: str | bool | None = True) -> Entry:
-    """The entry a spec names: ``pretrained:ENTRY`` / ``ENTRY`` (``tf-slim:mobilenet_v1_0.5_160``),
-    or ``pretrained:MODEL`` / ``MODEL`` (``mobilenet_v1_0.5_160``, picked by :func:`choose` from
-    ``source``)."""
+    """The entry a spec names, with or without the ``pretrained:`` prefix: an entry name
+    (``keras:mobilenet_5_0_160_tf``), ``SOURCE:MODEL`` (``keras:mobilenet_v1_0.5_160``), or
+    ``MODEL`` (``mobilenet_v1_0.5_160``) picked by :func:`choose` from ``source``."""
     name = spec[len(PREFIX):] if spec.startswith(PREFIX) else spec
-    return get_entry(name) if ":" in name else choose(name, source)
+    head, sep, rest = name.partition(":")
+    if sep and head in SOURCES and rest.startswith("mobilenet_v1_"):
+        return choose(rest, head)
+    return get_entry(name) if sep else choose(name, source)
 
 
 def download_entry(entry: Entry, progress: bool = True) -> Path | dict[str, Path]:
@@ -228,5 +231,38 @@ def load_pretrained(model: str, source: str | bool = True, progress: bool = True
     return load_model(pretrained_path(entry, progress=progress))
 
 
-__all__ = ["PREFIX", "archive_path", "converted_path", "download_entry", "fetch_hint", "is_cached", "load_pretrained",
-           "offline", "pretrained_path", "resolve_spec"]
+
+
+def entry_rows(source: str | None = None) -> list[dict[str, Any]]:
+    """One row per registry entry, as ``mobilenet weights list`` shows it: the entry's fields,
+    our own mult-adds/params count, and what is in the cache (file size, converted or not)."""
+    from mobilenets.weights.pretrained.registry import entry_cost, list_entries
+
+    rows = []
+    for entry in list_entries(source):
+        mult_adds, params = entry_cost(entry)
+        archive = archive_path(entry) if entry.repo is None else None
+        size = archive.stat().st_size if archive is not None and archive.is_file() else None
+        rows.append({**entry.to_dict(), "mult_adds": mult_adds, "params": params, "file_size": size,
+                     "cached": is_cached(entry), "downloaded": size is not None})
+    return rows
+
+
+def download_entries(names: list[str], convert: bool = True, progress: bool = True) -> list[dict[str, Any]]:
+    """Fetch (and, with ``convert``, convert) each named entry ahead of time, for a machine that will
+    run offline; one row per entry (name, what is cached where)."""
+    from mobilenets.weights.pretrained.registry import get_entry
+
+    entries = [resolve_spec(n) if n.startswith("mobilenet_v1_") else get_entry(n) for n in names]
+    out = []
+    for entry in entries:
+        if entry.refusal:
+            raise MobileNetsError(f"{entry.name} is listed but not supported: {entry.refusal}")
+        path = pretrained_path(entry, progress=progress) if convert else download_entry(entry, progress)
+        shown = path if isinstance(path, Path) else next(iter(path.values())).parent
+        out.append({"name": entry.name, "path": str(shown), "converted": convert})
+    return out
+
+
+__all__ = ["PREFIX", "archive_path", "converted_path", "download_entries", "download_entry", "entry_rows", "fetch_hint",
+           "is_cached", "load_pretrained", "offline", "pretrained_path", "resolve_spec"]
