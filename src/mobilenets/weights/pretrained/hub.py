@@ -1,16 +1,26 @@
 """timm and Hugging Face weights through ``huggingface_hub`` and its own cache.
 
-huggingface_hub keeps its files under ``$HF_HOME/hub`` and honours ``HF_HUB_OFFLINE`` and
-``HF_ENDPOINT`` (a mirror) itself; ``MOBILENETS_OFFLINE=1`` is passed on as ``local_files_only``.
+huggingface_hub keeps its files under ``$HF_HUB_CACHE`` (default ``$HF_HOME/hub``) and honours
+``HF_ENDPOINT`` (a mirror) itself; ``MOBILENETS_OFFLINE=1`` and ``HF_HUB_OFFLINE=1`` are passed on as
+``local_files_only``.
 Its errors become one line each.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from mobilenets.weights.pretrained.download import DownloadError, offline
 from mobilenets.weights.pretrained.registry import Entry
+
+
+def hub_cache() -> str | None:
+    """huggingface_hub's cache folder from ``HF_HUB_CACHE`` / ``HF_HOME``, read on every call (the
+    library reads them once, at import); None: the library's own default."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    return str(Path(os.environ["HF_HOME"]) / "hub") if os.environ.get("HF_HOME") else None
 
 
 def hub_files(entry: Entry, fetch_hint: str) -> dict[str, Path]:
@@ -24,7 +34,8 @@ def hub_files(entry: Entry, fetch_hint: str) -> dict[str, Path]:
 
     def get(filename: str) -> Path:
         try:
-            return Path(huggingface_hub.hf_hub_download(entry.repo, filename, local_files_only=offline()))
+            return Path(huggingface_hub.hf_hub_download(entry.repo, filename, local_files_only=offline(),
+                                                        cache_dir=hub_cache()))
         except LocalEntryNotFoundError:
             raise DownloadError(f"offline (MOBILENETS_OFFLINE / HF_HUB_OFFLINE) and {entry.repo}/{filename} is not "
                                 f"in the Hugging Face cache; fetch it on a machine with a connection: "

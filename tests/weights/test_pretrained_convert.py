@@ -1,0 +1,202 @@
+"""Pretrained weights end to end, from real weights served by a real HTTP server on 127.0.0.1
+through the mirror override: the TF-slim archive in its official layout (checkpoint + frozen graph)
+built from the real ImageNet MobileNetV1 of the ``nudity`` package, and the timm / Hugging Face
+files in a pre-filled Hub cache (huggingface_hub's own layout, offline). Logits are compared with
+the framework that published them, on real photos."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import tarfile
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch._dynamo  # noqa: F401  (before TensorFlow: see mobilenets.utils.tf.import_tf)
+
+sys.path.insert(0, os.path.dirname(__file__))
+from pretrained_server import Site, serve  # noqa: E402
+
+from mobilenets import create_model  # noqa: E402
+from mobilenets.cli.main import main  # noqa: E402
+from mobilenets.data.photos import load_photo  # noqa: E402
+
+PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "china", "flower", "grace_hopper", "camera")
+EGYPTIAN_CAT = 285
+SLIM_PATH = "/models/mobilenet_v1_2018_08_02/mobilenet_v1_1.0_224.tgz"
+TOL = 1e-4  # relative, as every converter test
+
+
+def slim_archive(pb: str, folder) -> bytes:
+    """``mobilenet_v1_1.0_224.tgz`` as Google packs it: ``mobilenet_v1_1.0_224.ckpt.{index,data-...}``
+    and ``mobilenet_v1_1.0_224_frozen.pb``; the checkpoint is written by TensorFlow's Saver from the
+    frozen graph's MobilenetV1 constants (the variables they were frozen from, by name)."""
+    from mobilenets.utils.tf import import_tf
+
+    tf = import_tf()
+    graph = tf.compat.v1.GraphDef()
+    graph.ParseFromString(open(pb, "rb").read())
+    kept = ("weights", "depthwise_weights", "biases", "gamma", "beta", "moving_mean", "moving_variance")
+    consts = {n.name: tf.make_ndarray(n.attr["value"].tensor) for n in graph.node
+              if n.op == "Const" and n.name.startswith("MobilenetV1/") and n.name.rsplit("/", 1)[-1] in kept}
+    prefix = str(folder / "mobilenet_v1_1.0_224.ckpt")
+    with tf.Graph().as_default():
+        variables = {name: tf.compat.v1.Variable(value, name=name) for name, value in consts.items()}
+        saver = tf.compat.v1.train.Saver(var_list=variables)
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            saver.save(sess, prefix, write_meta_graph=False)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for f in sorted(folder.glob("mobilenet_v1_1.0_224.ckpt.*")):
+            tar.add(f, arcname=f"./{f.name}")
+        tar.add(pb, arcname="./mobilenet_v1_1.0_224_frozen.pb")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def slim(real_mobilenet_pb, tmp_path_factory):
+    """(server site, photos as NHWC inputs, TensorFlow's logits on them): built once."""
+    from PIL import Image
+
+    from mobilenets.utils.tf import import_tf
+
+    site = Site(files={SLIM_PATH: slim_archive(real_mobilenet_pb, tmp_path_factory.mktemp("ckpt"))})
+    server, _ = serve(site)
+    x = np.stack([(np.asarray(load_photo(n).resize((224, 224), Image.BILINEAR), dtype=np.float32) - 128) / 128
+                  for n in PHOTOS])
+    tf = import_tf()
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString(open(real_mobilenet_pb, "rb").read())
+    with tf.Graph().as_default() as graph:
+        tf.import_graph_def(graph_def, name="")
+        with tf.compat.v1.Session(graph=graph) as sess:  # the graph's batch is static (1)
+            logits = np.concatenate([sess.run("MobilenetV1/Predictions/Reshape:0", {"input:0": x[i:i + 1]})
+                                     for i in range(len(x))])
+    yield site, x, logits
+    server.shutdown()
+
+
+@pytest.fixture()
+def cache(slim, monkeypatch, tmp_path):
+    site = slim[0]
+    monkeypatch.setenv("MOBILENETS_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("MOBILENETS_MIRROR", site.url)
+    for var in ("MOBILENETS_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    site.requests.clear()
+    return tmp_path / "cache"
+
+
+def logits(model, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.from_numpy(x).permute(0, 3, 1, 2)).numpy()
+
+
+def test_tf_slim_through_the_mirror_equals_tensorflow(slim, cache, monkeypatch):
+    site, x, theirs = slim
+    start = time.perf_counter()
+    model = create_model("mobilenet_v1_1.0_224", pretrained="tf-slim")
+    first = time.perf_counter() - start
+    cfg = model.config
+    assert (cfg.alpha, cfg.resolution, cfg.num_classes, cfg.padding, cfg.activation) == (1.0, 224, 1000, "tf_same",
+                                                                                          "relu6")
+    assert model.pretrained_cfg["source"]["registry"] == "tf-slim:mobilenet_v1_1.0_224"
+    ours = logits(model, x)
+    theirs = theirs[:, 1:]  # TF-slim's background class (index 0) is dropped
+    assert np.abs(ours - theirs).max() / np.abs(theirs).max() < TOL
+    assert ours[PHOTOS.index("chelsea")].argmax() == EGYPTIAN_CAT
+    assert site.requests == [(SLIM_PATH, None)]
+    # the second call reads only the cache: no request, no TensorFlow, the converted folder
+    start = time.perf_counter()
+    again = create_model("mobilenet_v1_1.0_224", pretrained="tf-slim")
+    second = time.perf_counter() - start
+    assert site.requests == [(SLIM_PATH, None)] and second < first
+    assert np.array_equal(logits(again, x), ours)
+    names = sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file())
+    assert names == ["mobilenet_v1_1.0_224.tgz", "mobilenet_v1_1.0_224.tgz.sha256",
+                     "mobilenets/tf-slim--mobilenet_v1_1.0_224/config.json",
+                     "mobilenets/tf-slim--mobilenet_v1_1.0_224/model.safetensors"]
+    # offline now works from the cache; num_classes gives a new classifier on the pretrained features
+    monkeypatch.setenv("MOBILENETS_OFFLINE", "1")
+    ten = create_model("mobilenet_v1_1.0_224", pretrained="tf-slim", num_classes=10)
+    assert ten.config.num_classes == 10
+    assert torch.equal(ten.state_dict()["stem.conv.weight"], model.state_dict()["stem.conv.weight"])
+
+
+def test_cli_predict_pretrained_names_the_cat(slim, cache, tmp_path, capsys):
+    site = slim[0]
+    photo = tmp_path / "chelsea.jpg"
+    load_photo("chelsea").save(photo, quality=95)
+    assert main(["predict", "--model", "mobilenet_v1_1.0_224", "--pretrained", "tf-slim", str(photo), "--json"]) == 0
+    top = json.loads(capsys.readouterr().out)[0]["top"][0]
+    assert top["label"].lower().startswith("egyptian cat"), top
+    assert len(site.requests) == 1
+    # a tampered cached archive (its hash recorded) is refused when it is next converted, and removed
+    folder = cache / "mobilenets" / "tf-slim--mobilenet_v1_1.0_224"
+    for f in folder.iterdir():
+        f.unlink()
+    folder.rmdir()
+    archive = cache / "mobilenet_v1_1.0_224.tgz"
+    archive.write_bytes(archive.read_bytes()[:-10] + b"0123456789")
+    assert main(["predict", "--pretrained", "tf-slim", str(photo)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mobilenet: error: sha256 mismatch for cached mobilenet_v1_1.0_224.tgz: expected ")
+    assert "\n" not in err and not archive.exists() and not (cache / "mobilenets" / folder.name).exists()
+
+
+def test_init_pretrained_spec_loads_the_cached_folder(slim, cache):
+    from mobilenets.train.init import load_init
+
+    model, pre, classes = load_init("pretrained:tf-slim:mobilenet_v1_1.0_224")
+    assert model.config.num_classes == 1000 and classes[EGYPTIAN_CAT].lower().startswith("egyptian cat")
+    assert pre.resolution == 224 and len(slim[0].requests) == 1
+
+
+def _hub_snapshot(root, repo: str):
+    """huggingface_hub's cache layout: models--ORG--NAME/refs/main -> snapshots/<commit>/."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    base = root / f"models--{repo.replace('/', '--')}"
+    (base / "refs").mkdir(parents=True)
+    (base / "refs" / "main").write_text(commit)
+    snap = base / "snapshots" / commit
+    snap.mkdir(parents=True)
+    return snap
+
+
+def test_timm_and_hf_from_the_hub_cache_offline(monkeypatch, tmp_path, randomized_bn):
+    import timm
+    from safetensors.torch import save_file
+    from transformers import MobileNetV1Config, MobileNetV1ForImageClassification
+
+    hub = tmp_path / "hf"
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the Hub is never asked: only its cache
+    monkeypatch.setenv("MOBILENETS_HOME", str(tmp_path / "cache"))
+    x = torch.from_numpy(np.stack([np.asarray(load_photo(n).resize((224, 224)), dtype=np.float32) / 127.5 - 1
+                                   for n in PHOTOS[:4]])).permute(0, 3, 1, 2).contiguous()
+    theirs = randomized_bn(timm.create_model("mobilenetv1_100", pretrained=False), 7)
+    save_file({k: v.contiguous() for k, v in theirs.state_dict().items()},
+              _hub_snapshot(hub, "timm/mobilenetv1_100.ra4_e3600_r224_in1k") / "model.safetensors")
+    ours = create_model("mobilenet_v1_1.0_224", pretrained="timm")
+    with torch.no_grad():
+        ref, got = theirs(x).numpy(), ours(x).numpy()
+    assert np.abs(got - ref).max() / np.abs(ref).max() < TOL
+    assert ours.config.padding == "symmetric" and ours.config.bn_eps == 1e-5
+
+    cfg = MobileNetV1Config(depth_multiplier=0.75, image_size=192, num_labels=1001)
+    hf = randomized_bn(MobileNetV1ForImageClassification(cfg), 8)
+    hf.save_pretrained(_hub_snapshot(hub, "google/mobilenet_v1_0.75_192"))
+    ours = create_model("mobilenet_v1_0.75_192", pretrained="hf")
+    x192 = torch.nn.functional.interpolate(x, size=192, mode="bilinear")
+    with torch.no_grad():
+        ref, got = hf(pixel_values=x192).logits.numpy(), ours(x192).numpy()
+    # Hugging Face publishes the 1001-way head with its background class, and from_hf keeps it
+    assert ours.config.num_classes == 1001 and np.abs(got - ref).max() / np.abs(ref).max() < TOL
+    # the Keras entry has no file in any cache: offline names the command that fetches it
+    with pytest.raises(Exception, match="mobilenet weights download keras:mobilenet_1_0_224_tf"):
+        create_model("mobilenet_v1_1.0_224", pretrained="keras")
