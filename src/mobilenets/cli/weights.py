@@ -133,7 +133,7 @@ def cmd_weights_list(args: argparse.Namespace) -> None:
       mobilenet weights list
       mobilenet weights list --source keras --json
     """
-    from mobilenets.weights.pretrained.fetch import entry_rows
+    from mobilenets.weights.pretrained.catalog import entry_rows
 
     rows = entry_rows(args.source)
     if args.json:
@@ -159,7 +159,7 @@ def cmd_weights_download(args: argparse.Namespace) -> None:
       mobilenet weights download tf-slim:mobilenet_v1_1.0_224 keras:mobilenet_5_0_160_tf
       mobilenet weights download mobilenet_v1_0.25_128 --no-convert
     """
-    from mobilenets.weights.pretrained.fetch import download_entries
+    from mobilenets.weights.pretrained.catalog import download_entries
 
     rows = download_entries(args.names, convert=not args.no_convert, progress=not args.no_progress)
     if args.json:

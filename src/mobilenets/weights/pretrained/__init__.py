@@ -8,4 +8,6 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     ".registry": ["ENTRIES", "Entry", "SOURCES", "choose", "entry_cost", "get_entry", "list_entries"],
     ".download": ["cache_root", "offline", "mirrored"],  # not `download`: the submodule has that name
     ".fetch": ["load_pretrained", "pretrained_path", "resolve_spec", "download_entry", "is_cached", "converted_path"],
+    ".detectors": ["detector_path"],
+    ".catalog": ["entry_rows", "download_entries"],
 })

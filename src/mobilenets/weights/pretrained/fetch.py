@@ -4,8 +4,8 @@ as a model folder (config.json + model.safetensors) under ``<cache root>/mobilen
 the second call reads only that folder.
 
 A ``tflite-int8`` entry (TF-slim's ``_quant`` archives) is cached as its runnable int8 ``.tflite``
-file (``eval``/``predict``/``bench`` take it); a ``detector`` entry as a detector folder, written by
-``mobilenets.tasks.detect.convert.convert_detector``. Every step writes beside its destination and
+file (``eval``/``predict``/``bench`` take it); ``detector`` entries are converted by
+:mod:`.detectors` (the detector importer imports the training code, which imports this module). Every step writes beside its destination and
 renames when complete: an interrupted conversion leaves nothing that counts as cached.
 """
 
@@ -71,7 +71,7 @@ def download_entry(entry: Entry, progress: bool = True) -> Path | dict[str, Path
                     fetch_hint=fetch_hint(entry))
 
 
-def _extract(archive: Path, into: Path) -> None:
+def extract(archive: Path, into: Path) -> None:
     try:
         with tarfile.open(archive) as tar:
             tar.extractall(into, filter="data")  # no absolute paths, links out, devices
@@ -81,7 +81,7 @@ def _extract(archive: Path, into: Path) -> None:
                               f"cache, fetch it again") from None
 
 
-def _find(root: Path, pattern: str) -> Path | None:
+def find(root: Path, pattern: str) -> Path | None:
     found = sorted(root.rglob(pattern))
     return found[0] if found else None
 
@@ -89,12 +89,12 @@ def _find(root: Path, pattern: str) -> Path | None:
 def _read_tf_slim(entry: Entry, folder: Path) -> Any:
     """The official archive holds ``<stem>.ckpt.*`` (the checkpoint) and ``<stem>_frozen.pb``:
     the checkpoint is converted, else the frozen graph."""
-    index = _find(folder, "*.ckpt.index")
+    index = find(folder, "*.ckpt.index")
     if index is not None:
         from mobilenets.weights.convert.tf_slim import from_tf_slim
 
         return from_tf_slim(str(index)[: -len(".index")], resolution=entry.resolution)
-    frozen = _find(folder, "*_frozen.pb") or _find(folder, "*.pb")
+    frozen = find(folder, "*_frozen.pb") or find(folder, "*.pb")
     if frozen is None:
         raise MobileNetsError(f"{entry.filename} holds neither a TF checkpoint (*.ckpt.index) nor a frozen graph "
                               f"(*_frozen.pb): not the official TF-slim layout")
@@ -122,7 +122,7 @@ def _read_keras(entry: Entry, file: Path) -> Any:
 
 def _convert(entry: Entry, fetched: Path | dict[str, Path], work: Path) -> Any:
     if entry.source == "tf-slim":
-        _extract(fetched, work)
+        extract(fetched, work)
         return _read_tf_slim(entry, work)
     if entry.source == "keras":
         return _read_keras(entry, fetched)
@@ -136,7 +136,7 @@ def _convert(entry: Entry, fetched: Path | dict[str, Path], work: Path) -> Any:
     return from_hf(fetched["config.json"].parent)  # the Hub snapshot folder holds both files
 
 
-def _staging(final: Path) -> Path:
+def staging(final: Path) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{final.name}.staging-", dir=final.parent))
 
@@ -149,7 +149,7 @@ def _convert_classifier(entry: Entry, progress: bool) -> Path:
     if isinstance(fetched, Path):
         verify_cached(fetched, entry.sha256)
     final = converted_path(entry)
-    stage = _staging(final)
+    stage = staging(final)
     try:
         with quiet_output(True):  # TensorFlow's start-up lines
             model = _convert(entry, fetched, stage / "work")
@@ -168,36 +168,14 @@ def _convert_classifier(entry: Entry, progress: bool) -> Path:
 def _extract_tflite(entry: Entry, progress: bool) -> Path:
     archive = verify_cached(download_entry(entry, progress), entry.sha256)
     final = converted_path(entry)
-    stage = _staging(final.parent / "tmp")
+    stage = staging(final.parent / "tmp")
     try:
-        _extract(archive, stage)
-        found = _find(stage, final.name) or _find(stage, "*.tflite")
+        extract(archive, stage)
+        found = find(stage, final.name) or find(stage, "*.tflite")
         if found is None:
             raise MobileNetsError(f"{entry.filename} holds no .tflite file: not the official _quant layout")
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(found, final)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    return final
-
-
-def _convert_detector(entry: Entry, progress: bool) -> Path:
-    try:
-        from mobilenets.tasks.detect.convert import convert_detector
-    except ImportError:
-        # TODO(lead): mobilenets.tasks.detect.convert (branch odconvert) is not merged yet; this
-        # entry converts as soon as it is.
-        raise MobileNetsError(f"{entry.name}: the TF Object Detection API importer "
-                              f"(mobilenets.tasks.detect.convert) is not in this installation") from None
-    archive = verify_cached(download_entry(entry, progress), entry.sha256)
-    final = converted_path(entry)
-    stage = _staging(final)
-    try:
-        _extract(archive, stage / "work")
-        config = _find(stage / "work", "pipeline.config")
-        convert_detector(config.parent if config is not None else stage / "work", stage / "model")
-        if not final.exists():
-            os.replace(stage / "model", final)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return final
@@ -214,8 +192,9 @@ def pretrained_path(spec: str | Entry, source: str | bool | None = True, progres
         return converted_path(entry)
     if entry.kind == "tflite-int8":
         return _extract_tflite(entry, progress)
-    if entry.kind == "detector":
-        return _convert_detector(entry, progress)
+    if entry.kind == "detector":  # kept apart: the detector importer lives in tasks/, which imports this module
+        raise MobileNetsError(f"{entry.name} is a detector: mobilenets.weights.pretrained.detectors.detector_path, "
+                              f"or `{fetch_hint(entry)}`")
     return _convert_classifier(entry, progress)
 
 
@@ -233,36 +212,5 @@ def load_pretrained(model: str, source: str | bool = True, progress: bool = True
 
 
 
-def entry_rows(source: str | None = None) -> list[dict[str, Any]]:
-    """One row per registry entry, as ``mobilenet weights list`` shows it: the entry's fields,
-    our own mult-adds/params count, and what is in the cache (file size, converted or not)."""
-    from mobilenets.weights.pretrained.registry import entry_cost, list_entries
-
-    rows = []
-    for entry in list_entries(source):
-        mult_adds, params = entry_cost(entry)
-        archive = archive_path(entry) if entry.repo is None else None
-        size = archive.stat().st_size if archive is not None and archive.is_file() else None
-        rows.append({**entry.to_dict(), "mult_adds": mult_adds, "params": params, "file_size": size,
-                     "cached": is_cached(entry), "downloaded": size is not None})
-    return rows
-
-
-def download_entries(names: list[str], convert: bool = True, progress: bool = True) -> list[dict[str, Any]]:
-    """Fetch (and, with ``convert``, convert) each named entry ahead of time, for a machine that will
-    run offline; one row per entry (name, what is cached where)."""
-    from mobilenets.weights.pretrained.registry import get_entry
-
-    entries = [resolve_spec(n) if n.startswith("mobilenet_v1_") else get_entry(n) for n in names]
-    out = []
-    for entry in entries:
-        if entry.refusal:
-            raise MobileNetsError(f"{entry.name} is listed but not supported: {entry.refusal}")
-        path = pretrained_path(entry, progress=progress) if convert else download_entry(entry, progress)
-        shown = path if isinstance(path, Path) else next(iter(path.values())).parent
-        out.append({"name": entry.name, "path": str(shown), "converted": convert})
-    return out
-
-
-__all__ = ["PREFIX", "archive_path", "converted_path", "download_entries", "download_entry", "entry_rows", "fetch_hint",
+__all__ = ["PREFIX", "archive_path", "converted_path", "download_entry", "fetch_hint",
            "is_cached", "load_pretrained", "offline", "pretrained_path", "resolve_spec"]
