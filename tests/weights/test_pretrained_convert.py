@@ -200,3 +200,40 @@ def test_timm_and_hf_from_the_hub_cache_offline(monkeypatch, tmp_path, randomize
     # the Keras entry has no file in any cache: offline names the command that fetches it
     with pytest.raises(Exception, match="mobilenet weights download keras:mobilenet_1_0_224_tf"):
         create_model("mobilenet_v1_1.0_224", pretrained="keras")
+
+
+@pytest.mark.slow  # ~30 s: Keras builds, writes and reloads the model
+def test_keras_h5_through_the_mirror_equals_keras(real_mobilenet, monkeypatch, tmp_path):
+    """The official Keras file is a legacy-format weights-only .h5 that keras.applications.MobileNet
+    loads with ``weights=``: written here by Keras's own legacy writer from the real ImageNet weights."""
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    from mobilenets.utils.tf import import_tf
+    from mobilenets.weights.checkpoint import load_model
+    from mobilenets.weights.convert.keras import to_keras
+
+    keras = import_tf("keras")
+    to_keras(load_model(real_mobilenet), tmp_path / "m.keras")
+    source = keras.models.load_model(tmp_path / "m.keras", compile=False)
+    h5 = tmp_path / "mobilenet_1_0_224_tf.h5"
+    with h5py.File(h5, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, source)
+    site = Site(files={"/tensorflow/keras-applications/mobilenet/mobilenet_1_0_224_tf.h5": h5.read_bytes()})
+    server, _ = serve(site)
+    try:
+        monkeypatch.setenv("MOBILENETS_HOME", str(tmp_path / "cache"))
+        monkeypatch.setenv("MOBILENETS_MIRROR", site.url)
+        monkeypatch.delenv("MOBILENETS_OFFLINE", raising=False)
+        ours = create_model("mobilenet_v1_1.0_224", pretrained="keras")
+    finally:
+        server.shutdown()
+    assert site.requests == [("/tensorflow/keras-applications/mobilenet/mobilenet_1_0_224_tf.h5", None)]
+    # what Keras users get: keras.applications.MobileNet(weights=<the file>), logits before its softmax
+    theirs_model = keras.applications.MobileNet(input_shape=(224, 224, 3), alpha=1.0, weights=str(h5))
+    logit_model = keras.Model(theirs_model.input, theirs_model.layers[-2].output)
+    x = np.stack([np.asarray(load_photo(n).resize((224, 224)), dtype=np.float32) / 127.5 - 1 for n in PHOTOS])
+    theirs = logit_model.predict(x, verbose=0)
+    got = logits(ours, x)
+    assert ours.config.num_classes == 1000 and np.abs(got - theirs).max() / np.abs(theirs).max() < TOL
+    assert got[PHOTOS.index("chelsea")].argmax() == EGYPTIAN_CAT
