@@ -210,3 +210,10 @@ def test_detector_entries(site, capsys):
     else:  # the importer is there: the mirror has no such archive
         assert "HTTP 404" in err and err.endswith("/models/object_detection/ssd_mobilenet_v1_coco_2018_01_28.tar.gz")
     assert cache_files(dl.cache_root()) == []
+
+
+def test_every_entry_url_is_cited_in_the_docs():
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "weights.md").read_text()
+    missing = [e.name for e in ENTRIES.values() if f"<{e.url}>" not in doc or f"`{e.name}`" not in doc]
+    assert missing == []
+    assert all(e.doc in doc for e in ENTRIES.values())  # where each URL and figure is published
