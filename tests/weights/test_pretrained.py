@@ -217,3 +217,25 @@ def test_every_entry_url_is_cited_in_the_docs():
     missing = [e.name for e in ENTRIES.values() if f"<{e.url}>" not in doc or f"`{e.name}`" not in doc]
     assert missing == []
     assert all(e.doc in doc for e in ENTRIES.values())  # where each URL and figure is published
+
+
+def test_quant_entry_is_cached_as_its_tflite_file(site):
+    import io
+    import tarfile
+
+    from mobilenets.weights.pretrained.fetch import pretrained_path
+
+    payload = b"\x1c\x00\x00\x00TFL3" + bytes(100)  # stands for the int8 flatbuffer: only extraction is tested here
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in (("mobilenet_v1_0.25_128_quant.tflite", payload), ("mobilenet_v1_0.25_128_quant_info.txt",
+                                                                              b"info")):
+            info = tarfile.TarInfo(f"./{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    site.files["/models/mobilenet_v1_2018_08_02/mobilenet_v1_0.25_128_quant.tgz"] = buf.getvalue()
+    path = pretrained_path("tf-slim:mobilenet_v1_0.25_128_quant", progress=False)
+    assert path.name == "mobilenet_v1_0.25_128_quant.tflite" and path.read_bytes() == payload
+    assert pretrained_path("tf-slim:mobilenet_v1_0.25_128_quant", progress=False) == path
+    assert len(site.requests) == 1
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no staging left behind

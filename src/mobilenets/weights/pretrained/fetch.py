@@ -20,7 +20,7 @@ from typing import Any
 
 from mobilenets.errors import MobileNetsError
 from mobilenets.weights.pretrained.download import cache_root, download, offline, verify_cached
-from mobilenets.weights.pretrained.registry import SOURCES, Entry, choose, get_entry
+from mobilenets.weights.pretrained.registry import ENTRIES, SOURCES, Entry, choose, get_entry
 
 PREFIX = "pretrained:"  # --init pretrained:ENTRY-OR-MODEL, --checkpoint pretrained:...
 
@@ -53,7 +53,7 @@ def resolve_spec(spec: str, source: str | bool | None = True) -> Entry:
     ``MODEL`` (``mobilenet_v1_0.5_160``) picked by :func:`choose` from ``source``."""
     name = spec[len(PREFIX):] if spec.startswith(PREFIX) else spec
     head, sep, rest = name.partition(":")
-    if sep and head in SOURCES and rest.startswith("mobilenet_v1_"):
+    if sep and name not in ENTRIES and head in SOURCES and rest.startswith("mobilenet_v1_"):
         return choose(rest, head)
     return get_entry(name) if sep else choose(name, source)
 
