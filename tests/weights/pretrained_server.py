@@ -5,6 +5,7 @@ The archives it serves are built from real weights by the tests (official layout
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import threading
 from dataclasses import dataclass, field
@@ -24,6 +25,19 @@ def _handler(site: Site):
 
         def log_message(self, *args):  # quiet
             pass
+
+        def do_HEAD(self):  # noqa: N802 (http.server's name): what huggingface_hub asks before a download
+            path = self.path.split("?", 1)[0]
+            site.requests.append((f"HEAD {path}", None))
+            if path not in site.files or site.faults.get(path) == "404":
+                self.send_error(404)
+                return
+            data = site.files[path]
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+            self.send_header("X-Repo-Commit", "0123456789abcdef0123456789abcdef01234567")
+            self.end_headers()
 
         def do_GET(self):  # noqa: N802 (http.server's name)
             path = self.path.split("?", 1)[0]

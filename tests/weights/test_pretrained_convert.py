@@ -237,3 +237,39 @@ def test_keras_h5_through_the_mirror_equals_keras(real_mobilenet, monkeypatch, t
     got = logits(ours, x)
     assert ours.config.num_classes == 1000 and np.abs(got - theirs).max() / np.abs(theirs).max() < TOL
     assert got[PHOTOS.index("chelsea")].argmax() == EGYPTIAN_CAT
+
+
+def test_timm_through_hf_endpoint_on_the_loopback_server(monkeypatch, tmp_path, randomized_bn):
+    """huggingface_hub itself fetches from the server (HF_ENDPOINT: HEAD, then GET of
+    /timm/<repo>/resolve/main/model.safetensors) into its own cache."""
+    import timm
+    from safetensors.torch import save
+
+    from mobilenets.errors import MobileNetsError
+
+    theirs = randomized_bn(timm.create_model("mobilenetv1_100", pretrained=False), 9)
+    path = "/timm/mobilenetv1_100.ra4_e3600_r224_in1k/resolve/main/model.safetensors"
+    site = Site(files={path: save({k: v.contiguous() for k, v in theirs.state_dict().items()})})
+    server, _ = serve(site)
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", site.url)
+        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+        monkeypatch.setenv("MOBILENETS_HOME", str(tmp_path / "cache"))
+        for var in ("MOBILENETS_OFFLINE", "HF_HUB_OFFLINE"):
+            monkeypatch.delenv(var, raising=False)
+        ours = create_model("mobilenet_v1_1.0_224", pretrained="timm")
+        assert [p for p, _ in site.requests] == [f"HEAD {path}", path]
+        x = torch.from_numpy(np.asarray(load_photo("coffee").resize((224, 224)), dtype=np.float32)[None] / 127.5 - 1)
+        x = x.permute(0, 3, 1, 2).contiguous()
+        with torch.no_grad():
+            ref, got = theirs(x).numpy(), ours(x).numpy()
+        assert np.abs(got - ref).max() / np.abs(ref).max() < TOL
+        # a repository the server does not have: one line
+        with pytest.raises(MobileNetsError) as info:
+            create_model("mobilenet_v1_0.75_192", pretrained="hf")
+        assert str(info.value).startswith(f"cannot fetch google/mobilenet_v1_0.75_192/config.json from {site.url} "
+                                          f"and it is not in the Hugging Face cache")
+        assert "\n" not in str(info.value)
+        assert not (tmp_path / "cache" / "mobilenets" / "hf--google--mobilenet_v1_0.75_192").exists()
+    finally:
+        server.shutdown()

@@ -15,9 +15,15 @@ from mobilenets.weights.pretrained.download import DownloadError, offline
 from mobilenets.weights.pretrained.registry import Entry
 
 
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def hub_cache() -> str | None:
     """huggingface_hub's cache folder from ``HF_HUB_CACHE`` / ``HF_HOME``, read on every call (the
-    library reads them once, at import); None: the library's own default."""
+    library reads them once, at import; ``HF_ENDPOINT`` is passed on per call for the same reason);
+    None: the library's own default."""
     if os.environ.get("HF_HUB_CACHE"):
         return os.environ["HF_HUB_CACHE"]
     return str(Path(os.environ["HF_HOME"]) / "hub") if os.environ.get("HF_HOME") else None
@@ -35,8 +41,13 @@ def hub_files(entry: Entry, fetch_hint: str) -> dict[str, Path]:
     def get(filename: str) -> Path:
         try:
             return Path(huggingface_hub.hf_hub_download(entry.repo, filename, local_files_only=offline(),
-                                                        cache_dir=hub_cache()))
-        except LocalEntryNotFoundError:
+                                                        cache_dir=hub_cache(),
+                                                        endpoint=os.environ.get("HF_ENDPOINT") or None))
+        except LocalEntryNotFoundError as exc:
+            if not offline():  # the Hub could not be reached or did not answer, and the cache has nothing
+                endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+                raise DownloadError(f"cannot fetch {entry.repo}/{filename} from {endpoint} and it is not in the "
+                                    f"Hugging Face cache: {_first_line(exc)}") from None
             raise DownloadError(f"offline (MOBILENETS_OFFLINE / HF_HUB_OFFLINE) and {entry.repo}/{filename} is not "
                                 f"in the Hugging Face cache; fetch it on a machine with a connection: "
                                 f"{fetch_hint}") from None
@@ -46,8 +57,8 @@ def hub_files(entry: Entry, fetch_hint: str) -> dict[str, Path]:
         except Exception as exc:  # HfHubHTTPError, connection errors: one line
             if isinstance(exc, EntryNotFoundError):
                 raise
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DownloadError(f"cannot fetch {entry.repo}/{filename} from the Hugging Face Hub: {first}") from None
+            raise DownloadError(f"cannot fetch {entry.repo}/{filename} from the Hugging Face Hub: "
+                                f"{_first_line(exc)}") from None
 
     files: dict[str, Path] = {}
     weights = [f for f in entry.files if f != "config.json"]
