@@ -219,7 +219,7 @@ def test_every_entry_url_is_cited_in_the_docs():
     assert all(e.doc in doc for e in ENTRIES.values())  # where each URL and figure is published
 
 
-def test_quant_entry_is_cached_as_its_tflite_file(site):
+def test_quant_entry_is_cached_as_its_tflite_file(site, capsys):
     import io
     import tarfile
 
@@ -234,7 +234,9 @@ def test_quant_entry_is_cached_as_its_tflite_file(site):
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     site.files["/models/mobilenet_v1_2018_08_02/mobilenet_v1_0.25_128_quant.tgz"] = buf.getvalue()
+    assert main(["weights", "download", "tf-slim:mobilenet_v1_0.25_128_quant", "--no-progress"]) == 0
     path = pretrained_path("tf-slim:mobilenet_v1_0.25_128_quant", progress=False)
+    assert capsys.readouterr().out == f"tf-slim:mobilenet_v1_0.25_128_quant: {path}\n"
     assert path.name == "mobilenet_v1_0.25_128_quant.tflite" and path.read_bytes() == payload
     assert pretrained_path("tf-slim:mobilenet_v1_0.25_128_quant", progress=False) == path
     assert len(site.requests) == 1
