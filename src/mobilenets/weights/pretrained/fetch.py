@@ -40,7 +40,8 @@ def is_cached(entry: Entry) -> bool:
     path = converted_path(entry)
     if entry.kind == "tflite-int8":
         return path.is_file()
-    return (path / "config.json").is_file()
+    # a detector folder (tasks.detect.convert) has detector.json, a classifier's model folder config.json
+    return (path / ("detector.json" if entry.kind == "detector" else "config.json")).is_file()
 
 
 def archive_path(entry: Entry) -> Path:
