@@ -240,4 +240,6 @@ def test_quant_entry_is_cached_as_its_tflite_file(site, capsys):
     assert path.name == "mobilenet_v1_0.25_128_quant.tflite" and path.read_bytes() == payload
     assert pretrained_path("tf-slim:mobilenet_v1_0.25_128_quant", progress=False) == path
     assert len(site.requests) == 1
-    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no staging left behind
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name, path.name + ".json"]  # no staging left
+    sidecar = json.loads((path.parent / (path.name + ".json")).read_text())
+    assert sidecar["classes"][:2] == ["background", "tench"] and sidecar["preprocessing"]["input_size"] == [3, 128, 128]

@@ -273,3 +273,76 @@ def test_timm_through_hf_endpoint_on_the_loopback_server(monkeypatch, tmp_path, 
         assert not (tmp_path / "cache" / "mobilenets" / "hf--google--mobilenet_v1_0.75_192").exists()
     finally:
         server.shutdown()
+
+
+def uint8_tflite(pb: str, x: np.ndarray) -> bytes:
+    """A fully-integer TFLite file with uint8 input and softmax output, as TF-slim's ``_quant`` files
+    are (input scale 1/128, zero point 128; output 1/256, 0), written by TensorFlow's converter from
+    the real graph, calibrated on ``x``."""
+    from mobilenets.utils.tf import import_tf
+
+    tf = import_tf()
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString(open(pb, "rb").read())
+    wrapped = tf.compat.v1.wrap_function(lambda: tf.import_graph_def(graph_def, name=""), [])
+    logits_fn = wrapped.prune(wrapped.graph.get_tensor_by_name("input:0"),
+                              wrapped.graph.get_tensor_by_name("MobilenetV1/Predictions/Reshape:0"))
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 224, 224, 3], tf.float32)])
+    def probabilities(image):
+        return tf.nn.softmax(logits_fn(image))
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([probabilities.get_concrete_function()],
+                                                                probabilities)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([x[i:i + 1]] for i in range(len(x)))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.uint8
+    return converter.convert()
+
+
+@pytest.mark.slow  # ~40 s: TensorFlow's int8 converter
+def test_quant_entry_runs_in_predict_as_published(slim, cache, real_mobilenet_pb, tmp_path, capsys):
+    """A ``_quant`` entry is cached as its uint8 TFLite file with a sidecar, and predict runs it (the
+    runner quantizes the input and takes the log of the uint8 softmax)."""
+    from mobilenets.deploy.runtime import load_runner
+
+    site, x, theirs = slim
+    data = uint8_tflite(real_mobilenet_pb, x)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("./mobilenet_v1_1.0_224_quant.tflite")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    quant_path = SLIM_PATH.replace(".tgz", "_quant.tgz")
+    site.files[quant_path] = buf.getvalue()
+    assert main(["weights", "download", "tf-slim:mobilenet_v1_1.0_224_quant", "--no-progress"]) == 0
+    path = capsys.readouterr().out.split(": ", 1)[1].strip()
+    runner = load_runner(path)
+    ours = runner(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # float (pixel - 128) / 128, batch of 8
+    assert ours.shape == (len(PHOTOS), 1001)
+    # the publisher's way: uint8 pixels straight into TFLite, one image per call; the runner's
+    # quantized input is those pixels, and exp of its output the file's probabilities
+    from mobilenets.utils.tf import import_tf
+
+    interp = import_tf().lite.Interpreter(model_path=path)
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    probs = []
+    for image in np.round(x * 128 + 128).astype(np.uint8):
+        interp.set_tensor(inp["index"], image[None])
+        interp.invoke()
+        probs.append(interp.get_tensor(out["index"])[0].astype(np.float32) / 256)
+    probs = np.stack(probs)
+    seen = probs > 0
+    assert np.allclose(np.exp(ours)[seen], probs[seen], rtol=1e-6) and (ours.argmax(1) == probs.argmax(1)).all()
+    assert (ours[~seen] < np.log(1 / 256)).all()
+    photo = tmp_path / "chelsea.jpg"
+    load_photo("chelsea").save(photo, quality=95)
+    assert main(["predict", "--checkpoint", path, str(photo), "--json"]) == 0
+    assert ours[PHOTOS.index("chelsea")].argmax() == EGYPTIAN_CAT + 1  # 1001 classes, background first
+    # predict's centre crop differs from the test's resize: this int8 file (calibrated on 8 photos)
+    # ranks "tiger cat" first there; its top-5 holds the Egyptian cat
+    top = json.loads(capsys.readouterr().out)[0]["top"]
+    assert any(t["label"].lower().startswith("egyptian cat") for t in top) and 0 < top[0]["probability"] <= 1, top
+    assert site.requests[-1] == (quant_path, None)

@@ -11,6 +11,7 @@ renames when complete: an interrupted conversion leaves nothing that counts as c
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tarfile
@@ -166,6 +167,18 @@ def _convert_classifier(entry: Entry, progress: bool) -> Path:
     return final
 
 
+def _tflite_sidecar(entry: Entry) -> dict[str, Any]:
+    """The sidecar of a published int8 TFLite file, as ``mobilenet export`` writes one: TF-slim's
+    preprocessing (the file's uint8 input is quantized from [-1, 1] with scale 1/128, zero point
+    128: the runner does it) and the 1001 classes, background first."""
+    from mobilenets.data.preprocess import Preprocessing
+    from mobilenets.weights.imagenet import imagenet_classes_for
+
+    return {"format": "tflite", "precision": "int8", "source": {"registry": entry.name, "url": entry.url},
+            "preprocessing": Preprocessing(interpolation="bilinear").at(entry.resolution).to_dict(),
+            "classes": imagenet_classes_for(entry.classes)}
+
+
 def _extract_tflite(entry: Entry, progress: bool) -> Path:
     archive = verify_cached(download_entry(entry, progress), entry.sha256)
     final = converted_path(entry)
@@ -176,7 +189,9 @@ def _extract_tflite(entry: Entry, progress: bool) -> Path:
         if found is None:
             raise MobileNetsError(f"{entry.filename} holds no .tflite file: not the official _quant layout")
         final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(found, final)
+        sidecar = final.with_name(final.name + ".json")  # what eval/predict read beside an exported file
+        sidecar.write_text(json.dumps(_tflite_sidecar(entry), indent=2) + "\n")
+        os.replace(found, final)  # last: the .tflite is what counts as cached
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return final
