@@ -149,12 +149,19 @@ def test_cli_predict_pretrained_names_the_cat(slim, cache, tmp_path, capsys):
     assert "\n" not in err and not archive.exists() and not (cache / "mobilenets" / folder.name).exists()
 
 
-def test_init_pretrained_spec_loads_the_cached_folder(slim, cache):
+def test_init_pretrained_spec_loads_the_cached_folder(slim, cache, tmp_path, capsys):
     from mobilenets.train.init import load_init
 
     model, pre, classes = load_init("pretrained:tf-slim:mobilenet_v1_1.0_224")
     assert model.config.num_classes == 1000 and classes[EGYPTIAN_CAT].lower().startswith("egyptian cat")
     assert pre.resolution == 224 and len(slim[0].requests) == 1
+    # the CLI form: the model flags choose the weights (at 32 px, the 224-px ones: any size runs them)
+    run = tmp_path / "run"
+    assert main(["train", "--init", "pretrained:tf-slim", "--model", "mobilenet_v1_1.0_224", "--resolution", "32",
+                 "--max-steps", "1", "--epochs", "1", "--output", str(run), "--no-progress", "--json"]) == 0
+    recorded = json.loads((run / "config.json").read_text())
+    assert recorded["init"]["path"] == str(cache / "mobilenets" / "tf-slim--mobilenet_v1_1.0_224")
+    assert len(slim[0].requests) == 1  # the folder load_init converted: no second download
 
 
 def _hub_snapshot(root, repo: str):

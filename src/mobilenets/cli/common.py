@@ -175,14 +175,28 @@ def _named_model(args: argparse.Namespace, model: str | None = None) -> str:
 
 def init_spec_entry(args: argparse.Namespace, spec: str):
     """The registry entry ``--init pretrained[:SOURCE][:MODEL]`` names; without MODEL, the model
-    flags name it (``--model``/``--alpha``/``--resolution``)."""
+    flags name it (``--model``/``--alpha``/``--resolution``; a resolution nothing is published for
+    takes that alpha's 224-px weights)."""
+    from mobilenets.errors import MobileNetsError
     from mobilenets.weights.pretrained.fetch import resolve_spec
     from mobilenets.weights.pretrained.registry import SOURCES
 
     rest = spec[len(INIT_PRETRAINED) + 1:]
-    if rest in ("", *SOURCES):
-        return resolve_spec(_named_model(args), rest or True)
-    return resolve_spec(rest)
+    if rest not in ("", *SOURCES):
+        return resolve_spec(rest)
+    named = _named_model(args)
+    try:
+        return resolve_spec(named, rest or True)
+    except MobileNetsError:
+        # a run may train at any resolution (--resolution 32 on the digits): start from the weights
+        # published for that alpha at 224 px, which run at any input size
+        from mobilenets.models.registry import model_name
+        from mobilenets.weights.pretrained.registry import parse_model
+
+        fallback = model_name(parse_model(named)[0], 224)
+        if fallback == named:
+            raise
+        return resolve_spec(fallback, rest or True)
 
 
 def resolve_pretrained(args: argparse.Namespace) -> None:
