@@ -36,8 +36,8 @@ def detector_path(spec: str | Entry, progress: bool = True) -> Path:
     try:
         from mobilenets.tasks.detect.convert import convert_detector
     except ImportError:
-        # TODO(lead): mobilenets.tasks.detect.convert (branch odconvert) is not merged yet; this
-        # entry converts as soon as it is.
+        # TODO(lead): written before odconvert (mobilenets.tasks.detect.convert) reached main; with
+        # it merged this branch is dead, and a loopback test of a tf-od entry can be added
         raise MobileNetsError(f"{entry.name}: the TF Object Detection API importer "
                               f"(mobilenets.tasks.detect.convert) is not in this installation") from None
     archive = verify_cached(download_entry(entry, progress), entry.sha256)
