@@ -14,7 +14,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from mobilenets.cli.common import Parser, UsageError
+from mobilenets.cli.common import Parser, UsageError, resolve_pretrained
 
 # Command groups, in the order of the help text (the workflow: build, cost, train, weights, ship,
 # then the downstream systems).
@@ -48,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mobilenet`` command; returns the exit status."""
     try:
         args = build_parser().parse_args(argv)
+        resolve_pretrained(args)  # --pretrained / --init pretrained:...: fetched and converted once, then cached
         args.func(args)
     except UsageError as exc:
         print(f"mobilenet: error: {exc}", file=sys.stderr)
