@@ -198,17 +198,11 @@ def test_cli_pretrained_flags(site, capsys, tmp_path):
 
 
 def test_detector_entries(site, capsys):
-    import importlib.util
-
     assert main(["weights", "download", "tf-od:ssd_mobilenet_v1_fpn_shared_box_predictor_640x640_coco14_sync_2018_07_03"]) == 2
     assert "weight-shared box predictor" in capsys.readouterr().err
     assert main(["weights", "download", "tf-od:ssd_mobilenet_v1_coco_2018_01_28", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
-    if importlib.util.find_spec("mobilenets.tasks.detect.convert") is None:  # the importer's branch not merged yet
-        assert err.endswith("the TF Object Detection API importer (mobilenets.tasks.detect.convert) is not in this "
-                            "installation")
-    else:  # the importer is there: the mirror has no such archive
-        assert "HTTP 404" in err and err.endswith("/models/object_detection/ssd_mobilenet_v1_coco_2018_01_28.tar.gz")
+    assert "HTTP 404" in err and err.endswith("/models/object_detection/ssd_mobilenet_v1_coco_2018_01_28.tar.gz")
     assert cache_files(dl.cache_root()) == []
 
 

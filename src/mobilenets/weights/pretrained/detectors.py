@@ -33,13 +33,9 @@ def detector_path(spec: str | Entry, progress: bool = True) -> Path:
         raise MobileNetsError(f"{entry.name} is listed but not supported: {entry.refusal}")
     if is_cached(entry):
         return converted_path(entry)
-    try:
-        from mobilenets.tasks.detect.convert import convert_detector
-    except ImportError:
-        # TODO(lead): written before odconvert (mobilenets.tasks.detect.convert) reached main; with
-        # it merged this branch is dead, and a loopback test of a tf-od entry can be added
-        raise MobileNetsError(f"{entry.name}: the TF Object Detection API importer "
-                              f"(mobilenets.tasks.detect.convert) is not in this installation") from None
+    # Imported here: the detection code imports the training code, which imports .fetch.
+    from mobilenets.tasks.detect.convert import convert_detector
+
     archive = verify_cached(download_entry(entry, progress), entry.sha256)
     final = converted_path(entry)
     stage = staging(final)
