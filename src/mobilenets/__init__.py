@@ -10,8 +10,11 @@ __version__ = "0.2.0"
 
 _EXPORTS = {
     "mobilenets.errors": ["MobileNetsError"],
-    "mobilenets.models": ["MobileNet", "MobileNetConfig", "scale_channels", "layer_plan", "create_model",
-                          "get_config", "list_models", "model_name", "feature_extractor"],
+    "mobilenets.models": ["MobileNet", "MobileNetConfig", "scale_channels", "layer_plan", "get_config",
+                          "list_models", "model_name", "feature_extractor"],
+    # create_model with pretrained=...: the registry's builder plus the pretrained weights
+    "mobilenets.weights.pretrained.create": ["create_model"],
+    "mobilenets.weights.pretrained": ["load_pretrained", "pretrained_path"],
     "mobilenets.cost": ["CostReport", "LayerCost", "analytical_cost", "measure_cost", "model_cost",
                         "single_layer_rows"],
     "mobilenets.weights": ["load_model", "save_model", "from_hf", "from_keras", "from_tf_slim", "from_tf_frozen",

@@ -101,7 +101,7 @@ def test_description_and_examples(path, parser):
 def test_examples_parse(path, parser):
     for line in example_lines(parser.epilog):
         try:
-            build_parser().parse_args(shlex.split(line)[1:])
+            build_parser().parse_args(shlex.split(line, comments=True)[1:])  # a trailing "# ..." is a shell comment
         except UsageError as exc:
             pytest.fail(f"{line}: {exc}")
 

@@ -31,8 +31,10 @@ RUNNING_FLAGS = ("output", "resume", "workers", "seed", "device", "threads", "am
                  "eval_batch_size", "no_progress", "json")
 RECIPE_FIELDS = tuple(f.name for f in dataclasses.fields(Recipe) if f.name != "name")
 VARIANT_CHOICE = choice(VARIANTS)  # one object: the flag's type is the same in every command
-INIT_HELP = ("start from the weights of a checkpoint, run folder or converted model folder (default: random "
-             "weights; the command's description says how it uses them)")
+INIT_HELP = ("start from the weights of a checkpoint, run folder or converted model folder, or from published "
+             "ImageNet weights: pretrained[:SOURCE][:MODEL], e.g. pretrained:tf-slim (the model the flags name), "
+             "pretrained:keras:mobilenet_v1_0.5_160 (see `mobilenet weights list`; default: random weights; the "
+             "command's description says how it uses them)")
 
 
 def parse_bool(text: str) -> bool:

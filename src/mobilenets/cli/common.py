@@ -142,7 +142,85 @@ def add_model_args(p: argparse.ArgumentParser, *, default: str = "mobilenet_v1_1
         g.add_argument("--num-classes", type=nonnegative_int, help="classifier outputs (default: the model's, 1000)")
     if checkpoint:
         g.add_argument("--checkpoint", metavar="PATH", help=f"{CHECKPOINT_HELP} (instead of random weights)")
+    add_pretrained_arg(g)
     p.set_defaults(model_default=default)
+
+
+PRETRAINED_CHOICES = ("best", "tf-slim", "keras", "timm", "hf")  # weights.pretrained.registry.SOURCES, plus best
+PRETRAINED_HELP = ("the published ImageNet weights of the model the flags name, fetched once into the cache (see "
+                   "`mobilenet weights list`): from SOURCE, or without SOURCE the best available (highest published "
+                   "top-1 for that alpha and resolution); instead of --checkpoint (default: none)")
+INIT_PRETRAINED = "pretrained"  # --init pretrained[:SOURCE][:MODEL-OR-FILE]
+
+
+def add_pretrained_arg(g: Any) -> None:
+    """``--pretrained [SOURCE]``, the same in every command that names a classifier."""
+    g.add_argument("--pretrained", nargs="?", const="best", metavar="SOURCE", **choice(PRETRAINED_CHOICES),
+                   help=PRETRAINED_HELP)
+
+
+def _named_model(args: argparse.Namespace, model: str | None = None) -> str:
+    """``mobilenet_v1_<alpha>_<resolution>``: what the model flags name (the command's default model
+    under --alpha/--resolution)."""
+    from mobilenets.models.registry import model_name
+    from mobilenets.weights.pretrained.registry import parse_model
+
+    if getattr(args, "variant", None) not in (None, "separable"):
+        raise UsageError(f"pretrained weights are published for the separable MobileNet only, not --variant "
+                         f"{args.variant}")
+    base = model or getattr(args, "model", None) or getattr(args, "model_default", None) or "mobilenet_v1_1.0_224"
+    alpha, res = parse_model(base)
+    return model_name(getattr(args, "alpha", None) or alpha, getattr(args, "resolution", None) or res)
+
+
+def init_spec_entry(args: argparse.Namespace, spec: str):
+    """The registry entry ``--init pretrained[:SOURCE][:MODEL]`` names; without MODEL, the model
+    flags name it (``--model``/``--alpha``/``--resolution``; a resolution nothing is published for
+    takes that alpha's 224-px weights)."""
+    from mobilenets.errors import MobileNetsError
+    from mobilenets.weights.pretrained.fetch import resolve_spec
+    from mobilenets.weights.pretrained.registry import SOURCES
+
+    rest = spec[len(INIT_PRETRAINED) + 1:]
+    if rest not in ("", *SOURCES):
+        return resolve_spec(rest)
+    named = _named_model(args)
+    try:
+        return resolve_spec(named, rest or True)
+    except MobileNetsError:
+        # a run may train at any resolution (--resolution 32 on the digits): start from the weights
+        # published for that alpha at 224 px, which run at any input size
+        from mobilenets.models.registry import model_name
+        from mobilenets.weights.pretrained.registry import parse_model
+
+        fallback = model_name(parse_model(named)[0], 224)
+        if fallback == named:
+            raise
+        return resolve_spec(fallback, rest or True)
+
+
+def resolve_pretrained(args: argparse.Namespace) -> None:
+    """Turn ``--pretrained [SOURCE]`` into ``--checkpoint`` (the cached, converted model folder;
+    the model flags that chose it are then consumed) and ``--init pretrained[:...]`` into the
+    folder's path, fetching and converting on first use. Called once by ``cli.main`` before a
+    command runs; commands without these flags are untouched."""
+    source = getattr(args, "pretrained", None)
+    if source is not None:
+        if getattr(args, "checkpoint", None):
+            raise UsageError("--pretrained and --checkpoint both name the weights; give one of them")
+        from mobilenets.weights.pretrained.fetch import pretrained_path
+
+        name = _named_model(args)
+        args.checkpoint = str(pretrained_path(name, True if source == "best" else source))
+        args.model = args.alpha = args.resolution = None  # they chose the weights, which now fix the model
+    init = getattr(args, "init", None)
+    if isinstance(init, str) and (init == INIT_PRETRAINED or init.startswith(INIT_PRETRAINED + ":")):
+        from mobilenets.weights.pretrained.fetch import pretrained_path
+
+        entry = init_spec_entry(args, init)
+        if entry.kind != "classifier":
+            raise UsageError(f"--init {init}: {entry.name} is a {entry.kind}, not classifier weights")
+        args.init = str(pretrained_path(entry))
 
 
 def model_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from mobilenets.cli.common import Parser, UsageError
+from mobilenets.cli.common import Parser, UsageError, resolve_pretrained
 from mobilenets.errors import cli_call
 
 # Command groups, in the order of the help text (the workflow: build, cost, train, weights, ship,
@@ -51,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(words)
         with cli_call(words):  # library messages name flags as typed here (mobilenets.errors.arg)
+            resolve_pretrained(args)  # --pretrained / --init pretrained:...: fetched and converted once, then cached
             args.func(args)
     except UsageError as exc:
         print(f"mobilenet: error: {exc}", file=sys.stderr)

@@ -6,15 +6,19 @@ import argparse
 import json
 
 from mobilenets.cli.common import (
+    MODEL_HELP,
+    UsageError,
     add_batch_size_arg,
     add_command,
     add_device_arg,
     add_engine_threads_arg,
     add_json_arg,
+    add_pretrained_arg,
     add_progress_arg,
     add_threads_arg,
     choice,
     nonnegative_int,
+    positive_float,
     positive_int,
 )
 from mobilenets.models.config import ACTIVATIONS, PADDINGS
@@ -30,7 +34,7 @@ CHECKPOINT_HELP = ("a run folder (its best weights), a model folder, a weights f
 def register(sub) -> None:
     _add_train(sub)
     p = add_command(sub, "eval", cmd_eval, help="top-1/top-5 of a checkpoint or an exported file on a data set")
-    p.add_argument("--checkpoint", required=True, metavar="PATH", help=CHECKPOINT_HELP)
+    _add_weights_args(p)
     p.add_argument("--data", metavar="DIR",
                    help="ImageNet-style folder (its val/ is used); default: the data the run was trained on")
     add_batch_size_arg(p, 256)
@@ -42,13 +46,35 @@ def register(sub) -> None:
     add_json_arg(p)
 
     p = add_command(sub, "predict", cmd_predict, help="top-k labels with probabilities for images")
-    p.add_argument("--checkpoint", required=True, metavar="PATH", help=CHECKPOINT_HELP)
+    _add_weights_args(p)
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--top-k", type=positive_int, default=5, help="labels shown per image (default 5)")
     add_device_arg(p)
     add_threads_arg(p)
     add_engine_threads_arg(p)
     add_json_arg(p)
+
+
+def _add_weights_args(p) -> None:
+    """--checkpoint PATH, or --pretrained [SOURCE] with the model it is for (--model/--alpha/--resolution)."""
+    g = p.add_argument_group("weights: --checkpoint PATH, or --pretrained [SOURCE] with --model NAME and/or "
+                             "--alpha/--resolution")
+    g.add_argument("--checkpoint", metavar="PATH", help=f"{CHECKPOINT_HELP} (required unless --pretrained)")
+    add_pretrained_arg(g)
+    g.add_argument("--model", metavar="NAME", help=f"with --pretrained: {MODEL_HELP} (default: mobilenet_v1_1.0_224)")
+    g.add_argument("--alpha", type=positive_float, help="with --pretrained: width multiplier α (default: the model's)")
+    g.add_argument("--resolution", type=positive_int,
+                   help="with --pretrained: input size in pixels (default: the model's)")
+    p.set_defaults(model_default="mobilenet_v1_1.0_224")
+
+
+def _checkpoint(args: argparse.Namespace) -> str:
+    """The weights to use: --checkpoint, or the folder --pretrained resolved to (cli.main did)."""
+    if not args.checkpoint:
+        raise UsageError("give --checkpoint PATH, or --pretrained [SOURCE] (with --model NAME) for published weights")
+    if args.model or args.alpha or args.resolution:
+        raise UsageError("--model/--alpha/--resolution choose the --pretrained weights; a --checkpoint records its own")
+    return args.checkpoint
 
 
 def _add_train(sub) -> None:
@@ -104,7 +130,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from mobilenets.utils.scoped import torch_threads
 
     with torch_threads(args.threads):  # None: torch's default
-        result = eval_checkpoint(args.checkpoint, args.data, args.batch_size, args.workers, args.device,
+        result = eval_checkpoint(_checkpoint(args), args.data, args.batch_size, args.workers, args.device,
                                  progress=not args.no_progress, engine_threads=args.engine_threads)
     if args.json:
         print(json.dumps(result))
@@ -133,7 +159,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from mobilenets.utils.scoped import torch_threads
 
     with torch_threads(args.threads):
-        results = predict(args.checkpoint, args.images, args.top_k, engine_threads=args.engine_threads,
+        results = predict(_checkpoint(args), args.images, args.top_k, engine_threads=args.engine_threads,
                           device=args.device)
     if args.json:
         print(json.dumps(results, indent=2))

@@ -117,6 +117,32 @@ def _onnx(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     return run
 
 
+def _tflite_io(inp: dict[str, Any], out: dict[str, Any]):
+    """The float32 <-> tensor conversions of a TFLite file whose input/output are quantized (uint8 or
+    int8: TF-slim's published ``_quant`` files, any fully-integer export); identity for float I/O.
+    A quantized output with TFLite's fixed softmax quantization (scale 1/256, zero point 0 for uint8
+    or -128 for int8, https://ai.google.dev/edge/litert/models/quantization_spec) holds probabilities:
+    their log is returned, logits whose softmax gives them back."""
+    def quantize(x: np.ndarray) -> np.ndarray:
+        if not np.issubdtype(inp["dtype"], np.integer):
+            return x
+        scale, zero = inp["quantization"]
+        info = np.iinfo(inp["dtype"])
+        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(inp["dtype"])
+
+    def dequantize(y: np.ndarray) -> np.ndarray:
+        if not np.issubdtype(out["dtype"], np.integer):
+            return y
+        scale, zero = out["quantization"]
+        values = (y.astype(np.float32) - zero) * np.float32(scale)
+        softmax_zero = 0 if out["dtype"] == np.uint8 else -128
+        if scale == 1 / 256 and zero == softmax_zero:
+            return np.log(np.maximum(values, np.float32(1 / 512)))  # 0 probability -> below the smallest step
+        return values
+
+    return quantize, dequantize
+
+
 def _tflite(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     tf = import_tf()
 
@@ -127,15 +153,20 @@ def _tflite(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     inp = interp.get_input_details()[0]
     out = interp.get_output_details()[0]
     state = {"batch": None}
+    quantize, dequantize = _tflite_io(inp, out)
+    # a batch dimension fixed at 1 (TF1 converted files, the published TF-slim ones): one image per call
+    one_at_a_time = int(inp.get("shape_signature", inp["shape"])[0]) == 1
 
     def run(nhwc: np.ndarray) -> np.ndarray:
+        if one_at_a_time and len(nhwc) != 1:
+            return np.concatenate([run(nhwc[i:i + 1]) for i in range(len(nhwc))])
         if state["batch"] != len(nhwc):
             interp.resize_tensor_input(inp["index"], list(nhwc.shape), strict=True)
             interp.allocate_tensors()
             state["batch"] = len(nhwc)
-        interp.set_tensor(inp["index"], nhwc)
+        interp.set_tensor(inp["index"], quantize(nhwc))
         interp.invoke()
-        return interp.get_tensor(out["index"]).copy()
+        return dequantize(interp.get_tensor(out["index"]).copy())
 
     return run
 

@@ -25,9 +25,14 @@ INIT_FIXED_FIELDS = (*ARCHITECTURE_FIELDS, "bn_eps")
 
 
 def load_init(init: str | os.PathLike):
-    """``(model, preprocessing, class names or None)`` of the weights ``init`` names."""
+    """``(model, preprocessing, class names or None)`` of the weights ``init`` names (a checkpoint,
+    or ``pretrained:ENTRY`` / ``pretrained:[SOURCE:]MODEL``: :mod:`mobilenets.weights.pretrained`)."""
     from mobilenets.weights.checkpoint import load_checkpoint, pretrained_info
 
+    if isinstance(init, str) and init.startswith("pretrained:"):  # published weights, fetched once and cached
+        from mobilenets.weights.pretrained.fetch import pretrained_path
+
+        init = pretrained_path(init)
     model, _ = load_checkpoint(init)
     pre, classes, _ = pretrained_info(model)
     return model, pre, classes
