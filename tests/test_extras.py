@@ -17,8 +17,13 @@ SRC = ROOT / "src" / "mobilenets"
 CORE_IMPORTS = {"PIL": "pillow", "sklearn": "scikit-learn", "threadpoolctl": "scikit-learn"}
 
 
+def _norm(name: str) -> str:
+    """A distribution name as PEP 503 compares them (huggingface_hub == huggingface-hub)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _dist(requirement: str) -> str:
-    return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].strip().lower()
+    return _norm(re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].strip())
 
 
 def _pyproject() -> dict:
@@ -62,7 +67,7 @@ def test_every_third_party_import_is_core_or_maps_to_an_extra_that_brings_it():
     extras = _extras()
     unmapped = []
     for name, where in _third_party_imports().items():
-        dist = CORE_IMPORTS.get(name, name.replace("_", "-").lower())
+        dist = _norm(CORE_IMPORTS.get(name, name))
         if dist in core:
             continue
         if name not in OPTIONAL:
@@ -70,7 +75,7 @@ def test_every_third_party_import_is_core_or_maps_to_an_extra_that_brings_it():
             continue
         listed, extra = OPTIONAL[name]
         assert extra in extras, f"{name}: extra {extra} is not in pyproject.toml"
-        assert listed in extras[extra], f"{name}: extra {extra} does not list {listed}"
+        assert _norm(listed) in extras[extra], f"{name}: extra {extra} does not list {listed}"
     assert not unmapped, f"imports with no core dependency and no extra: {unmapped}"
     # the README commands' extras are all in `all`, which `make demo` installs
     assert "'.[all]'" in (ROOT / "Makefile").read_text()
