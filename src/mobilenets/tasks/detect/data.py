@@ -58,8 +58,10 @@ class DetectionSplit:
         return [names[i] for i in self.category_ids]
 
 
-def summary_line(splits: list[DetectionSplit], listed_in: str | os.PathLike | None = None) -> str | None:
-    """One line summing up what was skipped (None when nothing was)."""
+def summary_line(splits: list[DetectionSplit], listed_in: str | os.PathLike | None = None,
+                 named: bool = True) -> str | None:
+    """One line summing up what was skipped (None when nothing was); ``named``: with the files
+    it was skipped from."""
     bad = [b for s in splits for b in s.bad]
     if not bad:
         return None
@@ -69,8 +71,8 @@ def summary_line(splits: list[DetectionSplit], listed_in: str | os.PathLike | No
     images = sum(1 for what, _ in bad if what.startswith(("image ", "annotation file ")))
     where = f"; listed in {listed_in}" if listed_in else ""
     parts = ", ".join(f"{n} {why}" for why, n in reasons.most_common())
-    line = (f"skipped {len(bad) - images} bad annotation(s) and {images} image(s) in "
-            f"{', '.join(s.source for s in splits)}: {parts}") if bad else ""
+    sources = f" in {', '.join(s.source for s in splits)}" if named else ""
+    line = f"skipped {len(bad) - images} bad annotation(s) and {images} image(s){sources}: {parts}" if bad else ""
     if empty:
         line += ("; " if line else "") + f"no usable box for {len(empty)} categor{'y' if len(empty) == 1 else 'ies'}: " \
                                          f"{', '.join(empty)}"

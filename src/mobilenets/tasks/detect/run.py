@@ -22,7 +22,7 @@ from mobilenets.errors import DataNotFoundError, MobileNetsError
 from mobilenets.tasks.detect.build import build_detector
 from mobilenets.tasks.detect.config import DetectorConfig, make_config
 from mobilenets.tasks.detect.curves import plot_curves
-from mobilenets.tasks.detect.data import DetectionSplit, load_splits, summary_line, usable_boxes
+from mobilenets.tasks.detect.data import NO_BOXES, DetectionSplit, load_splits, summary_line, usable_boxes
 from mobilenets.tasks.detect.evaluate import coco_metrics, original_scale, plot_pr, to_results
 from mobilenets.tasks.detect.task import DetectionTask, detect_recipe
 from mobilenets.tasks.detect.transforms import DetectAugment
@@ -72,7 +72,7 @@ def require_boxes(split: DetectionSplit, use: str) -> None:
     the checks left out says why."""
     if usable_boxes(split.coco):
         return
-    skipped = summary_line([split])
+    skipped = summary_line([split], named=False) if any(why != NO_BOXES for _, why in split.bad) else None
     raise MobileNetsError(f"no usable box to {use} in {split.source}: {len(split.coco['images'])} usable image(s)"
                           + (f"; {skipped}" if skipped else ", no annotations"))
 
@@ -275,10 +275,11 @@ def eval_checkpoint(checkpoint: str, data: str | None = None, *, split: str = "v
     report_bad({split: splits[split]}, log)
     require_boxes(splits[split], "score against")
     ids, gt = match_categories(list(meta["classes"]), splits[split], data or "the stand-in data", log)
-    require_boxes(DetectionSplit(split, splits[split].images, gt, splits[split].source), "score against")
+    scored = DetectionSplit(split, splits[split].images, gt, splits[split].source)
+    require_boxes(scored, "score against")
     cfg = DetectorConfig.from_dict(meta["model"])
     task = DetectionTask(cfg, None, data=data, category_ids=ids, class_names=meta["classes"])
-    results = [r for r in detect_split(model, task, splits[split], batch_size, device, progress, workers, amp=amp,
+    results = [r for r in detect_split(model, task, scored, batch_size, device, progress, workers, amp=amp,
                                        channels_last=channels_last) if r["category_id"] >= 0]
     out.mkdir(parents=True, exist_ok=True)
     (out / "detections.json").write_text(json.dumps(results))
