@@ -1,5 +1,5 @@
-"""The detection bad-input sweep (issue 24): bad inputs tried as a new user would, each as its own
-``mobilenet`` process, with the exit status and the first line on stderr (for a command that
+"""The detection bad-input sweep (issue 24): bad inputs tried as a new user would, through the
+``mobilenet`` command's entry point (in this process, or each in its own process with ``--fresh``), with the exit status and the first line on stderr (for a command that
 succeeds: its first line saying what was skipped or reported) recorded in a CSV.
 
     python benchmarks/bad_inputs_detect.py --output docs/results/2026-12-05-bad-inputs-detect.csv
@@ -12,13 +12,18 @@ exit 0, tracebacks, refusals with more than one stderr line, lines with a ``name
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
+import traceback
+import warnings
 from pathlib import Path
 
 from _cli import ScriptParser
@@ -77,10 +82,29 @@ def xml(*objects, size="<size><width>32</width><height>24</height></size>"):
     return f"<annotation><filename>{{stem}}.jpg</filename>{size}{''.join(objects)}</annotation>"
 
 
-def mobilenet(args, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, "-m", "mobilenets", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+def mobilenet(args, cwd: Path, fresh: bool = False) -> subprocess.CompletedProcess:
+    """``mobilenet ARGS``: its own process with ``fresh``, else the same entry point
+    (:func:`mobilenets.cli.main.main`) in this process, stdout and stderr captured (a fresh
+    process costs seconds of imports a case); an exception escaping ``main`` is recorded as the
+    traceback the user would see."""
+    args = [str(a) for a in args]
+    if fresh:
+        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+        return subprocess.run([sys.executable, "-m", "mobilenets", *args], cwd=cwd, env=env, capture_output=True,
+                              text=True, timeout=600)
+    from mobilenets.cli.main import main as cli_main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            code = cli_main(args)
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:  # noqa: BLE001 - what would reach the user as a traceback
+            err.write(traceback.format_exc())
+            code = 1
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def cases(t: Path, run: Path, classifier: Path, onnx: Path) -> list[tuple[str, str, list]]:
@@ -96,6 +120,7 @@ def cases(t: Path, run: Path, classifier: Path, onnx: Path) -> list[tuple[str, s
         return t / f"data-{name}"
 
     train("data folder that does not exist", t / "nowhere")
+    train("the instances JSON file instead of its folder", coco(t / "data-json") / "annotations" / "instances_train.json")
     (t / "empty").mkdir()
     train("empty folder", t / "empty")
     train("COCO: every box of zero width or height", coco(d(1), annotations=[box(1, b=(2, 2, 0, 5)), box(2, b=(3, 3, 4, -1))]))
@@ -162,10 +187,16 @@ def cases(t: Path, run: Path, classifier: Path, onnx: Path) -> list[tuple[str, s
                  annotations=[*GOOD, box(3, b=(0, 0, 0, 4), image_id=3), box(4, cat=9, image_id=3),
                               box(5, b=(30, 20, 40, 40), image_id=3), {**box(6), "id": 7}])
     train("COCO: usable boxes beside bad ones (skip, count, list)", mixed, "--alpha", "0.25", "--resolution", "64",
-          "--batch-size", "4")
+          "--batch-size", "2", "--eval-batch-size", "2")
 
     data = run.parent / "data"
     base = ["detect", "eval", "--checkpoint", run, "--no-progress"]
+    gone = shutil.copytree(data, t / "gone-data")  # a run trained on a folder since deleted
+    moved = t / "moved-run"
+    made = mobilenet(["detect", "train", "--data", gone, "--alpha", "0.25", "--resolution", "64", "--epochs", "1",
+                      "--batch-size", "4", "--warmup-epochs", "0", "--output", moved, "--no-progress"], t)
+    assert made.returncode == 0, made.stderr
+    shutil.rmtree(gone)
     renamed = _renamed(data, t / "eval-renamed", {n: f"not-{n}" for n in ("circle", "square", "triangle", "cross")})
     out += [
         ("detect eval", "--checkpoint that does not exist", ["detect", "eval", "--checkpoint", t / "nope"]),
@@ -189,6 +220,9 @@ def cases(t: Path, run: Path, classifier: Path, onnx: Path) -> list[tuple[str, s
          ["detect", "eval", "--annotations", data / "annotations" / "instances_val.json", "--results",
           _write(t / "res.json", [{"image_id": 1, "category_id": 55, "bbox": [1, 1, 2, 2], "score": 0.5}])]),
         ("detect eval", "--checkpoint with --results", base + ["--results", t / "res.json"]),
+        ("detect predict", "--checkpoint the run's exported model.onnx",
+         ["detect", "predict", t / "p.png", "--checkpoint", onnx]),
+        ("detect eval", "a run whose recorded data folder is gone", ["detect", "eval", "--checkpoint", moved]),
         ("detect predict", "--checkpoint a classifier", ["detect", "predict", image(t / "p.png"), "--checkpoint",
                                                          classifier]),
         ("detect predict", "an image that does not exist", ["detect", "predict", t / "gone.png", "--checkpoint", run]),
@@ -205,7 +239,7 @@ def cases(t: Path, run: Path, classifier: Path, onnx: Path) -> list[tuple[str, s
         ("predict", "--checkpoint a detection run", ["predict", "--checkpoint", run, t / "p.png"]),
         ("predict", "--checkpoint a detection run's best.safetensors",
          ["predict", "--checkpoint", run / "best.safetensors", t / "p.png"]),
-        ("export", "--checkpoint a detection run", ["export", "--checkpoint", run, "--output", t / "x3"]),
+        ("export", "--checkpoint a detection run", ["export", "--checkpoint", run, "--output", t / "x3.onnx"]),
         ("predict", "--checkpoint a detector's model.onnx", ["predict", "--checkpoint", onnx, t / "p.png"]),
         ("eval", "--checkpoint a detector's model.onnx", ["eval", "--checkpoint", onnx]),
     ]
@@ -218,8 +252,6 @@ def _write(path: Path, doc) -> Path:
 
 
 def _renamed(src: Path, dst: Path, names: dict[str, str]) -> Path:
-    import shutil
-
     shutil.copytree(src, dst)
     path = dst / "annotations" / "instances_val.json"
     doc = json.loads(path.read_text())
@@ -242,6 +274,8 @@ def first_line(result: subprocess.CompletedProcess) -> str:
 def main() -> None:
     parser = ScriptParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", default="docs/results/2026-12-05-bad-inputs-detect.csv", help="CSV to write")
+    parser.add_argument("--fresh", action="store_true", help="each case in its own process (slower: seconds of "
+                                                             "imports a case; default: in this process)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bad-detect-") as tmp:
         t = Path(tmp)
@@ -262,7 +296,7 @@ def main() -> None:
         rows, counts = [], {"cases": 0, "refused": 0, "exit 0": 0, "tracebacks": 0, "multi-line refusals": 0,
                             "name= forms": 0}
         for command, what, argv in cases(t, run, classifier, t / "exp" / "model.onnx"):
-            result = mobilenet(argv, t)
+            result = mobilenet(argv, t, args.fresh)
             line = first_line(result).replace(tmp, "$TMP")
             err = [x for x in result.stderr.splitlines() if x.strip()]
             counts["cases"] += 1

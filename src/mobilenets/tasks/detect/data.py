@@ -72,7 +72,9 @@ def summary_line(splits: list[DetectionSplit], listed_in: str | os.PathLike | No
     where = f"; listed in {listed_in}" if listed_in else ""
     parts = ", ".join(f"{n} {why}" for why, n in reasons.most_common())
     sources = f" in {', '.join(s.source for s in splits)}" if named else ""
-    line = f"skipped {len(bad) - images} bad annotation(s) and {images} image(s){sources}: {parts}" if bad else ""
+    counted = " and ".join([f"{len(bad) - images} bad annotation(s)"] * (len(bad) > images)
+                           + [f"{images} image(s)"] * (images > 0))
+    line = f"skipped {counted}{sources}: {parts}" if bad else ""
     if empty:
         line += ("; " if line else "") + f"no usable box for {len(empty)} categor{'y' if len(empty) == 1 else 'ies'}: " \
                                          f"{', '.join(empty)}"
@@ -115,6 +117,9 @@ def load_splits(data: str | os.PathLike) -> dict[str, DetectionSplit]:
     from mobilenets.tasks.detect.voc import find_voc_root, voc_split
 
     root = Path(data)
+    if root.is_file():
+        raise MobileNetsError(f"data {root} is a file: give the folder that holds annotations/instances_<split>*.json "
+                              f"and the images (COCO), or a VOC folder")
     if not root.is_dir():
         raise DataNotFoundError(f"data folder not found: {root}")
     voc = find_voc_root(root)

@@ -72,9 +72,15 @@ def require_boxes(split: DetectionSplit, use: str) -> None:
     the checks left out says why."""
     if usable_boxes(split.coco):
         return
-    skipped = summary_line([split], named=False) if any(why != NO_BOXES for _, why in split.bad) else None
+    # what was left out, without the categories it left empty (all of them are)
+    left_out = [(what, why) for what, why in split.bad if why != NO_BOXES]
+    skipped = summary_line([DetectionSplit(split.name, split.images, split.coco, split.source, left_out)], named=False) \
+        if left_out else None
+    crowd = len(split.coco["annotations"])  # all of them crowd (COCO iscrowd, VOC difficult): not trained on
+    why = f"; {skipped}" if skipped else ""
+    why += f"; {crowd} crowd/difficult region(s) only, which are not boxes to learn" if crowd else ""
     raise MobileNetsError(f"no usable box to {use} in {split.source}: {len(split.coco['images'])} usable image(s)"
-                          + (f"; {skipped}" if skipped else ", no annotations"))
+                          + (why or ", no annotations"))
 
 
 def train(data: str | None = None, detector: str | None = None, *, alpha: float | None = None,
@@ -170,8 +176,13 @@ def load_detector(path: str | os.PathLike) -> tuple[torch.nn.Module, dict[str, A
         full = load_state(file)
         state = full["ema"] if full.get("ema") is not None else full.get("model")
         meta = json.loads(full.get("run", "{}"))
+    elif file.suffix.lower() in (".onnx", ".tflite"):
+        raise MobileNetsError(f"{file} is an exported model: give the detection run it was exported from "
+                              f"(--checkpoint RUN); the exported file runs in ONNX Runtime / TFLite as its sidecar "
+                              f"{file.name}.json describes")
     else:
-        raise MobileNetsError(f"unknown checkpoint format {file.suffix!r} for {file}")
+        raise MobileNetsError(f"unknown checkpoint format {file.suffix!r} for {file}: give a detection run folder, "
+                              f"or its best.safetensors / last.safetensors")
     if meta.get("task") != "detection" or not isinstance(meta.get("model"), dict):
         from mobilenets.weights.checkpoint import checkpoint_kind
 

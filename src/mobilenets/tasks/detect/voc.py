@@ -79,12 +79,15 @@ def voc_split(root: Path, split: str, names: list[str] | None = None) -> tuple[d
         except (OSError, ET.ParseError, ValueError) as exc:
             bad.append((f"annotation file {xml}", f"unreadable VOC XML ({exc})"))
     if names is None:
-        names = sorted({name for r in records for name, _, _ in r["objects"]})
+        names = sorted({name for r in records for name, _, _ in r["objects"] if name})
     ids = {n: i + 1 for i, n in enumerate(names)}
     images, annotations = [], []
     for image_id, rec in enumerate(records, start=1):
         images.append({"id": image_id, "file_name": rec["file_name"], "width": rec["width"], "height": rec["height"]})
         for name, box, difficult in rec["objects"]:
+            if not name:
+                bad.append((f"an object of {rec['file_name']}", "no <name>"))
+                continue
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": ids.get(name, name),
                                 "bbox": box, "area": max(box[2], 0) * max(box[3], 0), "iscrowd": int(difficult)})
     categories = [{"id": i, "name": n} for n, i in ids.items()]
