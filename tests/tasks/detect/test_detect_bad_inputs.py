@@ -134,10 +134,13 @@ def test_train_refuses_files_that_are_not_images(tmp_path):
     assert "2 image(s)" in line
 
 
-@pytest.mark.parametrize("case", ["missing folder", "empty folder", "no image folder", "only a val split"])
+@pytest.mark.parametrize("case", ["missing folder", "empty folder", "no image folder", "only a val split",
+                                  "the JSON file, not its folder"])
 def test_train_refuses_folders_without_training_data(tmp_path, case):
     data = tmp_path / "data"
-    if case == "empty folder":
+    if case == "the JSON file, not its folder":
+        data = coco(data) / "annotations" / "instances_train.json"
+    elif case == "empty folder":
         data.mkdir()
     elif case == "no image folder":
         coco(data)
@@ -145,7 +148,8 @@ def test_train_refuses_folders_without_training_data(tmp_path, case):
     elif case == "only a val split":
         coco(data, split="val")
     match = {"missing folder": "data folder not found", "empty folder": "no detection data",
-             "no image folder": "image folder not found", "only a val split": "no training split"}[case]
+             "no image folder": "image folder not found", "only a val split": "no training split",
+             "the JSON file, not its folder": "is a file: give the folder that holds annotations"}[case]
     train_refused(tmp_path, data, match)
 
 
@@ -351,11 +355,31 @@ def test_detect_export_refuses(run, classifier, tmp_path, case):
             match=match)
 
 
-def test_detect_predict_refuses_a_classifier_checkpoint(classifier, tmp_path):
+def test_detect_predict_refuses_a_classifier_checkpoint_or_an_export(classifier, tmp_path):
     photo = tmp_path / "p.png"
     image(photo)
     refused(["detect", "predict", photo, "--checkpoint", classifier], [tmp_path],
             match="is a classification checkpoint")
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x07")
+    refused(["detect", "predict", photo, "--checkpoint", tmp_path / "model.onnx"], [tmp_path],
+            match="is an exported model: give the detection run it was exported from")
+
+
+def test_eval_of_a_run_whose_data_is_gone_asks_for_data(run, tmp_path):
+    """A copy of the run whose recorded data folder no longer exists (the run records it in its
+    weights' metadata: rewritten here as a move would leave it)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    with safe_open(str(run / "last.safetensors"), "pt") as f:
+        header = dict(f.metadata())
+    meta = json.loads(header["run"])
+    header["run"] = json.dumps({**meta, "data": str(tmp_path / "deleted-data")})
+    save_file(load_file(run / "last.safetensors"), moved / "last.safetensors", metadata=header)
+    refused(["detect", "eval", "--checkpoint", moved], [tmp_path, run],
+            match="the data the run was trained on, .*deleted-data, is not found: give --data")
 
 
 def test_the_keyword_form_check_can_fail():
