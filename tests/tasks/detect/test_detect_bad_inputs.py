@@ -389,3 +389,17 @@ def test_the_keyword_form_check_can_fail():
     with pytest.raises(AssertionError):
         check_message("continue it with --resume (resume=True)")
     assert not KEYWORD_FORM.search("no usable box to train on in data (--output, --val-data)")
+
+
+def test_val_categories_are_matched_to_train_by_name(tmp_path):
+    """A val file listing the same classes under other ids (and one more) is re-labelled to the
+    train file's ids by name: training's validation never scores a square as a circle."""
+    data = coco(tmp_path / "data")
+    coco(data, split="val", categories=[{"id": 1, "name": "square"}, {"id": 2, "name": "circle"},
+                                        {"id": 3, "name": "hexagon"}],
+         annotations=[one(1, cat=1), one(2, cat=2, image_id=2), one(3, cat=3, image_id=2)])
+    splits = load_splits(data)
+    val = splits["val"]
+    assert val.coco["categories"] == splits["train"].coco["categories"] == CATS
+    assert [(a["image_id"], a["category_id"]) for a in val.coco["annotations"]] == [(1, 2), (2, 1)]
+    assert ("annotation of image 2", "category not in the train split ('hexagon')") in val.bad

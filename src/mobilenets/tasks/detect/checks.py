@@ -20,6 +20,8 @@ left out as ``(what, why)``. The policy:
   rounding); an exact duplicate box (same image, category and box).
 - **Filled in:** an image without ``width``/``height`` takes the file's real size.
 - **Reported only:** a category with no usable box in the split (the detector never sees it).
+- **Matched by name:** a ``val`` file whose categories differ from ``train``'s takes ``train``'s
+  ids by name (:func:`align_categories`); a box of a category ``train`` lacks is skipped.
 
 Annotation ids are renumbered 1..N (torchvision reads annotations by id: two sharing one would
 read the same box twice). Whether anything is left to train on is the caller's check
@@ -180,12 +182,38 @@ def clean_coco(doc: Any, images: Path, source: str = "annotations") -> tuple[dic
         area = float(area) if _declared(area) is not None and area > 0 else box[2] * box[3]
         annotations.append({**ann, "id": len(annotations) + 1, "bbox": box, "area": area, "iscrowd": crowd})
     bad += [(what, f"{why} ({lost_boxes[i]} annotation(s) not used)") for i, (what, why) in lost.items()]
-    boxed = {a["category_id"] for a in annotations if not a["iscrowd"]}
-    bad += [(f"category {names[c]!r} (id {c})", NO_BOXES) for c in sorted(names)
-            if c not in boxed]
     clean = {**doc, "categories": sorted(categories, key=lambda c: c["id"]), "images": list(kept.values()),
              "annotations": annotations}
-    return clean, bad
+    return clean, bad + empty_categories(clean)
+
+
+def empty_categories(coco: dict[str, Any]) -> list[tuple[str, str]]:
+    """A :data:`NO_BOXES` report for each category of ``coco`` with no usable box."""
+    boxed = {a["category_id"] for a in coco["annotations"] if not a["iscrowd"]}
+    return [(f"category {c['name']!r} (id {c['id']})", NO_BOXES) for c in coco["categories"] if c["id"] not in boxed]
+
+
+def align_categories(coco: dict[str, Any], bad: list[tuple[str, str]], reference: list[dict[str, Any]],
+                     reference_name: str) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """``coco`` with the categories (and ids) of ``reference`` (another split's), its boxes
+    re-labelled by category NAME; a box of a name ``reference`` lacks is skipped and listed.
+    COCO's train and val files normally share their categories; when they differ, matching by id
+    would score one class as another."""
+    ids = {c["name"]: c["id"] for c in reference}
+    own = {c["id"]: c["name"] for c in coco["categories"]}
+    if own == {i: n for n, i in ids.items()}:
+        return coco, bad
+    bad = [b for b in bad if b[1] != NO_BOXES]
+    annotations = []
+    for ann in coco["annotations"]:
+        name = own[ann["category_id"]]
+        if name not in ids:
+            bad.append((f"annotation of image {ann['image_id']}", f"category not in the {reference_name} split "
+                                                                   f"({name!r})"))
+        else:
+            annotations.append({**ann, "category_id": ids[name]})
+    aligned = {**coco, "categories": sorted(reference, key=lambda c: c["id"]), "annotations": annotations}
+    return aligned, bad + empty_categories(aligned)
 
 
 def usable_boxes(coco: dict[str, Any]) -> int:
@@ -193,4 +221,4 @@ def usable_boxes(coco: dict[str, Any]) -> int:
     return sum(1 for a in coco["annotations"] if not a.get("iscrowd"))
 
 
-__all__ = ["NO_BOXES", "OVERHANG", "clean_coco", "usable_boxes"]
+__all__ = ["NO_BOXES", "OVERHANG", "align_categories", "clean_coco", "empty_categories", "usable_boxes"]

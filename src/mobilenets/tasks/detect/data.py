@@ -32,7 +32,7 @@ from torchvision.datasets import CocoDetection, VisionDataset, wrap_dataset_for_
 
 from mobilenets.data.samples import BadSample
 from mobilenets.errors import DataNotFoundError, MobileNetsError
-from mobilenets.tasks.detect.checks import NO_BOXES, OVERHANG, clean_coco, usable_boxes
+from mobilenets.tasks.detect.checks import NO_BOXES, OVERHANG, align_categories, clean_coco, usable_boxes
 from mobilenets.utils.scoped import quiet_prints
 
 SPLITS = ("train", "val")
@@ -140,6 +140,8 @@ def load_splits(data: str | os.PathLike) -> dict[str, DetectionSplit]:
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise MobileNetsError(f"{ann} is not valid JSON: {exc}") from None
             clean, bad = clean_coco(doc, images, str(ann))
+            if split != "train" and "train" in splits:  # one set of categories, matched by name
+                clean, bad = align_categories(clean, bad, splits["train"].coco["categories"], "train")
             splits[split] = DetectionSplit(split, images, clean, str(ann), bad)
     if "train" not in splits and "val" not in splits:
         raise DataNotFoundError(f"no detection data in {root}: expected annotations/instances_<train|val>*.json "
