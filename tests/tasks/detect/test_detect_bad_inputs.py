@@ -403,3 +403,25 @@ def test_val_categories_are_matched_to_train_by_name(tmp_path):
     assert val.coco["categories"] == splits["train"].coco["categories"] == CATS
     assert [(a["image_id"], a["category_id"]) for a in val.coco["annotations"]] == [(1, 2), (2, 1)]
     assert ("annotation of image 2", "category not in the train split ('hexagon')") in val.bad
+
+
+@pytest.mark.parametrize("case", ["--draw a folder", "--draw under a file", "--plot a folder", "--plot under a file",
+                                  "--annotations a folder"])
+def test_a_file_output_naming_a_folder_or_under_a_file(run, tmp_path, case):
+    """Where a command writes a FILE: a folder of that name, or a file where one of its folders
+    should be, is one line before any work (was a FileExistsError traceback)."""
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "d.png").mkdir()
+    photo = image(tmp_path / "p.png") or tmp_path / "p.png"
+    target = tmp_path / ("d.png" if "folder" in case else "file/x.png")
+    ann = run.parent / "data" / "annotations" / "instances_val.json"
+    (tmp_path / "res.json").write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5],
+                                                    "score": 0.9}]))
+    if case.startswith("--draw"):
+        argv = ["detect", "predict", photo, "--checkpoint", run, "--draw", target]
+    elif case.startswith("--plot"):
+        argv = ["detect", "eval", "--annotations", ann, "--results", tmp_path / "res.json", "--plot", target]
+    else:
+        argv = ["detect", "eval", "--annotations", tmp_path / "d.png", "--results", tmp_path / "res.json"]
+    match = "is a folder; give" if "folder" in case else "is a file, not a folder"
+    refused(argv, [tmp_path, run], match=match)
