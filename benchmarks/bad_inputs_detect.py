@@ -7,7 +7,8 @@ succeeds: its first line saying what was skipped or reported) recorded in a CSV.
 Everything it needs is made in a temporary folder: tiny COCO and VOC folders with real image
 files, a 1-epoch SSD run on the built-in stand-in (4 images of 64 px), a MobileNet classifier
 file and the run's ONNX export. It prints the counts: cases, refused (exit != 0), handled with
-exit 0, tracebacks, refusals with more than one stderr line, lines with a ``name=`` form.
+exit 0, tracebacks, refusals with more than one stderr line, lines with a ``name=`` form, refusals
+that left their ``--output`` behind.
 """
 
 from __future__ import annotations
@@ -183,6 +184,11 @@ def cases(t: Path, run: Path, classifier: Path, onnx: Path) -> list[tuple[str, s
     out.append(("detect train", "--init a detection run",
                 ["detect", "train", "--data", coco(d(39)), "--init", run, "--output", t / "r-init", "--epochs", "1",
                  "--warmup-epochs", "0"]))
+    train("--detector yolo", coco(d(43)), "--detector", "yolo")
+    train("--resolution 0", coco(d(44)), "--resolution", "0")
+    train("--batch-size larger than the training set", coco(d(45)), "--batch-size", "8")
+    out.append(("detect export", "--calibration without --int8",
+                ["detect", "export", "--checkpoint", run, "--output", t / "x4", "--calibration", t / "empty"]))
     mixed = coco(d(40), images=[(1, "a.png", 32, 24), (2, "b.png", 32, 24), (3, "c.png", 32, 24)],
                  annotations=[*GOOD, box(3, b=(0, 0, 0, 4), image_id=3), box(4, cat=9, image_id=3),
                               box(5, b=(30, 20, 40, 40), image_id=3), {**box(6), "id": 7}])
@@ -309,9 +315,12 @@ def main() -> None:
         classifier = t / "classifier.safetensors"
         save_weights(MobileNet(MobileNetConfig(alpha=0.25, resolution=32, num_classes=3)), classifier)
         rows, counts = [], {"cases": 0, "refused": 0, "exit 0": 0, "tracebacks": 0, "multi-line refusals": 0,
-                            "name= forms": 0}
+                            "name= forms": 0, "refusals that wrote their --output": 0}
         for command, what, argv in cases(t, run, classifier, t / "exp" / "model.onnx"):
+            target = Path(str(argv[argv.index("--output") + 1])) if "--output" in argv else None
+            existed = target is None or target.exists()
             result = mobilenet(argv, t, args.fresh)
+            counts["refusals that wrote their --output"] += bool(result.returncode and not existed and target.exists())
             line = first_line(result).replace(tmp, "$TMP")
             err = [x for x in result.stderr.splitlines() if x.strip()]
             counts["cases"] += 1
