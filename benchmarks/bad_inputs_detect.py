@@ -274,13 +274,15 @@ def _write(path: Path, doc) -> Path:
 
 def _renamed(src: Path, dst: Path, names: dict[str, str]) -> Path:
     shutil.copytree(src, dst)
-    path = dst / "annotations" / "instances_val.json"
-    doc = json.loads(path.read_text())
-    new_id = {c["id"]: 100 - c["id"] for c in doc["categories"]}
-    doc["categories"] = [{"id": new_id[c["id"]], "name": names.get(c["name"], c["name"])} for c in doc["categories"]]
-    for a in doc["annotations"]:
-        a["category_id"] = new_id[a["category_id"]]
-    path.write_text(json.dumps(doc))
+    for split in ("train", "val"):
+        path = dst / "annotations" / f"instances_{split}.json"
+        doc = json.loads(path.read_text())
+        new_id = {c["id"]: 100 - c["id"] for c in doc["categories"]}
+        doc["categories"] = [{"id": new_id[c["id"]], "name": names.get(c["name"], c["name"])}
+                             for c in doc["categories"]]
+        for a in doc["annotations"]:
+            a["category_id"] = new_id[a["category_id"]]
+        path.write_text(json.dumps(doc))
     return dst
 
 

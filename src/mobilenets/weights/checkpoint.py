@@ -136,7 +136,8 @@ def checkpoint_kind(path: str | os.PathLike) -> str | None:
 
 def _refuse_detection(run_json: Any, shown: str | os.PathLike) -> None:
     if run_task(run_json) == "detection":
-        raise MobileNetsError(f"{shown} is a detection run: use `mobilenet detect eval`, `mobilenet detect predict` "
+        what = "a detection run" if Path(shown).is_dir() else "a detection run's checkpoint"
+        raise MobileNetsError(f"{shown} is {what}: use `mobilenet detect eval`, `mobilenet detect predict` "
                               f"or `mobilenet detect export`")
 
 

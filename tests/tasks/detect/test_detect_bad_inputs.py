@@ -259,15 +259,17 @@ def classifier(tmp_path_factory):
 
 
 def renamed_val(src, dst, names):
-    """The run's data with its categories renamed (``names`` by old name) and ids reversed."""
+    """The run's data (both splits) with its categories renamed (``names`` by old name) and ids reversed."""
     shutil.copytree(src, dst)
-    path = dst / "annotations" / "instances_val.json"
-    doc = json.loads(path.read_text())
-    new_id = {c["id"]: 100 - c["id"] for c in doc["categories"]}
-    doc["categories"] = [{"id": new_id[c["id"]], "name": names.get(c["name"], c["name"])} for c in doc["categories"]]
-    for a in doc["annotations"]:
-        a["category_id"] = new_id[a["category_id"]]
-    path.write_text(json.dumps(doc))
+    for split in ("train", "val"):
+        path = dst / "annotations" / f"instances_{split}.json"
+        doc = json.loads(path.read_text())
+        new_id = {c["id"]: 100 - c["id"] for c in doc["categories"]}
+        doc["categories"] = [{"id": new_id[c["id"]], "name": names.get(c["name"], c["name"])}
+                             for c in doc["categories"]]
+        for a in doc["annotations"]:
+            a["category_id"] = new_id[a["category_id"]]
+        path.write_text(json.dumps(doc))
     return dst
 
 
@@ -331,6 +333,9 @@ def test_a_detection_run_given_to_a_classifier_command_names_what_it_is(run, tmp
     image(photo)
     argv = [photo if a == "IMG" else tmp_path / "out" if a == "OUT" else a for a in command]
     refused([*argv, "--checkpoint", run], [run, tmp_path], match="is a detection run: use `mobilenet detect eval`")
+    state = sorted((run / "checkpoints").glob("step-*.pt"))[-1]  # its training state: read without running code
+    refused([*argv, "--checkpoint", state], [run, tmp_path],
+            match="is a detection run's checkpoint: use `mobilenet detect eval`")
 
 
 def test_a_detectors_onnx_given_to_predict_names_what_it_is(run, tmp_path):
