@@ -213,6 +213,8 @@ def cases(t: Path, run: Path, classifier: Path, onnx: Path) -> list[tuple[str, s
          base + ["--data", _renamed(data, t / "eval-flip", {}), "--output", t / "e1"]),
         ("detect eval", "--data where one category has another name",
          base + ["--data", _renamed(data, t / "eval-one", {"circle": "disc"}), "--output", t / "e2"]),
+        ("detect eval", "--data whose val file names a category unlike its train file",
+         base + ["--data", _val_renamed(data, t / "eval-val", {"circle": "disc"}), "--output", t / "e3"]),
         ("detect eval", "--output names an existing file", base + ["--output", t / "runfile"]),
         ("detect eval", "--output is the run folder", base + ["--output", run]),
         ("detect eval", "--output under a file", base + ["--output", t / "runfile" / "x"]),
@@ -283,6 +285,15 @@ def _renamed(src: Path, dst: Path, names: dict[str, str]) -> Path:
         for a in doc["annotations"]:
             a["category_id"] = new_id[a["category_id"]]
         path.write_text(json.dumps(doc))
+    return dst
+
+
+def _val_renamed(src: Path, dst: Path, names: dict[str, str]) -> Path:
+    shutil.copytree(src, dst)
+    path = dst / "annotations" / "instances_val.json"
+    doc = json.loads(path.read_text())
+    doc["categories"] = [{**c, "name": names.get(c["name"], c["name"])} for c in doc["categories"]]
+    path.write_text(json.dumps(doc))
     return dst
 
 
