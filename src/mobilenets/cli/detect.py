@@ -53,8 +53,9 @@ def register(sub) -> None:
     p.add_argument("--data", metavar="DIR", help="COCO/VOC folder (default: the data the run was trained on)")
     p.add_argument("--split", default="val", choices=("train", "val"), help="split to score (default val)")
     p.add_argument("--output", metavar="DIR",
-                   help="FOLDER where detections.json and pr.png go (default: the run folder)")
-    add_plot_arg(p, "default: none; with --results only: with --checkpoint the run's pr.png is always drawn",
+                   help="FOLDER where detections.json and pr.png go (default: RUN/eval-<data folder name>-<split>, "
+                        "never the run folder itself)")
+    add_plot_arg(p, "default: none; with --results only: with --checkpoint pr.png is always drawn in --output",
                  "the precision-recall curves")
     p.add_argument("--backend", default="auto", **choice(BACKENDS),
                    help="COCO evaluation library (default auto: faster_coco_eval if installed, else pycocotools)")
@@ -184,8 +185,9 @@ def _print_metrics(result: dict, as_json: bool) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    """COCO's 12 numbers (AP, AP50, ..., AR100) and per-class AP: of a detection run on its data's split
-    (writes detections.json and pr.png), or of a COCO results file against an annotations file.
+    """COCO's 12 numbers (AP, AP50, ..., AR100) and per-class AP: of a detection run on a split of its data
+    or of --data (categories matched by name; writes detections.json and pr.png into a folder of its own),
+    or of a COCO results file against an annotations file.
 
     examples:
       mobilenet detect eval --checkpoint runs/detect-ssd
@@ -202,8 +204,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
                        args.json)
         return
     if args.plot:
-        raise MobileNetsError("--plot goes with --annotations and --results; with --checkpoint the run's pr.png is "
-                              "drawn in --output")
+        raise MobileNetsError("--plot goes with --annotations and --results; with --checkpoint pr.png is drawn "
+                              "in --output")
     if args.results:
         raise MobileNetsError("--results goes with --annotations; with --checkpoint the detections are computed")
     from mobilenets.tasks.detect.run import eval_checkpoint

@@ -41,6 +41,19 @@ def check_writable(folder: str | os.PathLike) -> None:
         raise MobileNetsError(f"cannot write to {folder}: {reason}") from None
 
 
+def check_file_target(path: str | os.PathLike, flag: str) -> Path:
+    """Fail early, with one line, if a file cannot be written at ``path`` (named by its CLI
+    ``flag`` in the message): it names a folder, or a file stands where one of its folders should
+    be. Before any slow work; nothing is created."""
+    path = Path(path)
+    if path.is_dir():
+        raise MobileNetsError(f"{flag} {path} is a folder; give a file name")
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise MobileNetsError(f"cannot write to {path}: {blocker} is a file, not a folder")
+    return path
+
+
 class Staging:
     """A temporary folder beside ``destination`` (a folder; its parent must exist) where an export
     writes its files (:meth:`path`); :meth:`commit` moves them into ``destination``, creating it,
@@ -87,4 +100,4 @@ class Staging:
         self.close()
 
 
-__all__ = ["ExportCheckFailed", "Staging", "check_writable"]
+__all__ = ["ExportCheckFailed", "Staging", "check_file_target", "check_writable"]

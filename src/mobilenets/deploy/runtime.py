@@ -283,6 +283,31 @@ def is_exported_model(path: str | os.PathLike) -> bool:
     return named is not None or sniff_format(p) is not None
 
 
+def read_sidecar(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The export's sidecar ``PATH.json`` as a dictionary (None where there is none, or it is not
+    a JSON object)."""
+    side = sidecar_path(path)
+    if not side.is_file():
+        return None
+    try:
+        meta = json.loads(side.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def refuse_detector(path: str | os.PathLike, meta: dict[str, Any] | None) -> None:
+    """A classifier command given an exported detector (its sidecar describes a detector): one line
+    saying what the file is and where it runs."""
+    detector = (meta or {}).get("detector")
+    if isinstance(detector, dict):
+        kind = str(detector.get("detector") or "ssd")
+        raise MobileNetsError(f"{path} is an exported detector ({kind}, {len(meta.get('classes') or [])} classes; "
+                              f"its sidecar {sidecar_path(path).name} describes its outputs): `mobilenet eval` and "
+                              f"`mobilenet predict` run classifiers; use `mobilenet detect predict` or "
+                              f"`mobilenet detect eval` with the detection run")
+
+
 def load_runner(path: str | os.PathLike, threads: int = 2, format: str | None = None) -> Runner:
     """Load an exported model for inference with ``threads`` CPU threads."""
     p = Path(path)
@@ -293,13 +318,7 @@ def load_runner(path: str | os.PathLike, threads: int = 2, format: str | None = 
     fmt = format or format_of(p)
     if fmt not in _LOADERS:
         raise MobileNetsError(f"unknown format {fmt!r}; choose one of {', '.join(_LOADERS)}")
-    meta = None
-    side = sidecar_path(p)
-    if side.is_file():
-        try:
-            meta = json.loads(side.read_text())
-        except (OSError, json.JSONDecodeError):
-            meta = None
+    meta = read_sidecar(p)
     with warnings.catch_warnings():  # the engines' deprecation and "experimental API" notices
         warnings.simplefilter("ignore")
         fn = _LOADERS[fmt](p, threads)
@@ -313,6 +332,7 @@ def open_exported(path: str | os.PathLike, threads: int = 2, verbose: bool = Fal
     file is loaded and run once on a blank image inside :func:`~mobilenets.utils.scoped.quiet_output`."""
     from mobilenets.utils.scoped import quiet_output
 
+    refuse_detector(path, read_sidecar(path))
     with quiet_output(not verbose):
         runner = load_runner(path, threads=threads)
         res = runner.preprocessing.resolution

@@ -44,9 +44,9 @@ from mobilenets.weights.folder import (
     save_model,
 )
 
-__all__ = ["atomic_write", "attach_pretrained_cfg", "load_checkpoint", "load_model", "load_state", "run_weights",
+__all__ = ["atomic_write", "attach_pretrained_cfg", "checkpoint_kind", "load_checkpoint", "load_model", "load_state", "run_weights",
            "make_pretrained_cfg", "pretrained_info", "read_json_object", "read_safetensors", "read_weights_file",
-           "resolve_checkpoint", "save_model", "save_state", "save_weights", "unwrap_state"]
+           "resolve_checkpoint", "run_task", "save_model", "save_state", "save_weights", "unwrap_state"]
 
 CHECKPOINT_EXPECTED = ("expected a model folder (config.json + model.safetensors), a run folder, "
                        "a .safetensors file or a .pt/.pth training state")
@@ -98,8 +98,52 @@ def _config(read: Any, file: Path, what: str) -> MobileNetConfig:
         raise MobileNetsError(f"{file}: its {what} is not a valid model config ({exc})") from None
 
 
-def _read_safetensors_checkpoint(file: Path, folder_doc: dict[str, Any] | None):
+def run_task(run_json: Any) -> str | None:
+    """The task a checkpoint's ``run`` metadata (JSON text) names ("classification", "detection",
+    ...), or None where it names none or cannot be read."""
+    try:
+        meta = json.loads(run_json) if isinstance(run_json, str) else None
+    except json.JSONDecodeError:
+        return None
+    task = meta.get("task") if isinstance(meta, dict) else None
+    return task if isinstance(task, str) else None
+
+
+def checkpoint_kind(path: str | os.PathLike) -> str | None:
+    """What a checkpoint file or folder is, in words, for a message about the wrong kind:
+    "detection run", "classification checkpoint" (a MobileNet: model folder, run or weights), or
+    None when it is neither or cannot be read. Reads metadata only where it can."""
+    try:
+        file = resolve_checkpoint(path)
+        if file.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(file), "pt") as f:
+                header = f.metadata() or {}
+            run = header.get("run")
+            if run_task(run) == "detection":
+                return "detection run"
+            return "classification checkpoint" if "mobilenet_config" in header or folder_config(file.parent) else None
+        if file.suffix in (".pt", ".pth"):
+            full = load_state(file)
+            if run_task(full.get("run")) == "detection":
+                return "detection run"
+            return "classification checkpoint" if "model_config" in full else None
+    except (OSError, ValueError, RuntimeError, TypeError, AttributeError):
+        return None
+    return None
+
+
+def _refuse_detection(run_json: Any, shown: str | os.PathLike) -> None:
+    if run_task(run_json) == "detection":
+        what = "a detection run" if Path(shown).is_dir() else "a detection run's checkpoint"
+        raise MobileNetsError(f"{shown} is {what}: use `mobilenet detect eval`, `mobilenet detect predict` "
+                              f"or `mobilenet detect export`")
+
+
+def _read_safetensors_checkpoint(file: Path, folder_doc: dict[str, Any] | None, shown: str | os.PathLike):
     state, header = read_safetensors(file)
+    _refuse_detection(header.get("run"), shown)
     if folder_doc is not None:
         cfg = _config(lambda: MobileNetConfig.from_dict(folder_doc["model"]), file.parent / MODEL_CONFIG_FILE,
                       '"model"')
@@ -113,8 +157,9 @@ def _read_safetensors_checkpoint(file: Path, folder_doc: dict[str, Any] | None):
     return cfg, state, meta
 
 
-def _read_state_checkpoint(file: Path):
+def _read_state_checkpoint(file: Path, shown: str | os.PathLike):
     full = load_state(file)
+    _refuse_detection(full.get("run"), shown)
     if "model" not in full or "model_config" not in full:
         raise MobileNetsError(f"{file} is not a mobilenets training checkpoint (no model/model_config entries)")
     cfg = _config(lambda: MobileNetConfig.from_json(full["model_config"]), file, "model_config")
@@ -133,9 +178,9 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[MobileNet, dict[str, Any]]
     file = resolve_checkpoint(path)
     folder_doc = folder_config(file.parent) if file.name == MODEL_WEIGHTS_FILE else None
     if file.suffix == ".safetensors":
-        cfg, state, meta = _read_safetensors_checkpoint(file, folder_doc)
+        cfg, state, meta = _read_safetensors_checkpoint(file, folder_doc, path)
     elif file.suffix in (".pt", ".pth"):
-        cfg, state, meta = _read_state_checkpoint(file)
+        cfg, state, meta = _read_state_checkpoint(file, path)
     else:
         raise MobileNetsError(f"unknown checkpoint format {file.suffix or file.name!r} for {file}; "
                               f"{CHECKPOINT_EXPECTED}")

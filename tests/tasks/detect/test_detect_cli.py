@@ -146,7 +146,9 @@ def test_eval_reloads_and_agrees_with_the_loop(run, tmp_path, capsys):
     assert main(["detect", "eval", "--checkpoint", str(run), "--json", "--no-progress"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert list(stats)[:3] == ["AP", "AP50", "AP75"] and len(stats) == 12
-    assert (run / "pr.png").stat().st_size > 5000
+    # its own folder, named after the data and split: never over the run's files
+    assert (run / "eval-data-val" / "pr.png").stat().st_size > 5000
+    assert (run / "eval-data-val" / "detections.json").is_file() and not (run / "detections.json").exists()
 
 
 def test_predict_draws_labelled_boxes(run, tmp_path, capsys):

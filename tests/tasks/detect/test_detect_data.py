@@ -9,7 +9,7 @@ import torch
 
 from mobilenets.data.samples import BadSample
 from mobilenets.errors import DataNotFoundError, MobileNetsError
-from mobilenets.tasks.detect.data import DetectionDataset, collate_detection, load_splits, summary_line
+from mobilenets.tasks.detect.data import NO_BOXES, DetectionDataset, collate_detection, load_splits, summary_line
 from mobilenets.tasks.detect.standin import CLASSES, write_standin
 from mobilenets.tasks.detect.transforms import DetectAugment, eval_transforms, train_transforms
 
@@ -111,26 +111,31 @@ def _coco_with_problems(root, standin):
     doc["images"].append({"id": 50, "file_name": "gone.jpg", "width": 96, "height": 96})
     doc["annotations"] += extra + [{"id": 905, "image_id": 50, "category_id": 1, "bbox": [1, 1, 5, 5]}]
     (root / "annotations" / "instances_val.json").write_text(json.dumps(doc))
-    (root / "val" / doc["images"][1]["file_name"]).write_bytes(b"\xff\xd8 truncated")  # unreadable image
-    return good
+    # an image whose header reads but whose pixels are cut short: met only when it is decoded
+    cut = root / "val" / doc["images"][1]["file_name"]
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    # a file that is not an image at all: found by the checks, before anything runs
+    (root / "val" / doc["images"][2]["file_name"]).write_bytes(b"\xff\xd8 not a jpeg")
+    return good - sum(a["image_id"] == doc["images"][2]["id"] for a in doc["annotations"])
 
 
 def test_bad_annotations_are_skipped_counted_and_listed(tmp_path, standin):
     good = _coco_with_problems(tmp_path / "coco", standin)
     split = load_splits(tmp_path / "coco")["val"]
     assert len(split.coco["annotations"]) == good + 1  # overhangs of 0.5/0.3 px are rounding: clipped, kept
-    kept = [a for a in split.coco["annotations"] if a["id"] == 904][0]
-    assert kept["bbox"] == [0.0, 0.0, 96.0, 10.0]
-    reasons = sorted(why.split(" (")[0] for _, why in split.bad)
-    assert reasons == ["box outside the image", "missing image file", "unknown category 77", "unknown image id",
-                       "zero area"]
+    assert [0.0, 0.0, 96.0, 10.0] in [a["bbox"] for a in split.coco["annotations"]]
+    assert [a["id"] for a in split.coco["annotations"]] == list(range(1, good + 2))  # renumbered
+    reasons = sorted(why.split(" (")[0] for _, why in split.bad if why != NO_BOXES)  # 3 images: not every class
+    assert reasons == ["box outside the image", "missing image file", "not a readable image", "unknown category",
+                       "unknown image id", "zero area"]
+    assert ("annotation 902 of image 1", "unknown category (77)") in split.bad
     line = summary_line([split], "RUN/bad_annotations.txt")
-    assert line.startswith("skipped 4 bad annotation(s) and 1 image(s)") and "RUN/bad_annotations.txt" in line
+    assert line.startswith("skipped 4 bad annotation(s) and 2 image(s)") and "RUN/bad_annotations.txt" in line
     assert "\n" not in line
-    # the unreadable image is met when read: a BadSample, the others still load
+    # the image cut short is met when decoded: a BadSample, the others still load
     ds = DetectionDataset(split, eval_transforms(None), split.category_ids)
     items = [ds[i] for i in range(len(ds))]
-    assert sum(isinstance(i, BadSample) for i in items) == 1 and len(items) == 3
+    assert sum(isinstance(i, BadSample) for i in items) == 1 and len(items) == 2
 
 
 def test_missing_folders_are_one_clear_error(tmp_path, standin):

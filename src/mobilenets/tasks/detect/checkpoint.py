@@ -28,10 +28,20 @@ def load_detector(path: str | os.PathLike) -> tuple[torch.nn.Module, dict[str, A
         full = load_state(file)
         state = full["ema"] if full.get("ema") is not None else full.get("model")
         meta = json.loads(full.get("run", "{}"))
+    elif file.suffix.lower() in (".onnx", ".tflite"):
+        raise MobileNetsError(f"{file} is an exported model: give the detection run it was exported from "
+                              f"(--checkpoint RUN); the exported file runs in ONNX Runtime / TFLite as its sidecar "
+                              f"{file.name}.json describes")
     else:
-        raise MobileNetsError(f"unknown checkpoint format {file.suffix!r} for {file}")
+        raise MobileNetsError(f"unknown checkpoint format {file.suffix!r} for {file}: give a detection run folder, "
+                              f"or its best.safetensors / last.safetensors")
     if meta.get("task") != "detection" or not isinstance(meta.get("model"), dict):
-        raise MobileNetsError(f"{file} is not a detection checkpoint (no detection run metadata)")
+        from mobilenets.weights.checkpoint import checkpoint_kind
+
+        kind = checkpoint_kind(file)
+        raise MobileNetsError(f"{file} is " + (f"a {kind}: use `mobilenet eval`, `mobilenet predict` or "
+                                               f"`mobilenet export`" if kind else "not a detection checkpoint "
+                                               "(no detection run metadata)"))
     model = build_detector(DetectorConfig.from_dict(meta["model"]))
     try:
         model.load_state_dict(state)

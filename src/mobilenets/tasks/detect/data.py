@@ -5,12 +5,11 @@ A COCO folder is ``DIR/annotations/instances_<split>*.json`` with the images in 
 ``JPEGImages/`` and ``ImageSets/Main/<split>.txt`` (or is a ``VOCdevkit`` holding one). VOC XML is
 turned into the same COCO dictionary (:mod:`mobilenets.tasks.detect.voc`), so one path reads both.
 
-Annotations are checked before anything trains (:func:`clean_coco`): a box outside the image
-(by more than 1 px: COCO's own boxes overhang by rounding), a box of zero area, an unknown
-category, an annotation of an unknown image, and an image file that is missing are skipped,
-counted, listed and summed up in one line; the run goes on. An image that cannot be decoded is
-found when it is read and becomes a :class:`~mobilenets.data.samples.BadSample` (the loop lists it
-in ``bad_files.txt``). Crowd annotations are left out of training targets (torchvision's detectors
+Annotations are checked before anything trains, against the real image files
+(:func:`~mobilenets.tasks.detect.checks.clean_coco`, whose docstring is the policy): what cannot be
+used is skipped, counted, listed and summed up in one line; conflicting duplicates are refused.
+An image whose header reads but whose pixels cannot be decoded is found when it is read and
+becomes a :class:`~mobilenets.data.samples.BadSample` (the loop lists it in ``bad_files.txt``). Crowd annotations are left out of training targets (torchvision's detectors
 have no "ignore" region) but stay in the ground truth COCO evaluation reads.
 
 Items are read by torchvision's ``CocoDetection`` wrapped for ``transforms.v2`` (boxes are
@@ -20,7 +19,6 @@ Items are read by torchvision's ``CocoDetection`` wrapped for ``transforms.v2`` 
 
 from __future__ import annotations
 
-import math
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -34,9 +32,9 @@ from torchvision.datasets import CocoDetection, VisionDataset, wrap_dataset_for_
 
 from mobilenets.data.samples import BadSample
 from mobilenets.errors import DataNotFoundError, MobileNetsError
+from mobilenets.tasks.detect.checks import NO_BOXES, OVERHANG, align_categories, clean_coco, usable_boxes
 from mobilenets.utils.scoped import quiet_prints
 
-OVERHANG = 1.0  # pixels a box may extend past the image before it counts as outside (then clipped)
 SPLITS = ("train", "val")
 
 
@@ -60,74 +58,32 @@ class DetectionSplit:
         return [names[i] for i in self.category_ids]
 
 
-def _bbox_problem(bbox: Any, width: float, height: float) -> tuple[str | None, list[float] | None]:
-    if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(
-            isinstance(v, (int, float)) and math.isfinite(v) for v in bbox):
-        return "not a box [x, y, width, height]", None
-    x, y, w, h = (float(v) for v in bbox)
-    if w <= 0 or h <= 0:
-        return "zero area", None
-    if x < -OVERHANG or y < -OVERHANG or x + w > width + OVERHANG or y + h > height + OVERHANG:
-        return f"box outside the image ({width:g} x {height:g})", None
-    x0, y0, x1, y1 = max(x, 0.0), max(y, 0.0), min(x + w, width), min(y + h, height)
-    if x1 <= x0 or y1 <= y0:
-        return "zero area", None
-    return None, [x0, y0, x1 - x0, y1 - y0]
-
-
-def clean_coco(doc: dict[str, Any], images: Path, source: str = "annotations") -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    """``doc`` without its bad annotations and missing images, and the list of what was dropped
-    as ``(what, why)`` (see the module docstring)."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("images"), list) or not isinstance(doc.get("categories"), list):
-        raise MobileNetsError(f"{source} is not a COCO instances file (needs 'images', 'annotations', 'categories')")
-    if not images.is_dir():
-        raise DataNotFoundError(f"image folder not found: {images} (for {source})")
-    with os.scandir(images) as entries:
-        present = {e.name for e in entries}
-    bad: list[tuple[str, str]] = []
-    kept_images, missing = {}, {}
-    for img in doc["images"]:
-        name = str(img.get("file_name", ""))
-        if (name not in present) if "/" not in name else not (images / name).is_file():
-            missing[img.get("id")] = str(images / name)
-        else:
-            kept_images[img["id"]] = img
-    categories = {c["id"] for c in doc["categories"]}
-    annotations, lost = [], Counter()
-    for ann in doc.get("annotations", []):
-        what = f"annotation {ann.get('id')} of image {ann.get('image_id')}"
-        img = kept_images.get(ann.get("image_id"))
-        if ann.get("image_id") in missing:
-            lost[ann.get("image_id")] += 1  # listed once, with its image
-            continue
-        if ann.get("category_id") not in categories:
-            bad.append((what, f"unknown category {ann.get('category_id')!r}"))
-            continue
-        if img is None:
-            bad.append((what, "unknown image id"))
-            continue
-        why, box = _bbox_problem(ann.get("bbox"), float(img.get("width", 0)), float(img.get("height", 0)))
-        if why is not None:
-            bad.append((what, why))
-            continue
-        annotations.append({**ann, "bbox": box, "area": float(ann.get("area", box[2] * box[3])),
-                            "iscrowd": int(ann.get("iscrowd", 0))})
-    bad += [(f"image {path}", f"missing image file ({lost[i]} annotation(s) not used)") for i, path in missing.items()]
-    clean = {**doc, "images": list(kept_images.values()), "annotations": annotations}
-    return clean, bad
-
-
-def summary_line(splits: list[DetectionSplit], listed_in: str | os.PathLike | None = None) -> str | None:
-    """One line summing up what was skipped (None when nothing was)."""
+def summary_line(splits: list[DetectionSplit], listed_in: str | os.PathLike | None = None,
+                 named: bool = True) -> str | None:
+    """One line summing up what was skipped (None when nothing was); ``named``: with the files
+    it was skipped from."""
     bad = [b for s in splits for b in s.bad]
     if not bad:
         return None
-    reasons = Counter(why.split(" (")[0] for _, why in bad)
-    images = sum(1 for what, _ in bad if what.startswith("image "))
+    empty = sorted({what.split(" (id")[0].removeprefix("category ") for what, why in bad if why == NO_BOXES})
+    bad = [(what, why) for what, why in bad if why != NO_BOXES]
+    reasons = Counter(why_of(why) for _, why in bad)
+    images = sum(1 for what, _ in bad if what.startswith(("image ", "annotation file ")))
     where = f"; listed in {listed_in}" if listed_in else ""
     parts = ", ".join(f"{n} {why}" for why, n in reasons.most_common())
-    return (f"skipped {len(bad) - images} bad annotation(s) and {images} image(s) in "
-            f"{', '.join(s.source for s in splits)}: {parts}{where}")
+    sources = f" in {', '.join(s.source for s in splits)}" if named else ""
+    counted = " and ".join([f"{len(bad) - images} bad annotation(s)"] * (len(bad) > images)
+                           + [f"{images} image(s)"] * (images > 0))
+    line = f"skipped {counted}{sources}: {parts}" if bad else ""
+    if empty:
+        line += ("; " if line else "") + f"no usable box for {len(empty)} categor{'y' if len(empty) == 1 else 'ies'}: " \
+                                         f"{', '.join(empty)}"
+    return line + where
+
+
+def why_of(reason: str) -> str:
+    """A skip reason without its particulars (what :func:`summary_line` counts)."""
+    return reason.split(" (")[0]
 
 
 def write_bad_list(splits: list[DetectionSplit], path: str | os.PathLike) -> Path | None:
@@ -161,6 +117,9 @@ def load_splits(data: str | os.PathLike) -> dict[str, DetectionSplit]:
     from mobilenets.tasks.detect.voc import find_voc_root, voc_split
 
     root = Path(data)
+    if root.is_file():
+        raise MobileNetsError(f"data {root} is a file: give the folder that holds annotations/instances_<split>*.json "
+                              f"and the images (COCO), or a VOC folder")
     if not root.is_dir():
         raise DataNotFoundError(f"data folder not found: {root}")
     voc = find_voc_root(root)
@@ -181,6 +140,8 @@ def load_splits(data: str | os.PathLike) -> dict[str, DetectionSplit]:
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise MobileNetsError(f"{ann} is not valid JSON: {exc}") from None
             clean, bad = clean_coco(doc, images, str(ann))
+            if split != "train" and "train" in splits:  # one set of categories, matched by name
+                clean, bad = align_categories(clean, bad, splits["train"].coco["categories"], "train")
             splits[split] = DetectionSplit(split, images, clean, str(ann), bad)
     if "train" not in splits and "val" not in splits:
         raise DataNotFoundError(f"no detection data in {root}: expected annotations/instances_<train|val>*.json "
@@ -256,5 +217,5 @@ def collate_detection(items) -> tuple[tuple[list[torch.Tensor], list[dict]], lis
     return (images, targets), targets, bad
 
 
-__all__ = ["CheckedCocoDetection", "DetectionDataset", "DetectionSplit", "clean_coco", "collate_detection",
-           "load_splits", "summary_line", "write_bad_list"]
+__all__ = ["OVERHANG", "CheckedCocoDetection", "DetectionDataset", "DetectionSplit", "clean_coco", "collate_detection",
+           "load_splits", "summary_line", "usable_boxes", "write_bad_list"]

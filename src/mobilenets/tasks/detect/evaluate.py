@@ -32,6 +32,8 @@ BACKENDS = ("auto", "faster_coco_eval", "pycocotools")
 
 def _read_json(path: str | os.PathLike, what: str) -> Any:
     path = Path(path)
+    if path.is_dir():
+        raise MobileNetsError(f"{what} {path} is a folder; give the JSON file")
     if not path.is_file():
         raise DataNotFoundError(f"{what} not found: {path}")
     try:
@@ -156,6 +158,10 @@ def evaluate_files(annotations: str | os.PathLike, results: str | os.PathLike, *
                    plot: str | os.PathLike | None = None) -> dict[str, Any]:
     """COCO's 12 numbers of a results file against an annotations file (``mobilenet detect eval
     --annotations A --results R``), per-class AP, and optionally the precision-recall PNG."""
+    if plot is not None:  # before any work
+        from mobilenets.deploy.outputs import check_file_target
+
+        check_file_target(plot, "--plot")
     gt = _read_json(annotations, "annotations file")
     if not isinstance(gt, dict) or not {"images", "categories"} <= set(gt):
         raise MobileNetsError(f"{annotations} is not a COCO instances file (needs 'images' and 'categories')")

@@ -248,7 +248,7 @@ def _check_output(out: Path) -> None:
     from mobilenets.deploy.outputs import check_writable
 
     if out.exists() and not out.is_dir():
-        raise MobileNetsError(f"output {out} is a file; give a folder")
+        raise MobileNetsError(f"--output {out} is a file; give a folder")
     if out.is_dir():
         check_writable(out)
     else:
@@ -281,7 +281,8 @@ def export_detector(checkpoint: str, output: str | os.PathLike, *, int8: bool = 
 
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
-        raise MobileNetsError(f"unknown detector export format(s) {unknown or formats}; choose from {', '.join(FORMATS)}")
+        raise MobileNetsError(f"unknown detector export format(s) {', '.join(map(str, unknown)) or '(none given)'}; "
+                              f"choose from {', '.join(FORMATS)}")
     if isinstance(calibration_images, bool) or not isinstance(calibration_images, int) or calibration_images < 1:
         raise MobileNetsError(f"calibration_images must be an integer >= 1, got {calibration_images!r}")
     if calibration is not None and not int8:

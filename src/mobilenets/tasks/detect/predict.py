@@ -85,6 +85,7 @@ def predict(checkpoint: str, images: list[str], *, score: float = 0.3, draw_to: 
     """Detections for each image file (``mobilenet detect predict``); with ``draw_to`` each image
     is also drawn with its boxes (one file: that name; several: ``NAME-<i>.png``). ``device``,
     ``amp`` (bf16 autocast), ``channels_last`` and ``batch_size``: how the images are run."""
+    from mobilenets.deploy.outputs import check_file_target
     from mobilenets.infer.context import inference_context, prepare_model
     from mobilenets.tasks.detect.run import load_detector
 
@@ -92,6 +93,13 @@ def predict(checkpoint: str, images: list[str], *, score: float = 0.3, draw_to: 
         raise MobileNetsError(f"score must be in [0, 1], got {score!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise MobileNetsError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    targets = [None] * len(images) if draw_to is None else [
+        Path(draw_to) if len(images) == 1 else Path(draw_to).with_name(f"{Path(draw_to).stem}-{i}"
+                                                                      f"{Path(draw_to).suffix or '.png'}")
+        for i in range(len(images))]
+    for target in targets:  # before any work: a drawing that cannot be written is one line
+        if target is not None:
+            check_file_target(target, "--draw")
     ctx = inference_context(device, amp, channels_last)
     model, meta = load_detector(checkpoint)
     model = prepare_model(model, ctx)
@@ -100,11 +108,8 @@ def predict(checkpoint: str, images: list[str], *, score: float = 0.3, draw_to: 
     results = []
     for i, (path, image, dets) in enumerate(zip(images, opened, found)):
         item: dict[str, Any] = {"image": str(path), "width": image.width, "height": image.height, "detections": dets}
-        if draw_to is not None:
-            target = Path(draw_to)
-            if len(images) > 1:
-                target = target.with_name(f"{target.stem}-{i}{target.suffix or '.png'}")
-            item["drawn"] = str(draw(image, dets, target))
+        if targets[i] is not None:
+            item["drawn"] = str(draw(image, dets, targets[i]))
         results.append(item)
     return results
 

@@ -17,11 +17,11 @@ from typing import Any
 
 from torch.utils.data import DataLoader
 
-from mobilenets.errors import MobileNetsError
+from mobilenets.errors import DataNotFoundError, MobileNetsError
 from mobilenets.tasks.detect.checkpoint import detector_init, load_detector
 from mobilenets.tasks.detect.config import DetectorConfig, make_config
 from mobilenets.tasks.detect.curves import plot_curves
-from mobilenets.tasks.detect.data import DetectionSplit, load_splits, summary_line
+from mobilenets.tasks.detect.data import NO_BOXES, DetectionSplit, load_splits, summary_line, usable_boxes
 from mobilenets.tasks.detect.evaluate import coco_metrics, original_scale, plot_pr, to_results
 from mobilenets.tasks.detect.task import DetectionTask, detect_recipe
 from mobilenets.tasks.detect.transforms import DetectAugment
@@ -64,6 +64,22 @@ def report_bad(splits: dict[str, DetectionSplit], log) -> None:
     line = summary_line(list(splits.values()))
     if line:
         log(line)
+
+
+def require_boxes(split: DetectionSplit, use: str) -> None:
+    """Refuse, with one line and before anything is written, a split with no usable box: what
+    the checks left out says why."""
+    if usable_boxes(split.coco):
+        return
+    # what was left out, without the categories it left empty (all of them are)
+    left_out = [(what, why) for what, why in split.bad if why != NO_BOXES]
+    skipped = summary_line([DetectionSplit(split.name, split.images, split.coco, split.source, left_out)], named=False) \
+        if left_out else None
+    crowd = len(split.coco["annotations"])  # all of them crowd (COCO iscrowd, VOC difficult): not trained on
+    why = f"; {skipped}" if skipped else ""
+    why += f"; {crowd} crowd/difficult region(s) only, which are not boxes to learn" if crowd else ""
+    raise MobileNetsError(f"no usable box to {use} in {split.source}: {len(split.coco['images'])} usable image(s)"
+                          + (why or ", no annotations"))
 
 
 def train(data: str | None = None, detector: str | None = None, *, alpha: float | None = None,
@@ -125,7 +141,12 @@ def train(data: str | None = None, detector: str | None = None, *, alpha: float 
         data = record_path(data)
         splits = load_data(data, progress=opts.progress)
         if "train" not in splits:
-            raise MobileNetsError(f"no training split in {data}")
+            raise MobileNetsError(f"no training split in {data}: expected annotations/instances_train*.json (COCO) "
+                                  f"or ImageSets/Main/train.txt or trainval.txt (VOC)")
+        require_boxes(splits["train"], "train on")
+        if "val" in splits and not usable_boxes(splits["val"].coco):
+            log(f"no usable box to validate on in {splits['val'].source}: training without validation")
+            splits = {"train": splits["train"]}
         from mobilenets.models.config import MobileNetConfig
 
         if start_detector is not None:
@@ -187,13 +208,57 @@ def detect_split(model, task: DetectionTask, split: DetectionSplit, batch_size: 
     return results
 
 
+def match_categories(classes: list[str], split: DetectionSplit, data: str, log: Any = print) -> tuple[list[int], dict]:
+    """The data set's category id of each of the run's ``classes`` (by name; a negative placeholder
+    for a class the data set lacks) and the split's ground truth cut to the categories both know.
+    A category the run does not know is reported (its boxes are not scored); none in common is
+    refused."""
+    ids = {c["name"]: c["id"] for c in split.coco["categories"]}
+    common = [n for n in classes if n in ids]
+    if not common:
+        raise MobileNetsError(f"none of the run's classes ({', '.join(classes)}) is a category of {data} "
+                              f"({', '.join(ids) or 'no categories'}): nothing to score")
+    unknown = [n for n in ids if n not in classes]
+    absent = [n for n in classes if n not in ids]
+    if unknown:
+        log(f"not scored: {len(unknown)} categor{'y' if len(unknown) == 1 else 'ies'} of {data} the run does not "
+            f"know: {', '.join(unknown)}")
+    if absent:
+        log(f"{len(absent)} of the run's classes are not categories of {data}: {', '.join(absent)} (their "
+            f"detections are left out)")
+    keep = {ids[n] for n in common}
+    gt = {**split.coco, "categories": [c for c in split.coco["categories"] if c["id"] in keep],
+          "annotations": [a for a in split.coco["annotations"] if a["category_id"] in keep]}
+    return [ids.get(n, -1 - i) for i, n in enumerate(classes)], gt
+
+
+def eval_output(checkpoint: str | os.PathLike, data: str | None, split: str, output: str | None) -> Path:
+    """Where ``detect eval`` writes: ``output``, else ``RUN/eval-<data name>-<split>``; never the
+    run folder itself (its files are the run's), never an existing file."""
+    ckpt = Path(checkpoint)
+    run = ckpt if ckpt.is_dir() else ckpt.parent
+    default = run / f"eval-{Path(data).name if data else 'standin'}-{split}"
+    out = Path(output) if output else default
+    if out.exists() and not out.is_dir():
+        raise MobileNetsError(f"--output {out} is a file; give a folder")
+    blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise MobileNetsError(f"cannot write to {out}: {blocker} is a file, not a folder")
+    if out.resolve() == run.resolve() and (run / "config.json").is_file():
+        raise MobileNetsError(f"--output {out} is the run folder; eval writes into a folder of its own "
+                              f"(default {default})")
+    return out
+
+
 def eval_checkpoint(checkpoint: str, data: str | None = None, *, split: str = "val", output: str | None = None,
                     batch_size: int = 16, device: str = "auto", backend: str = "auto", progress: bool = False,
                     log: Any = print, workers: int = 0, amp: bool = False, channels_last: bool = False) -> dict[str, Any]:
     """COCO's 12 numbers and per-class AP of a detection checkpoint on ``split`` of ``data``
-    (default: the data it was trained on); writes ``detections.json`` (COCO results) and
-    ``pr.png`` to ``output`` (default: the run folder). ``device``, ``amp``, ``channels_last``,
-    ``workers``: how the images are run (:func:`detect_split`)."""
+    (default: the data it was trained on), categories matched by name (:func:`match_categories`);
+    writes ``detections.json`` (COCO results, in the data set's category ids) and ``pr.png`` to
+    ``output`` (default: ``RUN/eval-<data name>-<split>``: never over the run's own files).
+    Everything is checked before anything is run or written. ``device``, ``amp``,
+    ``channels_last``, ``workers``: how the images are run (:func:`detect_split`)."""
     model, meta = load_detector(checkpoint)
     recorded = DetectorConfig.from_dict(meta["model"])
     if (recorded.input_resize, recorded.input_pad) != ("antialias", "none"):
@@ -202,27 +267,31 @@ def eval_checkpoint(checkpoint: str, data: str | None = None, *, split: str = "v
         raise MobileNetsError(f"detect eval does not apply this detector's recorded input handling yet "
                               f"(input_resize {recorded.input_resize}, input_pad {recorded.input_pad}); "
                               "detect predict and export do")
+    if data is None and meta.get("data") is not None and not Path(meta["data"]).is_dir():
+        raise DataNotFoundError(f"the data the run was trained on, {meta['data']}, is not found: give --data")
     data = data if data is not None else meta.get("data")
     splits = load_data(data, progress=progress)
     if split not in splits:
-        raise MobileNetsError(f"{data or 'the stand-in data'} has no {split!r} split")
+        raise MobileNetsError(f"{data or 'the stand-in data'} has no {split} split (--split)")
+    out = eval_output(checkpoint, data, split, output)
     report_bad({split: splits[split]}, log)
+    require_boxes(splits[split], "score against")
+    ids, gt = match_categories(list(meta["classes"]), splits[split], data or "the stand-in data", log)
+    scored = DetectionSplit(split, splits[split].images, gt, splits[split].source)
+    require_boxes(scored, "score against")
     cfg = DetectorConfig.from_dict(meta["model"])
-    task = DetectionTask(cfg, None, data=data, category_ids=meta["category_ids"], class_names=meta["classes"])
-    if [c["id"] for c in sorted(splits[split].coco["categories"], key=lambda c: c["id"])] != task.category_ids:
-        raise MobileNetsError(f"the categories of {data} differ from the ones the detector was trained on")
-    results = detect_split(model, task, splits[split], batch_size, device, progress, workers, amp=amp,
-                           channels_last=channels_last)
-    ckpt = Path(checkpoint)
-    out = Path(output) if output else (ckpt if ckpt.is_dir() else ckpt.parent)
+    task = DetectionTask(cfg, None, data=data, category_ids=ids, class_names=meta["classes"])
+    results = [r for r in detect_split(model, task, scored, batch_size, device, progress, workers, amp=amp,
+                                       channels_last=channels_last) if r["category_id"] >= 0]
     out.mkdir(parents=True, exist_ok=True)
     (out / "detections.json").write_text(json.dumps(results))
-    metrics = coco_metrics(splits[split].coco, results, backend)
-    plot = plot_pr(metrics.pop("eval"), splits[split].coco, out / "pr.png", f"{ckpt.name} on {split}")
+    metrics = coco_metrics(gt, results, backend)
+    plot = plot_pr(metrics.pop("eval"), gt, out / "pr.png", f"{Path(checkpoint).name} on {split}")
     return {"checkpoint": str(checkpoint), "data": data or "stand-in", "split": split, "images":
-            len(splits[split].coco["images"]), "detections": len(results), "results": str(out / "detections.json"),
+            len(gt["images"]), "detections": len(results), "results": str(out / "detections.json"),
             "plot": str(plot), **metrics}
 
 
-__all__ = ["BN_MOMENTUM", "STANDIN_DEFAULTS", "STANDIN_FASTER_RCNN", "STANDIN_FASTER_RCNN_RECIPE", "STANDIN_RECIPE", "detect_split", "eval_checkpoint", "load_data", "load_detector",
+__all__ = ["BN_MOMENTUM", "STANDIN_DEFAULTS", "STANDIN_FASTER_RCNN", "STANDIN_FASTER_RCNN_RECIPE", "STANDIN_RECIPE", "detect_split", "eval_checkpoint", "eval_output", "load_data", "load_detector", "match_categories",
+           "require_boxes",
            "plot_curves", "train"]
