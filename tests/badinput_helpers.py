@@ -27,6 +27,8 @@ from pathlib import Path
 
 # A Python keyword-argument form (`resume=True`, `val_data=...`): never in a message to a CLI user.
 KEYWORD_FORM = re.compile(r"\b\w+=")
+# Every line refused() saw in this process: a suite's last test checks them all again.
+SEEN: list[str] = []
 
 
 @dataclass
@@ -91,6 +93,7 @@ def refused(argv: Sequence[str], watch: Iterable[str | os.PathLike] = (), *, mat
     written = sorted(set(after) - set(before)) + sorted(p for p in before if p in after and after[p] != before[p])
     removed = sorted(set(before) - set(after))
     assert not written and not removed, f"{shown} changed files: written {written[:5]}, removed {removed[:5]}"
+    SEEN.append(lines[0])
     if match is not None:
         assert re.search(match, lines[0]), f"{shown}: {lines[0]!r} does not match {match!r}"
     return check_message(lines[0])
@@ -110,4 +113,4 @@ def skipped(argv: Sequence[str], *, match: str) -> CliResult:
     return result
 
 
-__all__ = ["CliResult", "KEYWORD_FORM", "check_message", "refused", "run_cli", "skipped", "snapshot"]
+__all__ = ["SEEN", "CliResult", "KEYWORD_FORM", "check_message", "refused", "run_cli", "skipped", "snapshot"]

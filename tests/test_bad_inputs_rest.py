@@ -1,6 +1,6 @@
 """Bad inputs to geo, distill, finetune, faces, convert, figures and the training runner, tried as a
 new user would: each is refused with exit status 2 and one line in the user's words (CLI flags,
-no ``name=``), no traceback, and nothing written (badinput_helpers_rest.refused). Inputs that are
+no ``name=``), no traceback, and nothing written (badinput_helpers.refused). Inputs that are
 skipped and counted instead are checked where that behaviour is tested (tests/tasks/geo,
 tests/tasks/distill)."""
 
@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from badinput_helpers_rest import KEYWORD_FORM, SEEN, refused, run
+from badinput_helpers import KEYWORD_FORM, SEEN, refused, run_cli
 from mobilenets.data.photos import write_crops
 
 PHOTOS = ["chelsea", "coffee", "astronaut"]
@@ -94,9 +94,9 @@ def w(tmp_path_factory):
             (root / name / "Images").mkdir()
     # a classification run (the built-in digits, one step, checkpointed) and a geolocation-looking copy
     runs = root / "runs"
-    code, _, err = run(["train", "--alpha", "0.25", "--resolution", "32", "--epochs", "1", "--batch-size", "64",
+    result = run_cli(["train", "--alpha", "0.25", "--resolution", "32", "--epochs", "1", "--batch-size", "64",
                         "--max-steps", "1", "--no-progress", "--output", str(runs / "done")])
-    assert code == 0, err
+    assert result.code == 0, result.stderr
     shutil.copytree(runs / "done", runs / "geo")
     config = json.loads((runs / "geo" / "config.json").read_text())
     (runs / "geo" / "config.json").write_text(json.dumps({**config, "task": "geolocation"}))
