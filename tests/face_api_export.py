@@ -114,7 +114,7 @@ def write_tf_od_api_export(folder: Path, *, checkpoint: bool = True, frozen: boo
 def tar_gz(files: dict[str, Path | bytes]) -> bytes:
     """A .tar.gz holding each ``name -> file or bytes`` (the archive layouts the publishers serve)."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:  # float weights: gzip -9 takes ~50 s
         for name, data in files.items():
             body = data.read_bytes() if isinstance(data, Path) else data
             info = tarfile.TarInfo(name)

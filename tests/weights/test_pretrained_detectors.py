@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from face_api_export import MANIFEST, face_api_npm_tarball, tf1_zoo_archive, write_tf_od_api_export
+from face_api_export import MANIFEST, face_api_npm_tarball, tf1_zoo_archive
 
 sys.path.insert(0, os.path.dirname(__file__))
 from pretrained_server import Site, serve  # noqa: E402
@@ -64,7 +64,7 @@ def predict_json(checkpoint: str, image: str, capsys) -> list:
     return json.loads(capsys.readouterr().out)
 
 
-@pytest.mark.slow  # ~65 s on 2 shared cores: TensorFlow writes the export, three detectors converted
+@pytest.mark.slow  # ~20 s on 2 shared cores: TensorFlow writes the export, three detectors converted
 def test_tf_od_entry_downloads_converts_and_predicts(site, tmp_path, capsys):
     """`weights download tf-od:NAME` fetches the zoo's archive layout through the mirror, converts and
     caches it; `detect predict --checkpoint tf-od:NAME` then reads only the cache and gives the
@@ -83,7 +83,7 @@ def test_tf_od_entry_downloads_converts_and_predicts(site, tmp_path, capsys):
     load_photo("grace_hopper").resize((512, 512)).save(photo)
     got = predict_json(COCO, str(photo), capsys)
     assert len(site.requests) == 1  # the second use reads only the cache
-    local = convert_detector(write_tf_od_api_export(tmp_path / "local", frozen=False), tmp_path / "local-ssd")
+    local = convert_detector(tmp_path / "build" / "ssd_mobilenet_v1_coco_2018_01_28", tmp_path / "local-ssd")
     want = predict_json(str(local), str(photo), capsys)
     assert got == want and len(got[0]["detections"]) >= 1
     assert got[0]["detections"][0]["label"] == "class1" and got[0]["detections"][0]["score"] > 0.9  # her face
@@ -93,16 +93,14 @@ def test_tf_od_entry_downloads_converts_and_predicts(site, tmp_path, capsys):
     assert np.abs(boxes - ref_boxes).max() < 1e-4 and np.abs(logits - ref_logits).max() < 1e-4
 
 
-def test_tf_od_entry_refusals(site, capsys, tmp_path):
+def test_tf_od_entry_refusals(site, capsys, tmp_path, monkeypatch):
     """A classifier command refuses a detector entry; offline without a cache names the download command;
     404: one line, the cache clean."""
     assert main(["predict", "--checkpoint", COCO, str(tmp_path / "x.jpg")]) == 2
     assert "detect" in capsys.readouterr().err
-    os.environ["MOBILENETS_OFFLINE"] = "1"
-    try:
-        assert main(["detect", "predict", "--checkpoint", COCO, str(tmp_path / "x.jpg")]) == 2
-    finally:
-        del os.environ["MOBILENETS_OFFLINE"]
+    monkeypatch.setenv("MOBILENETS_OFFLINE", "1")
+    assert main(["detect", "predict", "--checkpoint", COCO, str(tmp_path / "x.jpg")]) == 2
+    monkeypatch.delenv("MOBILENETS_OFFLINE")
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and f"mobilenet weights download {COCO}" in err
     assert main(["detect", "predict", "--checkpoint", COCO, str(tmp_path / "x.jpg")]) == 2
