@@ -151,6 +151,23 @@ PRETRAINED_HELP = ("the published ImageNet weights of the model the flags name, 
                    "`mobilenet weights list`): from SOURCE, or without SOURCE the best available (highest published "
                    "top-1 for that alpha and resolution); instead of --checkpoint (default: none)")
 INIT_PRETRAINED = "pretrained"  # --init pretrained[:SOURCE][:MODEL-OR-FILE]
+# registry detectors: `detect ... --checkpoint tf-od:NAME` (or face-api:...), `detect train --init tf-od:NAME`
+DETECTOR_ENTRY_PREFIXES = ("tf-od:", "face-api:")
+
+
+def _detector_entry(args: argparse.Namespace, flag: str, value: Any) -> str | None:
+    """The cached detector folder when ``value`` names a registry detector (``tf-od:NAME``, with or
+    without ``pretrained:``), fetched and converted on first use; None for anything else."""
+    if not isinstance(value, str):
+        return None
+    name = value[len(INIT_PRETRAINED) + 1:] if value.startswith(INIT_PRETRAINED + ":") else value
+    if not name.startswith(DETECTOR_ENTRY_PREFIXES):
+        return None
+    if getattr(getattr(args, "func", None), "__module__", "") != "mobilenets.cli.detect":
+        raise UsageError(f"--{flag} {value}: a registry detector; `mobilenet detect ...` commands take it")
+    from mobilenets.weights.pretrained.detectors import detector_path
+
+    return str(detector_path(name, progress=getattr(args, "progress", True)))
 
 
 def add_pretrained_arg(g: Any) -> None:
@@ -204,6 +221,11 @@ def resolve_pretrained(args: argparse.Namespace) -> None:
     the model flags that chose it are then consumed) and ``--init pretrained[:...]`` into the
     folder's path, fetching and converting on first use. Called once by ``cli.main`` before a
     command runs; commands without these flags are untouched."""
+    for flag in ("checkpoint", "init"):  # a registry detector: its cached, converted folder
+        folder = _detector_entry(args, flag, getattr(args, flag, None))
+        if folder is not None:
+            setattr(args, flag, folder)
+            return
     source = getattr(args, "pretrained", None)
     if source is not None:
         if getattr(args, "checkpoint", None):

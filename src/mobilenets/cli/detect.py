@@ -32,7 +32,9 @@ from mobilenets.tasks.detect.config import ANCHOR_ORDERS, DETECTORS  # torch-fre
 DETECTOR_CHOICES = Choices(DETECTORS)
 SSD_DETECTORS = tuple(d for d in DETECTORS if d.startswith("ssd"))  # what `detect bench` times
 BACKENDS = ("auto", "faster_coco_eval", "pycocotools")
-CHECKPOINT_HELP = "a detection run folder (its best weights) or a weights file of one"
+CHECKPOINT_HELP = ("a detection run folder (its best weights), a weights file of one, a detector folder, or a "
+                   "registry detector, tf-od:NAME (see `mobilenet weights list --source tf-od`; fetched and "
+                   "converted once, then cached)")
 
 
 def _detector(name: str) -> str:

@@ -67,9 +67,9 @@ def register(sub) -> None:
     c.add_argument("--upsample", type=int, default=1,
                    help="dlib detector upsampling passes (default 1; finds smaller faces)")
     c.add_argument("--detector", default="dlib", metavar="NAME",
-                   help="face detector: dlib (HOG), mobilenet-ssd (face-api's SSD-MobileNetV1 converted by `mobilenet "
-                        "detect convert`: the folder $MOBILENETS_FACE_SSD names, else the cache's "
-                        "detectors/face-api-ssd-mobilenetv1) or a detector folder (default dlib)")
+                   help="face detector: dlib (HOG), mobilenet-ssd (face-api's SSD-MobileNetV1: the folder "
+                        "$MOBILENETS_FACE_SSD names, else the weights registry's face-api:ssd_mobilenetv1_model, "
+                        "fetched and converted once) or a detector folder (default dlib)")
     c.add_argument("--score", type=float, default=0.5,
                    help="lowest face score kept by a MobileNet SSD detector (default 0.5, face-api's minConfidence)")
     add_progress_arg(c)

@@ -26,7 +26,7 @@ from mobilenets.cli.common import (
 )
 from mobilenets.weights.convert import FORMATS, TARGETS
 
-ENTRY_SOURCES = ("tf-slim", "keras", "timm", "hf", "tf-od")  # weights.pretrained.registry: Entry.source
+ENTRY_SOURCES = ("tf-slim", "keras", "timm", "hf", "tf-od", "face-api")  # weights.pretrained.registry: Entry.source
 
 SOURCE_HELP = ("a .keras/.h5 file (keras), a TF checkpoint prefix or folder (tf_slim), a TF1 frozen graph .pb "
                "(tf_frozen), a float .tflite file (tflite), a .safetensors/.pt/.pth/.bin weights file (timm), a "

@@ -12,11 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from face_api_export import MANIFEST, MODEL_DIR, PIPELINE, REFERENCE, write_tf_od_api_export  # tests/ helper
 from mobilenets.errors import MobileNetsError
 
-REFERENCE = Path(__file__).resolve().parents[2] / "reference" / "face_api"
-MODEL_DIR = REFERENCE / "node_modules" / "@vladmandic" / "face-api" / "model"
-MANIFEST = MODEL_DIR / "ssd_mobilenetv1_model-weights_manifest.json"
 PHOTO_FILES = {
     "astronaut": ("skimage", "data", "astronaut.png"),
     "grace_hopper": ("matplotlib", "mpl-data", "sample_data", "grace_hopper.jpg"),
@@ -193,96 +191,11 @@ def test_anchor_orders_differ_only_in_place():
         assert a[-1] == b[1] and a[:-1] == [b[0], *b[2:]]
 
 
-# A TF OD API export built from face-api's weights (no real TF OD API archive can be downloaded
-# here): the names of TF's ssd_mobilenet_v1 checkpoints, every BatchNorm kept (face-api's folded
-# layers written as BatchNorm with gamma 1, mean 0, variance 1 - eps and beta = the folded bias),
-# and the pipeline.config of a 512 px, 2-class SSD. It exercises the pipeline.config reader, the TF
-# checkpoint and frozen-graph readers and the TF names; a frozen graph here holds the weights as
-# Const nodes only (the reader reads nothing else), not TF's inference ops.
-PIPELINE = """
-model {
-  ssd {
-    num_classes: 2
-    box_coder { faster_rcnn_box_coder { y_scale: 10.0 x_scale: 10.0 height_scale: 5.0 width_scale: 5.0 } }
-    image_resizer { fixed_shape_resizer { height: 512 width: 512 } }
-    anchor_generator {
-      ssd_anchor_generator {
-        num_layers: 6  min_scale: 0.2  max_scale: 0.95
-        aspect_ratios: 1.0  aspect_ratios: 2.0  aspect_ratios: 0.5  aspect_ratios: 3.0  aspect_ratios: 0.3333
-      }
-    }
-    box_predictor { convolutional_box_predictor { kernel_size: 1  use_dropout: false } }
-    feature_extractor {
-      type: "ssd_mobilenet_v1"  # the TF1 zoo's
-      depth_multiplier: 1.0
-      min_depth: 16
-      conv_hyperparams { batch_norm { epsilon: 0.001  scale: true } }
-    }
-    post_processing {
-      batch_non_max_suppression { score_threshold: 1e-8 iou_threshold: 0.5 max_detections_per_class: 100
-                                  max_total_detections: 100 }
-      score_converter: SIGMOID
-    }
-  }
-}
-train_config: { batch_size: 24 }
-"""
-
-
-def tf_od_api_weights() -> dict[str, np.ndarray]:
-    from mobilenets.tasks.detect.tfjs import read_manifest
-
-    fa = read_manifest(MANIFEST)
-    fe = "FeatureExtractor/MobilenetV1"
-    out: dict[str, np.ndarray] = {}
-
-    def layer(src: str, dst: str, kernel: str = "weights") -> None:
-        out[f"{dst}/{kernel}"] = fa[f"{src}/{kernel}"]
-        if f"{src}/BatchNorm/gamma" in fa:
-            for t in ("gamma", "beta", "moving_mean", "moving_variance"):
-                out[f"{dst}/BatchNorm/{t}"] = fa[f"{src}/BatchNorm/{t}"]
-        else:
-            b = fa[f"{src}/convolution_bn_offset"]
-            out.update({f"{dst}/BatchNorm/gamma": np.ones_like(b), f"{dst}/BatchNorm/beta": b,
-                        f"{dst}/BatchNorm/moving_mean": np.zeros_like(b),
-                        f"{dst}/BatchNorm/moving_variance": np.full_like(b, 1 - 0.001)})
-
-    layer("MobilenetV1/Conv2d_0_pointwise", f"{fe}/Conv2d_0")
-    for i in range(1, 14):
-        layer(f"MobilenetV1/Conv2d_{i}_depthwise", f"{fe}/Conv2d_{i}_depthwise", "depthwise_weights")
-        layer(f"MobilenetV1/Conv2d_{i}_pointwise", f"{fe}/Conv2d_{i}_pointwise")
-    for k, (mid, depth) in enumerate([(256, 512), (128, 256), (128, 256), (64, 128)]):
-        layer(f"Prediction/Conv2d_{2 * k}_pointwise", f"{fe}/Conv2d_13_pointwise_1_Conv2d_{k + 2}_1x1_{mid}")
-        layer(f"Prediction/Conv2d_{2 * k + 1}_pointwise", f"{fe}/Conv2d_13_pointwise_2_Conv2d_{k + 2}_3x3_s2_{depth}")
-    for i in range(6):
-        for part in ("BoxEncodingPredictor", "ClassPredictor"):
-            for t in ("weights", "biases"):
-                out[f"BoxPredictor_{i}/{part}/{t}"] = fa[f"Prediction/BoxPredictor_{i}/{part}/{t}"]
-    out["global_step"] = np.array(200000, dtype=np.int64)
-    return out
-
-
 @pytest.fixture(scope="module")
 def tf_od_api_archives(tmp_path_factory) -> dict[str, Path]:
-    from mobilenets.utils.tf import import_tf
-
-    tf = import_tf()
-
-    weights = tf_od_api_weights()
     root = tmp_path_factory.mktemp("tf_od_api")
-    ckpt, frozen = root / "ssd_face_ckpt", root / "ssd_face_frozen"
-    for folder in (ckpt, frozen):
-        folder.mkdir()
-        (folder / "pipeline.config").write_text(PIPELINE)
-    names = sorted(weights)
-    tf.raw_ops.SaveV2(prefix=str(ckpt / "model.ckpt"), tensor_names=names, shape_and_slices=[""] * len(names),
-                      tensors=[tf.constant(weights[n]) for n in names])
-    graph = tf.Graph()
-    with graph.as_default():
-        for n in names:
-            tf.constant(weights[n], name=n)
-    (frozen / "frozen_inference_graph.pb").write_bytes(graph.as_graph_def().SerializeToString())
-    return {"checkpoint": ckpt, "frozen": frozen}
+    return {"checkpoint": write_tf_od_api_export(root / "ssd_face_ckpt", frozen=False),
+            "frozen": write_tf_od_api_export(root / "ssd_face_frozen", checkpoint=False)}
 
 
 @pytest.mark.parametrize("kind", ["checkpoint", "frozen"])

@@ -84,7 +84,9 @@ def from_tf_od_api(folder: Path, anchor_order: str | None = None):
     names = tf_od_api_names(config)
     state = assemble(layers, names, classes + 1, list(range(classes + 1)))
     source = {"format": "tf_od_api", "file": kind, "anchor_order": config.anchor_order}
-    return state, config, source, [f"class{i}" for i in range(1, classes + 1)]
+    from mobilenets.tasks.detect.labels import class_names
+
+    return state, config, source, class_names(folder, classes)
 
 
 __all__ = ["from_tf_od_api", "read_checkpoint", "read_frozen_graph", "tf_od_api_names"]

