@@ -29,6 +29,23 @@ import numpy as np
 from mobilenets.errors import MobileNetsError
 
 REDUCE_RANGE_ENV = "MOBILENETS_ORT_REDUCE_RANGE"
+# The integer grid of the weights in every file quantize_qdq writes (symmetric, per output
+# channel: w ~ scale * q with q in weight_range()). Remedies that compute the rounding error
+# (bias correction, learned rounding) must use this grid, not assume 8 bits.
+# PROVISIONAL: being measured across CPUs (issue 25); the name stays, the value may change.
+WEIGHT_BITS = 8
+
+
+def weight_range(bits: int | None = None) -> tuple[int, int]:
+    """``(qmin, qmax)`` of the symmetric int8 weights quantize_qdq writes: ``(-127, 127)`` for 8
+    bits, ``(-64, 64)`` for 7 (ORT's ``reduce_range``), as ORT's own ``get_qmin_qmax_for_qType``
+    gives them. ``bits`` defaults to :data:`WEIGHT_BITS`."""
+    bits = WEIGHT_BITS if bits is None else bits
+    if bits == 8:
+        return (-127, 127)
+    if bits == 7:
+        return (-64, 64)
+    raise MobileNetsError(f"weight bits must be 7 or 8, got {bits!r}")
 # A conv net's ops: the convs and their activations. ReLU6 is ONNX's Clip: naming it here makes
 # ORT fold each clamp into the output range of the conv before it (with Conv alone that range was
 # the unclamped one: AP50 -2.23 points on the real-MobileNet SSD, -0.38 with the Clips).
@@ -157,5 +174,5 @@ def quantize_qdq(float_model: str | os.PathLike, output: str | os.PathLike, imag
             "float_nodes": kept, "ops": list(NETWORK_OPS) if network_only else "all"}
 
 
-__all__ = ["NETWORK_OPS", "REDUCE_RANGE_ENV", "CalibrationReader", "classifier_nodes", "quantize_qdq", "reduce_range",
+__all__ = ["NETWORK_OPS", "REDUCE_RANGE_ENV", "WEIGHT_BITS", "weight_range", "CalibrationReader", "classifier_nodes", "quantize_qdq", "reduce_range",
            "session"]
