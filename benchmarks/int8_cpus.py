@@ -117,8 +117,8 @@ def latency(folder: str, names: list[str], runs: int, threads: int) -> dict[str,
     return {n: float(np.median(t)) for n, t in times.items()}
 
 
-def report(folder: str, runs: int, threads: int, json_path: str | None) -> None:
-    ref = np.load(f"{folder}/ref.npy")
+def report(folder: str, runs: int, threads: int, json_path: str | None, crops: int | None = None) -> None:
+    ref = np.load(f"{folder}/ref.npy")[:crops]
     cpus = sorted(d[4:] for d in os.listdir(folder) if d.startswith("out-"))
     names = sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".onnx"))
     lat = latency(folder, names, runs, threads) if runs else {}
@@ -128,9 +128,15 @@ def report(folder: str, runs: int, threads: int, json_path: str | None) -> None:
         for cpu in cpus:
             path = f"{folder}/out-{cpu}/{n}.npy"
             if os.path.isfile(path):
-                overall, conf, n_conf = agreement(ref, np.load(path))
-                row[cpu] = {"agreement": round(overall, 4), "confident": round(conf, 4), "crops": len(np.load(path)),
+                out = np.load(path)[:crops]
+                overall, conf, n_conf = agreement(ref, out)
+                row[cpu] = {"agreement": round(overall, 4), "confident": round(conf, 4), "crops": len(out),
                             "confident_crops": n_conf}
+                native = f"{folder}/out-native/{n}.npy"
+                if cpu != "native" and os.path.isfile(native):  # the same file's outputs natively
+                    base = np.load(native)[: len(out)]
+                    row[cpu]["same_top1_as_native"] = round(float((base.argmax(1) == out.argmax(1)).mean()), 4)
+                    row[cpu]["max_abs_diff_to_native"] = float(np.abs(base - out).max())
         rows.append(row)
     print(f"{'file':24s} " + " ".join(f"{c:>22s}" for c in cpus) + f" {'ms b1':>7s}")
     for r in rows:
@@ -138,6 +144,11 @@ def report(folder: str, runs: int, threads: int, json_path: str | None) -> None:
                  if c in r else "-" for c in cpus]
         print(f"{r['file']:24s} " + " ".join(f"{c:>22s}" for c in cells)
               + (f" {r['latency_ms']:7.2f}" if r["latency_ms"] else ""))
+    for r in rows:
+        for c in cpus:
+            if "same_top1_as_native" in r.get(c, {}):
+                print(f"{r['file']:24s} under {c}: top-1 equal to native on {100 * r[c]['same_top1_as_native']:.1f}% "
+                      f"of crops, largest logit difference {r[c]['max_abs_diff_to_native']:.3g}")
     if json_path:
         from mobilenets.bench.run import machine_info
 
@@ -152,7 +163,7 @@ def main() -> None:
     p.add_argument("tag", nargs="?", default="native", help="run: the CPU's name for the output folder")
     p.add_argument("--calibration-size", type=positive_int, default=256)
     p.add_argument("--check-crops", type=positive_int, default=96)
-    p.add_argument("--limit", type=positive_int, help="run: only the first N check crops")
+    p.add_argument("--limit", type=positive_int, help="run, report: only the first N check crops")
     p.add_argument("--files", help="run: comma-separated file names (without .onnx) to run; default all")
     p.add_argument("--latency-runs", type=int, default=30)
     p.add_argument("--threads", type=positive_int, default=1)
@@ -163,7 +174,7 @@ def main() -> None:
     elif args.step == "run":
         run(args.folder, args.tag, args.limit, args.files.split(",") if args.files else None)
     else:
-        report(args.folder, args.latency_runs, args.threads, args.json)
+        report(args.folder, args.latency_runs, args.threads, args.json, args.limit)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ ONNX's ``NonMaxSuppression`` per class (IoU, score floor and 100 per class, as e
 
 Int8: the package's one ONNX int8 pipeline (:func:`mobilenets.deploy.ort.quantize_qdq`: static
 QDQ, per-channel int8 weights, uint8 activations, min/max calibration on the training images or a
-folder of images) of the network part; decoding and NMS stay float.
+folder of images) of the network part, in its one form for every CPU (8-bit depthwise weights,
+7-bit elsewhere: no CPU saturates it); decoding and NMS stay float.
 The check: fp32 boxes within 1e-3 (of the image size) of eager and the same kept detections on
 held-out images; int8 scored with COCO's AP50 beside fp32 on the validation split, at most 2
 points lower. The failure policy is the classifier export's (:mod:`mobilenets.deploy.outputs`):
