@@ -127,16 +127,16 @@ def append_nms(path: str, out: str, *, iou: float, score: float, keep: int) -> N
     onnx.save(model, out)
 
 
-def quantize_dense(dense_path: str, out: str, images: list[np.ndarray]) -> None:
+def quantize_dense(dense_path: str, out: str, images: list[np.ndarray]) -> dict:
     """The dense graph in int8 by the package's one ONNX int8 pipeline
     (:func:`mobilenets.deploy.ort.quantize_qdq`), one image per calibration step (the graph has
     batch 1). Only the network's convs and activations are quantized (``network_only``): decoding
-    and scores stay float."""
+    and scores stay float. Returns the settings used (the form: the same on every CPU)."""
     from mobilenets.deploy.ort import quantize_qdq
     from mobilenets.utils.scoped import quiet_output
 
     with quiet_output(True):
-        quantize_qdq(dense_path, out, images, batch_size=1, network_only=True)
+        return quantize_qdq(dense_path, out, images, batch_size=1, network_only=True)
 
 
 def session(path: str | os.PathLike, threads: int = 2):
@@ -297,15 +297,15 @@ def export_detector(checkpoint: str, output: str | os.PathLike, *, int8: bool = 
             with tempfile.TemporaryDirectory(prefix="mobilenet-detect-") as tmp:
                 dense_path = os.path.join(tmp, "dense.onnx")
                 export_dense(DenseSSD(model, cfg.resolution).eval(), dense_path)
-                targets = [("model.onnx", dense_path, False)]
+                targets = [("model.onnx", dense_path, None)]
                 if int8:
                     q = os.path.join(tmp, "dense-int8.onnx")
-                    quantize_dense(dense_path, q, calib)
-                    targets.append(("model-int8.onnx", q, True))
-                for name, source, is_int8 in targets:
+                    targets.append(("model-int8.onnx", q, quantize_dense(dense_path, q, calib)))
+                for name, source, settings in targets:
                     append_nms(source, str(staging.path(name)), iou=cfg.nms_thresh, score=cfg.score_thresh,
                                keep=cfg.detections)
-                    files.append({"name": name, "format": "onnx", "int8": is_int8})
+                    files.append({"name": name, "format": "onnx", "int8": settings is not None,
+                                  **({"quantization": settings} if settings else {})})
         if "tflite" in formats:
             from mobilenets.tasks.detect.tflite import write_tflite
 
@@ -355,7 +355,8 @@ def export_detector(checkpoint: str, output: str | os.PathLike, *, int8: bool = 
             raise ExportCheckFailed("detector export check failed: " + "; ".join(
                 f"{f['name']}: {f['check']}" for f in failed) + "; nothing written")
         for f in files:
-            report = {**side, **layouts[f["format"]], "int8": f["int8"], "check": f["check"]}
+            report = {**side, **layouts[f["format"]], "int8": f["int8"], "check": f["check"],
+                      **({"quantization": f["quantization"]} if "quantization" in f else {})}
             staging.path(sidecar_path(f["name"]).name).write_text(json.dumps(report, indent=2))
         staging.commit()
     files = [{"path": str(out / f.pop("name")), **f} for f in files]
