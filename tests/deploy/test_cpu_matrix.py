@@ -25,6 +25,7 @@ from mobilenets.deploy.ort import (
     depthwise_weights,
     quantize_qdq,
     session,
+    weight_qmax,
     weight_range,
 )
 
@@ -128,6 +129,7 @@ def test_default_form_keeps_8_bits_in_depthwise_weights_and_7_elsewhere(tmp_path
     assert peak == {"dw": 127, "pw": 64}
     assert conv_weight_bits((32, 1, 3, 3), 32) == 8 and conv_weight_bits((32, 3, 3, 3), 1) == 7
     assert conv_weight_bits((64, 2, 3, 3), 32) == 7  # a grouped conv runs as matrix products
+    assert weight_qmax((32, 1, 3, 3), 32) == 127 and weight_qmax((32, 3, 3, 3)) == 64
 
 
 def test_weight_grid_names_the_files_grid():
@@ -140,10 +142,12 @@ def test_weight_grid_names_the_files_grid():
 @needs_qemu
 @pytest.mark.slow
 def test_real_mobilenet_int8_onnx_is_the_same_under_haswell(real_mobilenet, tmp_path):
-    """The real ImageNet MobileNetV1's int8 ONNX (exported once, here, on whatever CPU runs the
-    suite), run natively and under ``qemu-x86_64 -cpu Haswell`` on 48 crops of photos its
+    """The real ImageNet MobileNetV1's default int8 ONNX (exported once, here, on whatever CPU runs
+    the suite), run natively and under ``qemu-x86_64 -cpu Haswell`` on 48 crops of photos its
     calibration never saw: the same top-1 on every crop, and >= 90 % top-1 agreement with the float
-    model under Haswell (where the old 8-bit form agreed on 33 %: docs/results/2026-12-05-int8-cpus.md)."""
+    model under Haswell (where the old 8-bit form agreed on 33 %: docs/results/2026-12-05-int8-cpus.md).
+    The agreement needs the default label-free remedy computed on the file's own weight grid
+    (:func:`mobilenets.deploy.ort.conv_weight_bits`); on the 8-bit grid it was 70.8 %."""
     import torch
     from PIL import Image
 
@@ -157,7 +161,7 @@ def test_real_mobilenet_int8_onnx_is_the_same_under_haswell(real_mobilenet, tmp_
     train, held = split_photos()
     write_crops(tmp_path / "photos", 320, photos=train, seed=1)
     out = tmp_path / "real-int8.onnx"
-    export_model(str(real_mobilenet), out, int8=True, calibration=tmp_path / "photos", bias_correction=True)
+    export_model(str(real_mobilenet), out, int8=True, calibration=tmp_path / "photos")  # the default method
     model = load_model(real_mobilenet).eval()
     pre = Preprocessing.from_dict(model.pretrained_cfg).at(model.config.resolution)
     tf = eval_transform(pre.resolution, Augment(mean=pre.mean, std=pre.std, eval_crop=pre.crop_pct,

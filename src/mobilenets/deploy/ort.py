@@ -71,6 +71,12 @@ def conv_weight_bits(weight_shape: Sequence[int], groups: int = 1) -> int:
     (:func:`is_depthwise`), 7 for any other (e.g. ``conv_weight_bits(conv.weight.shape,
     conv.groups)`` for a ``torch.nn.Conv2d``)."""
     return DEPTHWISE_WEIGHT_BITS if is_depthwise(weight_shape, groups) else WEIGHT_BITS
+
+
+def weight_qmax(weight_shape: Sequence[int], groups: int = 1) -> int:
+    """The largest integer of this conv's symmetric weight grid in the default int8 ONNX form
+    (scale ``max|w| / qmax`` per output channel): 127 for a depthwise conv, 64 for any other."""
+    return weight_range(conv_weight_bits(weight_shape, groups))[1]
 # A conv net's ops: the convs and their activations. ReLU6 is ONNX's Clip: naming it here makes
 # ORT fold each clamp into the output range of the conv before it (with Conv alone that range was
 # the unclamped one: AP50 -2.23 points on the real-MobileNet SSD, -0.38 with the Clips).
@@ -237,4 +243,4 @@ def quantize_qdq(float_model: str | os.PathLike, output: str | os.PathLike, imag
 
 __all__ = ["DEFAULT_FORM", "DEPTHWISE_WEIGHT_BITS", "FORMS", "NETWORK_OPS", "WEIGHT_BITS", "CalibrationReader", "Int8Form",
            "classifier_nodes", "conv_weight_bits", "depthwise_weights", "is_depthwise", "quantize_qdq", "session",
-           "weight_range"]
+           "weight_qmax", "weight_range"]
