@@ -1,0 +1,165 @@
+"""`detect export --format web` in a real browser (the machinery of test_web.py: Debian's Chromium,
+headless, Playwright, the folder served from 127.0.0.1).
+
+Checked against the Python side: the page's input (detector.js's preprocess) equals
+``ssd_input``'s (torch's antialiased resize of the float image), and ``detect(image)`` gives the
+detections native ONNX Runtime gives on that input, mapped to the image's pixels as Python maps
+them: the same labels in the same order, boxes within 0.01 px, scores within 1e-5. Negative
+controls: TF's legacy resize instead of the recorded antialiased one, and BGR, give inputs more
+than 1e-2 away from ssd_input's. The detector is a 1-step SSD 0.25-64 trained on the stand-in data
+(what the detect tests use); its detections barely depend on the image, so the detection
+comparison proves the ONNX, the decoding and the box mapping, and the input check the resize.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from test_web import browser_ready, page_of, write_photos  # noqa: F401  (page_of: a fixture)
+
+BOX_PX = 0.01  # px in the image
+
+RUN_JS = """async ([names, options]) => {
+  const d = await import('./detector.js');
+  const m = await import('./mobilenet.js');
+  const model = await d.load(options);
+  const out = [];
+  for (const name of names) {
+    const blob = await (await fetch(name)).blob();
+    const px = await m.pixelsOf(blob);
+    const input = Array.from(d.preprocess(px.data, px.width, px.height, model.detector).input);
+    out.push({input, found: await model.detect(blob)});
+  }
+  return out;
+}"""
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A 1-step SSD run exported by `mobilenet detect export --format web --force --json` into a
+    folder that already holds a file; plus photos."""
+    import contextlib
+    import io
+
+    browser_ready()
+    from mobilenets.cli.main import main
+    from mobilenets.tasks.detect.standin import write_standin
+
+    root = tmp_path_factory.mktemp("webdetect")
+    data = write_standin(root / "data", seed=5, train=4, val=3, size=64)
+    assert main(["detect", "train", "--data", str(data), "--alpha", "0.25", "--resolution", "64", "--epochs", "1",
+                 "--batch-size", "4", "--warmup-epochs", "0", "--output", str(root / "run"), "--no-progress",
+                 "--eval-batch-size", "4"]) == 0
+    folder = root / "site"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["detect", "export", "--checkpoint", str(root / "run"), "--format", "web", "--output",
+                     str(folder), "--force", "--json"]) == 0
+    return folder, json.loads(out.getvalue()), write_photos(folder)
+
+
+def reference(folder, names):
+    """ssd_input's inputs, and native ONNX Runtime's detections in the image's pixels."""
+    from PIL import Image
+
+    from mobilenets.tasks.detect.config import DetectorConfig
+    from mobilenets.tasks.detect.export import run_onnx, session
+    from mobilenets.tasks.detect.inputs import ssd_input
+
+    cfg = DetectorConfig.from_dict(json.loads((folder / "model.onnx.json").read_text())["detector"])
+    sess = session(folder / "model.onnx")
+    out = []
+    for name in names:
+        x, (sx, sy) = ssd_input(Image.open(folder / name).convert("RGB"), cfg)
+        det = run_onnx(sess, x.numpy())
+        boxes = det["boxes"].astype(np.float64) * cfg.resolution * np.array([sx, sy, sx, sy])
+        out.append((x.numpy(), boxes, det["scores"], det["labels"]))
+    return out
+
+
+def matches(found, ref) -> bool:
+    _, boxes, scores, labels = ref
+    if len(found) != len(scores):
+        return False
+    b = np.array([d["box"] for d in found]).reshape(-1, 4)
+    return bool(np.abs(b - boxes).max(initial=0) <= BOX_PX
+                and np.abs(np.array([d["score"] for d in found]) - scores).max(initial=0) <= 1e-5
+                and [d["index"] for d in found] == labels.tolist())
+
+
+@pytest.mark.slow  # the 1-step training and the checked export: ~20 s on 2 cores
+def test_folder_and_report(site):
+    from mobilenets.deploy.web import DETECTOR_STATIC_FILES, RUNTIME_FILES
+
+    folder, report, _ = site
+    assert (folder / "notes.txt").read_text() == "mine"
+    for name in ("model.onnx", "model.onnx.json", *RUNTIME_FILES, *DETECTOR_STATIC_FILES.values()):
+        assert (folder / name).is_file(), name
+    assert "detector.js" in (folder / "index.html").read_text() or "demo.js" in (folder / "index.html").read_text()
+    assert report["files"][0]["ok"] and "same detections" in report["files"][0]["check"]
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.slow  # the 1-step training and the checked export: ~20 s on 2 cores
+def test_page_detections_equal_onnx_runtime_and_wrong_input_handling_fails(site, page_of):  # noqa: F811
+    folder, _, files = site
+    ref = reference(folder, files)
+    assert all(len(r[2]) > 0 for r in ref)
+    page = page_of(folder)
+    out = page.evaluate(RUN_JS, [files, {}])
+    for row, r in zip(out, ref):
+        x = np.array(row["input"], dtype=np.float32).reshape(r[0].shape)
+        assert np.abs(x - r[0]).max() <= 1e-6, np.abs(x - r[0]).max()
+        assert matches(row["found"], r), (len(row["found"]), len(r[2]))
+        assert max(v for d in row["found"] for v in d["box"]) > 2  # image pixels, not normalised
+    # negative controls: TF's legacy resize instead of the recorded antialiased one, and BGR, give
+    # inputs far from ssd_input's (the 1-step detector's detections barely depend on its input,
+    # so the control is on the input the page feeds the model)
+    for wrong in ({"input_resize": "tf_legacy"}, {"color": "BGR"}):
+        bad = page.evaluate(RUN_JS, [files, {"detector": wrong}])
+        for row, r in zip(bad, ref):
+            assert np.abs(np.array(row["input"], dtype=np.float32).reshape(r[0].shape) - r[0]).max() > 1e-2, wrong
+    assert not page.errors, page.errors
+
+
+@pytest.mark.slow  # the 1-step training and the checked export: ~20 s on 2 cores
+def test_demo_page_draws_boxes_and_one_line_for_a_non_image(site, page_of, tmp_path):  # noqa: F811
+    folder, _, files = site
+    page = page_of(folder)
+    page.fill("#score", "0")
+    page.set_input_files("#file", str(folder / files[0]))
+    page.wait_for_function("document.querySelectorAll('#found li').length > 0")
+    assert "ms" in page.inner_text("#latency") and page.inner_text("#status") == files[0]
+    (tmp_path / "notes.txt").write_text("not an image")
+    page.set_input_files("#file", str(tmp_path / "notes.txt"))
+    page.wait_for_function("document.querySelector('#status').className === 'error'")
+    assert page.inner_text("#status") == "notes.txt is not an image (text/plain)"
+    assert not page.errors, page.errors
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--format", "web", "--formats", "onnx"], "--formats applies to the file export"),
+    (["--force"], "--force applies to --format web"),
+])
+def test_cli_flag_errors(argv, message, capsys, tmp_path):
+    from mobilenets.cli.main import main
+
+    assert main(["detect", "export", "--checkpoint", str(tmp_path / "none"), "--output", str(tmp_path / "x"),
+                 *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_non_empty_folder_refused_without_force(tmp_path):
+    from mobilenets.errors import MobileNetsError
+    from mobilenets.tasks.detect.web import export_detector_web
+
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "index.html").write_text("mine")
+    with pytest.raises(MobileNetsError, match="not empty; pass --force"):
+        export_detector_web(str(tmp_path / "none"), tmp_path / "site")
+    assert [p.name for p in (tmp_path / "site").iterdir()] == ["index.html"]
