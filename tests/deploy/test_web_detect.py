@@ -163,3 +163,39 @@ def test_non_empty_folder_refused_without_force(tmp_path):
     with pytest.raises(MobileNetsError, match="not empty; pass --force"):
         export_detector_web(str(tmp_path / "none"), tmp_path / "site")
     assert [p.name for p in (tmp_path / "site").iterdir()] == ["index.html"]
+
+
+@pytest.mark.slow  # the conversion and the checked export at 512 px: ~35 s on 2 cores
+def test_real_face_detector_in_the_browser(page_of, tmp_path):  # noqa: F811
+    """face-api's SSD-MobileNetV1 face detector (converted by `detect convert` from the project's npm
+    install): its recorded input handling (bottom/right zero pad to a square, TF's legacy resize,
+    boxes back through face-api's rounded scale) in detector.js gives native ONNX Runtime's
+    detections on real face photos (boxes within 0.01 px, scores within 1e-5); the antialiased
+    resize, or no padding, changes them (negative controls on the detections themselves)."""
+    from face_api_export import MANIFEST
+    from mobilenets.data.photos import load_photo
+    from mobilenets.tasks.detect.convert import convert_detector
+    from mobilenets.tasks.detect.web import export_detector_web
+
+    browser_ready()
+    if not MANIFEST.is_file():
+        pytest.skip("face-api is not installed: run the Makefile set-up (npm ci in tests/reference/face_api)")
+    converted = convert_detector(MANIFEST, tmp_path / "face-ssd")
+    folder = tmp_path / "site"
+    export_detector_web(str(converted), folder, check_images=4)
+    files = []
+    for name in ("insightface_t1", "astronaut"):
+        load_photo(name).save(folder / f"{name}.png")
+        files.append(f"{name}.png")
+    ref = reference(folder, files)
+    assert sum(int((r[2] > 0.5).sum()) for r in ref) >= 7  # six faces and one
+    page = page_of(folder)
+    out = page.evaluate(RUN_JS, [files, {}])
+    for row, r in zip(out, ref):
+        assert np.array_equal(np.array(row["input"], dtype=np.float32).reshape(r[0].shape), r[0])
+        assert matches(row["found"], r), (len(row["found"]), len(r[2]))
+    # on t1 (not square, not 512 px; astronaut is 512 x 512: neither pad nor resize applies)
+    for wrong in ({"input_resize": "antialias"}, {"input_pad": "none"}):
+        bad = page.evaluate(RUN_JS, [files[:1], {"detector": wrong}])
+        assert not matches(bad[0]["found"], ref[0]), wrong
+    assert not page.errors, page.errors

@@ -85,7 +85,7 @@ try {
   const d = model.detector, r = d.resolution;
   await model.run(new Float32Array(3 * r * r));  // warm-up: the first run sets up the kernels
   $('about').textContent = `${(d.detector || 'ssd').toUpperCase()} ${d.backbone?.alpha ?? ''}-${r}, ${model.meta.int8 ? 'int8' : 'float32'}, ` +
-    `${model.classes.length} classes (${model.classes.slice(0, 5).join(', ')}${model.classes.length > 5 ? ', …' : ''}); ` +
+    `${model.classes.length} ${model.classes.length === 1 ? "class" : "classes"} (${model.classes.slice(0, 5).join(', ')}${model.classes.length > 5 ? ', …' : ''}); ` +
     `ONNX Runtime Web (WebAssembly, ${self.crossOriginIsolated ? 'threads allowed' : 'one thread: the page is not cross-origin isolated'})`;
   window.mobilenetReady = true;
 } catch (err) {
