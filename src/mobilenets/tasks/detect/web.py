@@ -49,9 +49,9 @@ def export_detector_web(checkpoint: str, output: str | os.PathLike, *, int8: boo
             shutil.copyfile(sidecar_path(chosen["path"]), staging.path(MODEL_FILE + ".json"))
             write_page(staging, runtime, DETECTOR_STATIC_FILES)
             files = [p.name for p in staging.commit()]
-    for f in report["files"]:
-        f["path"] = str(out / MODEL_FILE) if f is chosen else None
-    report["files"] = [f for f in report["files"] if f["path"]]
+    # every check (with --int8 the fp32 file's too: the int8 one is scored against it); the one file written
+    report["checks"] = [f"{'int8' if f['int8'] else 'fp32'}: {f['check']}" for f in report["files"]]
+    report["files"] = [{**chosen, "path": str(out / MODEL_FILE)}]
     report.update(output=str(out), folder=str(out), files_written=files, model=str(out / MODEL_FILE),
                   web_runtime="onnxruntime-web")
     return report
