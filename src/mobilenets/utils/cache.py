@@ -24,9 +24,20 @@ def cache_root() -> Path:
     return base / "mobilenets"
 
 
+def torch_hub_checkpoints() -> Path:
+    """torch.hub's download folder, as torch.hub computes it: ``$TORCH_HOME/hub/checkpoints``,
+    ``$TORCH_HOME`` defaulting to ``$XDG_CACHE_HOME/torch``, else ``~/.cache/torch``. Published
+    weights are cached there (beside torch.hub's own), unless ``$MOBILENETS_HOME`` names a folder."""
+    torch_home = os.environ.get("TORCH_HOME")
+    if not torch_home:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        torch_home = str(Path(xdg) / "torch") if xdg else str(Path.home() / ".cache" / "torch")
+    return Path(torch_home).expanduser() / "hub" / "checkpoints"
+
+
 def cache_dir(*parts: str) -> Path:
     """A folder under :func:`cache_root`, e.g. ``cache_dir("pick")`` (not created)."""
     return cache_root().joinpath(*parts)
 
 
-__all__ = ["cache_dir", "cache_root"]
+__all__ = ["cache_dir", "cache_root", "torch_hub_checkpoints"]

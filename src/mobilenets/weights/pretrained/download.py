@@ -30,6 +30,7 @@ import urllib.request
 from pathlib import Path
 
 from mobilenets.errors import MobileNetsError
+from mobilenets.utils.cache import torch_hub_checkpoints
 
 CHUNK = 1 << 16
 TIMEOUT_S = 60
@@ -45,11 +46,7 @@ def cache_root() -> Path:
     own = os.environ.get("MOBILENETS_HOME")
     if own:
         return Path(own).expanduser()
-    torch_home = os.environ.get("TORCH_HOME")
-    if not torch_home:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        torch_home = str(Path(xdg) / "torch") if xdg else str(Path.home() / ".cache" / "torch")
-    return Path(torch_home).expanduser() / "hub" / "checkpoints"
+    return torch_hub_checkpoints()
 
 
 def offline() -> bool:
