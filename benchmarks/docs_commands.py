@@ -39,7 +39,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIP_PAGES = {"cli.md", "changelog.md"}
-MISSING = re.compile(r"No module named|ModuleNotFoundError|pip install|ImportError")
+MISSING = re.compile(r"No module named|ModuleNotFoundError|pip install|ImportError|not installed")
 EXTRA = re.compile(r"pip install 'mobilenets\[(\w+)\]'")
 # Extras that `make demo` leaves out on purpose (docs/getting-started.md says so): a command that needs
 # one and says which in one line is documented behaviour, not a missing package.
