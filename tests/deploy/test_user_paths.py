@@ -107,7 +107,7 @@ def test_int8_without_known_data_is_refused_in_one_line(confident, tmp_path, cap
     with pytest.raises(MobileNetsError, match=r"has no recorded training data; pass calibration=FOLDER"):
         export_model(str(folder), tmp_path / "m.onnx", int8=True)
     assert main(["export", "--checkpoint", str(folder), "--int8", "--output", str(tmp_path / "m.onnx")]) == 2
-    assert "has no recorded training data; pass calibration=FOLDER" in _one_error_line(capsys)
+    assert "has no recorded training data; pass --calibration FOLDER" in _one_error_line(capsys)
     with pytest.raises(MobileNetsError, match=r"model object has no recorded training data"):
         export_model(MobileNet(alpha=0.25, resolution=32, num_classes=3), tmp_path / "o.onnx", int8=True)
     assert os.listdir(tmp_path) == []

@@ -67,10 +67,10 @@ def test_bad_budgets_are_one_line_each(cached, capsys):
     with pytest.raises(MobileNetsError, match="no candidate meets params=1000"):
         pick(3, "torch-eager", params=1000)
     assert pick(0.01, "torch-eager")["model"] is None
-    for argv, message in ((["--latency-ms", "-1"], "latency_ms must be a number > 0"),
+    for argv, message in ((["--latency-ms", "-1"], "--latency-ms must be a number > 0"),
                           (["--latency-ms", "3", "--engine", "warp-drive"], "unknown engine"),
-                          (["--latency-ms", "0.01"], "no candidate meets latency_ms=0.01"),
-                          (["--latency-ms", "3", "--size-mb", "0.1"], "no candidate meets size_mb=0.1"),
+                          (["--latency-ms", "0.01"], "no candidate meets --latency-ms 0.01"),
+                          (["--latency-ms", "3", "--size-mb", "0.1"], "no candidate meets --size-mb 0.1"),
                           (["--latency-ms", "3", "--engine", "timm-eager"], "peer")):
         engine = [] if "--engine" in argv else ["--engine", "torch-eager"]
         code = main(["pick", *argv, *engine, "--plot", "none", "--json", "--no-progress"])

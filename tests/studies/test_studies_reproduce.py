@@ -61,17 +61,22 @@ def test_finished_rows_are_read_back_and_killed_rows_resumed(tmp_path, fake_trai
     assert r["rows"][1]["ours_top1"] == 95.0
 
 
-def test_half_written_and_foreign_folders_are_one_line(tmp_path, fake_train, capsys):
+def test_killed_rows_restart_and_foreign_folders_are_one_line(tmp_path, fake_train, capsys):
     out = tmp_path / "t5"
     rep.reproduce("table5", output=out, epochs=3, log=lambda *_: None)
     row = out / "mobilenet_v1_0.75_224"
     (row / "metrics.jsonl").unlink()
     (row / "config.json").write_text("{}")  # killed in its first epoch: no checkpoint yet
-    with pytest.raises(MobileNetsError, match="started without a checkpoint"):
-        rep.reproduce("table5", output=out, epochs=3, log=lambda *_: None)
-    assert (row / "config.json").exists()  # nothing removed
-    with pytest.raises(MobileNetsError, match="holds another reproduction: .*recipe"):
+    fake_train.clear()
+    # the runner's rule for such a folder (train/runner.py check_folder): resume starts it from scratch
+    rep.reproduce("table5", output=out, epochs=3, log=lambda *_: None)
+    assert [(c["model"], c["resume"]) for c in fake_train] == [("mobilenet_v1_0.75_224", True)]
+    with pytest.raises(MobileNetsError, match=r"holds another reproduction \(epochs=3; asked epochs=4\); choose "
+                                              r"another output"):
         rep.reproduce("table5", output=out, epochs=4, log=lambda *_: None)
+    code = main(["reproduce", "table5", "--epochs", "4", "--output", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "holds another reproduction (--epochs 3; asked --epochs 4); choose another --output" in err
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     code = main(["reproduce", "table4", "--output", str(tmp_path / "other"), "--no-progress"])

@@ -24,7 +24,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mobilenets.errors import MobileNetsError
+from mobilenets.errors import MobileNetsError, arg
 from mobilenets.models.config import MobileNetConfig
 from mobilenets.models.plan import layer_plan
 
@@ -362,7 +362,7 @@ def model_cost(
     if model is not None and model.startswith(TORCHVISION_PREFIX):
         net, default_res = build_torchvision(model)
         if num_classes != 1000 and hasattr(net, "fc"):
-            raise MobileNetsError(f"num_classes={num_classes}: only MobileNets can be counted with another class count")
+            raise MobileNetsError(f"{arg('num_classes', num_classes)}: only MobileNets can be counted with another class count")
         res = resolution or default_res
         if res < 32:
             raise MobileNetsError(f"resolution must be >= 32 px, got {res}")

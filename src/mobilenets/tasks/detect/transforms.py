@@ -19,7 +19,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2 as T
 
-from mobilenets.errors import MobileNetsError
+from mobilenets.errors import MobileNetsError, arg
 from mobilenets.utils.serial import JsonDataclass
 
 ZOOM_FILL = 127  # canvas grey around a zoomed-out image (0 after the [-1, 1] scaling)
@@ -40,7 +40,7 @@ class DetectAugment(JsonDataclass):
     @classmethod
     def from_recipe(cls, recipe, zoom_out: bool | None = None) -> DetectAugment:
         if recipe.randaugment:
-            raise MobileNetsError(f"randaugment is not used for detection, got randaugment={recipe.randaugment!r}")
+            raise MobileNetsError(f"randaugment is not used for detection, got {arg('randaugment', recipe.randaugment)}")
         return cls(crop=recipe.crop_min_area < 1, crop_min_scale=math.sqrt(recipe.crop_min_area), hflip=recipe.hflip,
                    photometric=recipe.color_jitter > 0,
                    zoom_out=recipe.name == "modern" if zoom_out is None else bool(zoom_out))

