@@ -73,6 +73,8 @@ BIAS_CORRECTION_IMAGES = 128  # its activations are held in memory (~3 GB at 1.0
 AUTO = "auto"  # int8_method: try every label-free method, keep the best on held-out images
 MIN_AGREEMENT = 0.90  # int8 top-1 agreement with fp32 below which a trained model's export fails
 MIN_FLOOR_IMAGES = 20  # fewer held-out images than this: the agreement is too coarse to hold to the floor
+MIN_SELECTION_IMAGES = 2 * MIN_FLOOR_IMAGES  # fewer: no choice between methods, FALLBACK_METHOD is used
+FALLBACK_METHOD = "learned_rounding"  # the best label-free method on the real MobileNetV1 (docs/export.md)
 QAT_MAX_IMAGES = 20_000  # images held in memory (float32, 0.6 MB each at 224 px) for quantization-aware fine-tuning
 
 
@@ -182,7 +184,8 @@ def int8_methods(int8_method: str | None, bias_correction: bool, qat_epochs: int
     """The label-free methods an int8 export tries (more than one: it keeps the best on held-out
     images). ``auto`` (or None): all of :data:`~mobilenets.deploy.ptq.INT8_METHODS` for a trained
     model; ``plain`` alone for random weights (exported for speed: agreement says nothing there)
-    and before quantization-aware fine-tuning (which makes its own corrections)."""
+    and before quantization-aware fine-tuning (which makes its own corrections). (``export_model``
+    uses :data:`FALLBACK_METHOD` alone where fewer than :data:`MIN_SELECTION_IMAGES` are held out.)"""
     if bias_correction:  # the former flag: an alias of int8_method="bias_correction"
         if int8_method not in (None, AUTO, "bias_correction"):
             raise MobileNetsError(f"--bias-correction contradicts --int8-method {int8_method}; give one of them")
@@ -229,7 +232,7 @@ def _halves(images: ImageSet) -> tuple[ImageSet, ImageSet]:
 def _write_int8(candidates: dict[str, tuple[Any, dict[str, Any]]], images: ImageSet, model: MobileNet, fmt: str,
                 staged: Path, trials: Staging, res: int, threads: int, quantized: Any) -> tuple[str, Any, dict[str, Any]]:
     """Write each candidate's int8 file (under ``trials``), keep the best by top-1 agreement on
-    the selection half of the held-out images (confident agreement, then the simpler method,
+    the selection half of the held-out images (confident agreement, then the stronger method,
     break ties), move it to ``staged`` and check it on the report half. One candidate: written to
     ``staged`` and checked on every held-out image. Returns ``(method, selection report, check)``."""
     from mobilenets.deploy.runtime import load_runner
@@ -250,7 +253,9 @@ def _write_int8(candidates: dict[str, tuple[Any, dict[str, Any]]], images: Image
                          "confident_images": c["confident_images"], **details,
                          "write_and_check_seconds": round(time.time() - t, 2)}
     order = list(candidates)
-    best = max(order, key=lambda m: (tried[m]["agreement"], tried[m]["agreement_confident"] or 0.0, -order.index(m)))
+    # Ties go to the later (stronger) method: on the real MobileNetV1 learned rounding >= bias
+    # correction > plain on every format, and a few held-out images often tie.
+    best = max(order, key=lambda m: (tried[m]["agreement"], tried[m]["agreement_confident"] or 0.0, order.index(m)))
     os.replace(trials.folder / (best + staged.suffix), staged)
     check = _int8_check(model, load_runner(staged, threads=threads, format=fmt), report)
     selection = {"chosen_on": f"{len(choose.check)} held-out images (every other one, from the first); the check "
@@ -352,6 +357,9 @@ def export_model(model_or_checkpoint: Any, output: str | os.PathLike, format: st
         # model teaches its int8 copy); the quantizers then calibrate on the first calibration_images.
         images = load_calibration_images(calibration, source, res, QAT_MAX_IMAGES if qat_epochs else calibration_images)
         say(f"calibration: {min(calibration_images, len(images.calibration))} images from {images.source}")
+        few = len(methods) > 1 and len(images.check) < MIN_SELECTION_IMAGES
+        if few:  # halves of a few images would choose at random: use the method best on a real model
+            methods = [FALLBACK_METHOD]
         measure = images.calibration[:min(calibration_images, BIAS_CORRECTION_IMAGES)]
         for method in methods:
             t = time.time()
@@ -383,6 +391,9 @@ def export_model(model_or_checkpoint: Any, output: str | os.PathLike, format: st
             else:
                 chosen, selection, check = _write_int8(candidates, images, model, format, staged, trials, res, threads,
                                                        quantized)
+                if few:
+                    selection["note"] = (f"{len(images.check)} held-out images: too few to choose between methods "
+                                         f"(< {MIN_SELECTION_IMAGES}); {FALLBACK_METHOD}, the best on a real model")
                 write_s = time.time() - t
         if not int8 and not check["passed"]:
             raise ExportCheckFailed(

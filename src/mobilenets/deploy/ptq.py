@@ -32,7 +32,7 @@ from torch import nn
 from mobilenets.deploy.fold import InferenceNet
 
 INT8_MAX = 127
-INT8_METHODS = ("plain", "bias_correction", "learned_rounding")  # simplest first (the order of preference on a tie)
+INT8_METHODS = ("plain", "bias_correction", "learned_rounding")  # weakest first: export prefers the later on a tie
 
 
 def quantize_weight(weight: torch.Tensor, qmax: int = INT8_MAX) -> torch.Tensor:
