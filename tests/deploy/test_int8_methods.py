@@ -369,6 +369,7 @@ def test_low_agreement_fails_with_one_line_and_leaves_nothing(randomized_bn, tmp
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "below --min-agreement 99%" in err and "method plain" in err, err
+    assert "95% interval" in err  # failed beyond measurement noise
     assert not out.exists() and not (out.parent / "m.onnx.json").exists()
     assert not out.parent.exists() or list(out.parent.iterdir()) == []
     with pytest.raises(ExportCheckFailed, match="top-1 agreement with fp32 is"):
@@ -385,3 +386,18 @@ def test_random_weights_say_so_instead_of_failing(tmp_path):
     assert check["passed"] is None and "untrained weights" in check["note"]
     assert report["quantization"]["int8_method"] == "plain"  # auto on random weights: no selection
     assert "not held to --min-agreement: untrained weights" in check_text(report)
+
+
+def test_wilson_interval_solves_its_defining_equation():
+    """The floor's interval: its ends p are the solutions of |f - p| = z sqrt(p (1 - p) / n)."""
+    import math
+
+    from mobilenets.deploy.export import wilson_interval
+
+    for f, n in ((26 / 32, 32), (0.7, 450), (0.5, 20)):
+        for p in wilson_interval(f, n):
+            assert abs(f - p) == pytest.approx(1.96 * math.sqrt(p * (1 - p) / n), rel=1e-9)
+    low, high = wilson_interval(26 / 32, 32)
+    assert low < 0.9 < high  # 81 % of 32: not below a 90 % floor beyond noise
+    assert wilson_interval(0.7, 450)[1] < 0.9  # 70 % of 450: it is
+    assert wilson_interval(1.0, 20) == (pytest.approx(0.8389, abs=1e-4), 1.0)

@@ -69,8 +69,9 @@ def register(sub) -> None:
                    help="the former name of --int8-method bias_correction")
     q.add_argument("--min-agreement", type=fraction, default=MIN_AGREEMENT, metavar="F",
                    help=f"fail (nothing written) when the int8 file's top-1 agreement with the float model on the "
-                        f"held-out images is below F, a fraction (default {MIN_AGREEMENT:g}; 0 keeps any; not applied "
-                        f"to random weights)")
+                        f"held-out images is below F, a fraction, beyond measurement noise (the upper end of its 95 %% "
+                        f"interval is below F) (default {MIN_AGREEMENT:g}; 0 keeps any; not applied to random "
+                        f"weights or to fewer than 20 held-out images)")
     q.add_argument("--qat-epochs", type=nonnegative_int, default=0, metavar="N",
                    help="quantization-aware fine-tuning epochs before --int8 quantizes, distilling from the float "
                         "model on the --calibration images: no labels needed (default 0: none)")
