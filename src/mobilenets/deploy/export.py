@@ -289,8 +289,8 @@ def _apply_floor(check: dict[str, Any], min_agreement: float, trained: bool, met
         return
     # A few dozen held-out images measure the agreement to several points (32 images: +-10), so the
     # floor fails a file only where the agreement is below it beyond that: where even the upper end
-    # of its 95 % (Wilson score) interval is. Measured: the real MobileNetV1's default file agreed on
-    # 81 % of 32 held-out crops of the calibration photos and on 94 % of 480 crops of other photos.
+    # of its 95 % (Wilson score) interval is. Measured: the real MobileNetV1's default ONNX file agreed
+    # on 81 % of 32 held-out crops of the calibration photos and on 94 % of 480 crops of other photos.
     low, high = wilson_interval(check["agreement"], images)
     check["agreement_interval_95"] = [low, high]
     check["passed"] = high >= min_agreement
