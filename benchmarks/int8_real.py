@@ -11,6 +11,8 @@ Methods (each written by the library's own format writers and run by ``load_runn
 
 - ``ptq``: post-training static quantization, min/max ranges (what ``export --int8`` did before);
 - ``ptq-bc``: the same after bias correction (:func:`mobilenets.deploy.ptq.bias_correction`);
+- ``ptq-lr``: the same after learned rounding with exact bias correction
+  (:func:`mobilenets.deploy.rounding.learned_rounding`, ``--rounding-iterations`` per layer);
 - ``qat``: bias correction, then quantization-aware fine-tuning by self-distillation
   (:func:`mobilenets.deploy.qat.qat_finetune`) for ``--qat-epochs`` over the fine-tuning crops.
 
@@ -42,12 +44,13 @@ from mobilenets.data.preprocess import Preprocessing
 from mobilenets.data.transforms import eval_transform
 from mobilenets.deploy.fold import inference_network
 from mobilenets.deploy.formats import write
-from mobilenets.deploy.ptq import bias_correction
+from mobilenets.deploy.ptq import prepare_int8
 from mobilenets.deploy.qat import qat_finetune
 from mobilenets.deploy.runtime import load_runner
 from mobilenets.utils.scoped import quiet_output, torch_threads
 
-METHODS = ("ptq", "ptq-bc", "qat")
+METHODS = ("ptq", "ptq-bc", "ptq-lr", "qat")
+PREPARE = {"ptq": "plain", "ptq-bc": "bias_correction", "ptq-lr": "learned_rounding", "qat": "bias_correction"}
 SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "executorch": ".pte"}
 
 
@@ -91,6 +94,8 @@ def main() -> None:
     p.add_argument("--calibration-size", type=positive_int, default=256)
     p.add_argument("--check-crops", type=positive_int, default=480)
     p.add_argument("--threads", type=positive_int, default=2)
+    p.add_argument("--rounding-iterations", type=positive_int, default=None,
+                   help="Adam steps per layer of ptq-lr (default: the library's)")
     p.add_argument("--latency-rounds", type=int, default=0, help="interleaved batch-1 timing rounds (0: no timing)")
     p.add_argument("--json", metavar="FILE")
     args = p.parse_args()
@@ -116,7 +121,8 @@ def main() -> None:
         for method in methods:
             t = time.time()
             quantized, extra = None, {}
-            start = net if method == "ptq" else bias_correction(net, calib[:128])
+            start, extra = prepare_int8(net, PREPARE[method], calib[:128], progress=True,
+                                        iterations=args.rounding_iterations)
             if method == "qat":
                 result = qat_finetune(start, tune, args.qat_epochs, resolution=res, calibration=calib, progress=True)
                 start, quantized, extra = result.net, result.quantized, result.report
@@ -131,7 +137,7 @@ def main() -> None:
                 files[(method, fmt)] = path
                 rows.append({"method": method, "format": fmt, "agreement": overall, "agreement_confident": conf,
                              "confident_images": n_conf, "prepare_s": round(prep_s, 1),
-                             "write_and_check_s": round(time.time() - t, 1), **({"qat": extra} if extra else {})})
+                             "write_and_check_s": round(time.time() - t, 1), **({"details": extra} if extra else {})})
                 print(f"{method:7s} {fmt:10s} agreement {100 * overall:6.2f}%  confident {100 * conf:6.2f}% "
                       f"(of {n_conf})  prepare {prep_s:6.1f}s", flush=True)
         latency = time_files(files, check[:1], args) if args.latency_rounds > 0 else {}

@@ -1,4 +1,10 @@
-"""Post-training remedies for int8 that act on the float weights before any quantizer sees them.
+"""Post-training remedies for int8 that act on the float weights before any quantizer sees them:
+:data:`INT8_METHODS`, each made by :func:`prepare_int8`.
+
+- ``plain``: the folded network as it is (the exporter's quantizer rounds to nearest);
+- ``bias_correction``: :func:`bias_correction` below;
+- ``learned_rounding``: AdaRound-style learned rounding with exact bias correction
+  (:func:`mobilenets.deploy.rounding.learned_rounding`).
 
 **Bias correction** (Nagel et al., "Data-Free Quantization", 2019, empirical variant): rounding
 a layer's weights to int8 shifts the mean of its outputs, and in a folded MobileNet the shift is
@@ -18,33 +24,38 @@ these few lines.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
 from mobilenets.deploy.fold import InferenceNet
+from mobilenets.deploy.rounding import layer_qmax
 
 INT8_MAX = 127
+INT8_METHODS = ("plain", "bias_correction", "learned_rounding")  # weakest first: export prefers the later on a tie
 
 
-def quantize_weight(weight: torch.Tensor) -> torch.Tensor:
-    """``weight`` rounded as the int8 exporters round conv weights (symmetric, per output channel)."""
-    dims = tuple(range(1, weight.dim()))
-    scale = (weight.abs().amax(dim=dims, keepdim=True) / INT8_MAX).clamp(min=1e-12)
-    return (weight / scale).round().clamp(-INT8_MAX, INT8_MAX) * scale
+def quantize_weight(weight: torch.Tensor, qmax: int = INT8_MAX) -> torch.Tensor:
+    """``weight`` rounded as the int8 exporters round conv weights (symmetric, per output channel,
+    integers -qmax..qmax: 127 for int8, 64 for ONNX Runtime's 7-bit ``reduce_range``)."""
+    from mobilenets.deploy.rounding import round_to_grid
+
+    return round_to_grid(weight, qmax)
 
 
-def bias_correction(net: InferenceNet, images: np.ndarray, batch_size: int = 64) -> InferenceNet:
-    """A copy of ``net`` whose conv biases cancel the mean output shift of int8 weight rounding,
-    measured on ``images`` (float32 NCHW, preprocessed; a few hundred suffice). ``net`` is not
-    changed; the float weights are kept (the exporters round them)."""
+def bias_correction(net: InferenceNet, images: np.ndarray, batch_size: int = 64,
+                    qmax: int | Callable[[nn.Conv2d], int] = INT8_MAX) -> InferenceNet:
+    """A copy of ``net`` whose conv biases cancel the mean output shift of int8 weight rounding
+    (on the ``qmax`` grid: one for every conv, or a function of the conv), measured on ``images`` (float32 NCHW, preprocessed; a few hundred
+    suffice). ``net`` is not changed; the float weights are kept (the exporters round them)."""
     corrected = copy.deepcopy(net).eval()
     rounded = copy.deepcopy(net).eval()  # the weight-quantized chain whose biases are corrected too
     with torch.no_grad():
         for layer in rounded.features:
             if isinstance(layer, nn.Conv2d):
-                layer.weight.copy_(quantize_weight(layer.weight))
+                layer.weight.copy_(quantize_weight(layer.weight, layer_qmax(qmax, layer)))
         x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
         ref, rnd = x, x  # the float model's activations and the rounded chain's
         for orig, q, out in zip(net.features, rounded.features, corrected.features):
@@ -58,3 +69,38 @@ def bias_correction(net: InferenceNet, images: np.ndarray, batch_size: int = 64)
             else:
                 ref, rnd = orig(ref), q(rnd)
     return corrected
+
+
+def prepare_int8(net: InferenceNet, method: str, images: np.ndarray,
+                 qmax: int | Callable[[nn.Conv2d], int] = INT8_MAX, *,
+                 progress: bool = False, iterations: int | None = None) -> tuple[InferenceNet, dict]:
+    """``net`` made ready for the int8 exporters by ``method`` (one of :data:`INT8_METHODS`),
+    measured on ``images``, for weights on the ``qmax`` grid; returns the network and a few
+    figures for the export's report. ``progress``: a progress bar for learned rounding;
+    ``iterations``: its optimisation steps per layer (default: :class:`~mobilenets.deploy.rounding.
+    RoundingSettings`')."""
+    if method not in INT8_METHODS:
+        raise ValueError(f"unknown int8 method {method!r}; choose one of {', '.join(INT8_METHODS)}")
+    if method == "plain":
+        return net, {}
+    if method == "bias_correction":
+        return bias_correction(net, images, qmax=qmax), {"images": len(images)}
+    from mobilenets.deploy.rounding import RoundingSettings, learned_rounding
+
+    settings = RoundingSettings() if iterations is None else RoundingSettings(iterations=iterations)
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=sum(isinstance(m, nn.Conv2d) for m in net.features), desc="learned rounding",
+                   unit="layer", leave=False)
+    try:
+        out, layers = learned_rounding(net, images, qmax, settings, progress=None if bar is None else lambda i, n: bar.update(1))
+    finally:
+        if bar is not None:
+            bar.close()
+    near = sum(r.error_nearest for r in layers)
+    learned = sum(r.error_learned for r in layers)
+    return out, {"images": len(images), "iterations": settings.iterations, "layers": len(layers), "layers_improved": sum(r.kept for r in layers),
+                 "output_error_vs_nearest": round(learned / near, 4) if near > 0 else None}
