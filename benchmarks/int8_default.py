@@ -45,6 +45,9 @@ def main() -> None:
     p.add_argument("--formats", default="onnx,tflite,executorch")
     p.add_argument("--calibration-crops", type=positive_int, default=320)
     p.add_argument("--check-crops", type=positive_int, default=480)
+    p.add_argument("--methods", default="auto",
+                   help="comma-separated --int8-method values; auto (the default export) writes default.<suffix>, "
+                        "another method default-<method>.<suffix>")
     p.add_argument("--json", metavar="FILE")
     args = p.parse_args()
 
@@ -76,13 +79,15 @@ def main() -> None:
     x, ref = np.load(f"{folder}/check.npy"), np.load(f"{folder}/ref.npy")
 
     rows = []
-    for fmt in args.formats.split(","):
-        out = f"{folder}/default{SUFFIX[fmt]}"
+    for fmt, method in [(f, m) for m in args.methods.split(",") for f in args.formats.split(",")]:
+        stem = "default" if method == "auto" else f"default-{method}"
+        out = f"{folder}/{stem}{SUFFIX[fmt]}"
         for stale in (out, out + ".json"):
             if os.path.exists(stale):
                 os.remove(stale)
         cmd = [sys.executable, "-m", "mobilenets", "export", "--checkpoint", str(model_dir), "--int8",
                "--calibration", f"{folder}/photos", "--output", out]
+        cmd += [] if method == "auto" else ["--int8-method", method]
         t = time.time()
         done = subprocess.run(cmd, capture_output=True, text=True)
         seconds = time.time() - t
@@ -95,10 +100,10 @@ def main() -> None:
         logits = np.concatenate([runner(x[i:i + 16]) for i in range(0, len(x), 16)])
         if fmt == "onnx":
             os.makedirs(f"{folder}/out-native", exist_ok=True)
-            np.save(f"{folder}/out-native/default.npy", logits)
+            np.save(f"{folder}/out-native/{stem}.npy", logits)
         overall, conf, n_conf = agreement(ref, logits)
         q = side.get("quantization") or {}
-        row = {"format": fmt, "method": q.get("int8_method"), "export_seconds": round(seconds, 1),
+        row = {"format": fmt, "asked": method, "method": q.get("int8_method"), "export_seconds": round(seconds, 1),
                "export_check": side.get("check"), "agreement": round(overall, 4), "confident": round(conf, 4),
                "crops": len(x), "confident_crops": n_conf, "weights": q.get("weights")}
         rows.append(row)

@@ -183,17 +183,32 @@ def test_int8_exports_calibrate_on_the_recorded_data_else_on_digits_and_say_so(t
         assert note.startswith("calibrated on the built-in digits (the model records no training data")
 
 
-def test_bias_correction_reaches_the_int8_exports_only(tmp_path, randomized_bn, monkeypatch):
+def test_int8_method_reaches_the_int8_exports_only(tmp_path, randomized_bn, monkeypatch):
     import mobilenets.deploy.export as export_module
     from mobilenets.bench.engines import BenchContext
 
     seen = []
     monkeypatch.setattr(export_module, "export_model", lambda *a, **kw: seen.append((a[2], kw)))
     ctx = BenchContext(randomized_bn(create_model(SMALL)), quick(), str(tmp_path), calibration="digits",
-                       bias_correction=True)
+                       int8_method="learned_rounding")
     ctx.export("onnx", True)
     ctx.export("onnx", False)
-    assert [(fmt, kw["int8"], kw["bias_correction"]) for fmt, kw in seen] == [("onnx", True, True), ("onnx", False, False)]
+    assert [(fmt, kw["int8"], kw["int8_method"]) for fmt, kw in seen] == [("onnx", True, "learned_rounding"),
+                                                                          ("onnx", False, "auto")]
+
+
+def test_bench_int8_method_flag_is_exports(monkeypatch):
+    """`bench --int8-method` takes export's values, and `--bias-correction` is its former spelling."""
+    import mobilenets.bench.run as run_module
+    from mobilenets.cli.main import main
+
+    seen = []
+    monkeypatch.setattr(run_module, "bench", lambda *a, **kw: seen.append(kw["int8_method"]) or [])
+    monkeypatch.setattr(run_module, "machine_info", lambda *a, **kw: {})
+    for argv, want in ((["--int8-method", "plain"], "plain"), (["--bias-correction"], "bias_correction"), ([], "auto")):
+        main(["bench", "--quick", "--json", *argv])
+        assert seen.pop() == want
+    assert main(["bench", "--quick", "--bias-correction", "--int8-method", "plain"]) == 2
 
 
 @pytest.mark.slow

@@ -54,12 +54,12 @@ class BenchContext:
 
     def __init__(self, model: MobileNet | None, settings: BenchSettings, workdir: str, verbose: bool = False,
                  exported: Any = None, checkpoint: str | os.PathLike | None = None,
-                 calibration: str | os.PathLike | None = None, bias_correction: bool = False) -> None:
+                 calibration: str | os.PathLike | None = None, int8_method: str = "auto") -> None:
         self.model = model
         self.exported = exported
         self.checkpoint = checkpoint  # where ``model`` was loaded from, if it was: its recorded data calibrates
         self.calibration = calibration
-        self.bias_correction = bias_correction  # of the int8 exports (mobilenets.deploy.ptq)
+        self.int8_method = int8_method  # of the int8 exports (mobilenets.deploy.ptq.INT8_METHODS or "auto")
         self.verbose = verbose
         self.cfg: MobileNetConfig = model.config if model is not None else exported.config
         self.settings = settings
@@ -106,7 +106,7 @@ class BenchContext:
                 source = os.fspath(self.checkpoint) if own_data else self.model
                 export_model(source, path, fmt, int8=int8, calibration=calibration, threads=self.settings.runtime_threads,
                              calibration_size=self.settings.calibration_size, verbose=self.verbose,
-                             bias_correction=int8 and self.bias_correction)
+                             int8_method=self.int8_method if int8 else "auto")
             except (ImportError, ValueError, RuntimeError, OSError) as exc:
                 raise EngineUnavailable(f"export to {fmt}{' int8' if int8 else ''} failed: "
                                         f"{first_line(exc)}") from None

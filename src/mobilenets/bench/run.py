@@ -80,7 +80,7 @@ def file_engines(f: ExportedFile, engines: Iterable[str] | None, peers: bool) ->
 def bench(model: str | MobileNetConfig | MobileNet | Mapping[str, Any] | None = None, *,
           engines: Iterable[str] | None = None, peers: bool = False, settings: BenchSettings | None = None,
           checkpoint: str | os.PathLike | None = None, calibration: str | os.PathLike | None = None,
-          bias_correction: bool = False, progress: bool = True, check: bool = True,
+          int8_method: str = "auto", progress: bool = True, check: bool = True,
           verbose: bool = False) -> list[dict[str, Any]]:
     """Time ``model`` (a registry name or config, default ``mobilenet_v1_1.0_224``; a
     MobileNet; or with ``checkpoint`` what that checkpoint must be: a name, config or mapping of
@@ -91,8 +91,8 @@ def bench(model: str | MobileNetConfig | MobileNet | Mapping[str, Any] | None = 
     one row per (engine, batch); see the module doc. ``calibration`` (a folder of images, or
     "digits") calibrates the int8 exports; default the data the checkpoint records, else the
     built-in digits (the int8 rows say so: it is their latency, not their accuracy, that is
-    measured here); ``bias_correction`` corrects their biases first, as ``export`` does (same
-    graph, so the same latency expected; a benchmark can show it). ``check`` compares the fast paths' logits with eager's (a wrong fast path is
+    measured here); ``int8_method``: their label-free remedy, as ``export``'s (``"auto"``: the export
+    tries each and keeps the best; the graph is the same whichever, so the latency should be). ``check`` compares the fast paths' logits with eager's (a wrong fast path is
     not timed); ``verbose`` lets third-party libraries print (TensorFlow, ExecuTorch, ...)."""
     s = (settings or BenchSettings()).validate()
     exported = open_exported(checkpoint, model) if checkpoint is not None and exported_format(checkpoint) else None
@@ -112,7 +112,7 @@ def bench(model: str | MobileNetConfig | MobileNet | Mapping[str, Any] | None = 
     compiled = fresh_dynamo() if any(n in COMPILED for n in names) else contextlib.nullcontext()
     with torch_threads(s.threads), compiled, tempfile.TemporaryDirectory(prefix="mobilenet-bench-") as workdir:
         ctx = BenchContext(net, s, workdir, verbose, exported=exported, checkpoint=checkpoint if net is not None else None,
-                           calibration=calibration, bias_correction=bias_correction)
+                           calibration=calibration, int8_method=int8_method)
         rows, runs, call_seconds = build_engines(ctx, names, batches, progress, verbose)
         for row in rows.values():
             row["weights"] = weights if not row["peer"] else "random (the peer's own model)"

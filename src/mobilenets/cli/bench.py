@@ -29,6 +29,7 @@ from mobilenets.cli.common import (
     choice,
     positive_int,
 )
+from mobilenets.cli.deploy import INT8_METHODS, int8_method
 from mobilenets.cli.detect import SSD_DETECTORS
 
 MODEL_FLAGS = ("model", "alpha", "resolution", "variant", "num_classes", "checkpoint")
@@ -59,8 +60,11 @@ def register(sub: Any) -> None:
                         "as `mobilenet detect bench`: --checkpoint a detection run, or --alpha/--resolution, "
                         "default: 1.0 and 300 px)")
     p.add_argument("--calibration", metavar="DIR", help=CALIBRATION_HELP)
+    p.add_argument("--int8-method", **choice(("auto",) + INT8_METHODS), default="auto",
+                   help="the int8 exports' label-free remedy, as `mobilenet export --int8-method` (default auto: "
+                        "the export tries each and keeps the best; random weights: plain)")
     p.add_argument("--bias-correction", action="store_true",
-                   help="correct the int8 exports' biases first, as export --bias-correction does (default: off)")
+                   help="the former name of --int8-method bias_correction")
     p.add_argument("--batch-size", type=positive_int,
                    help="the batch-N size; every engine also runs batch 1 (default: 8; 4 with --quick)")
     p.add_argument("--rounds", type=positive_int, help="interleaved timing rounds (default: 10; 2 with --quick)")
@@ -170,7 +174,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     quick = args.quick and not (checkpoint and exported_format(checkpoint))  # an exported file is its own engine
     engines = args.engines if args.engines is not None else (list(QUICK_ENGINES) if quick else None)
     rows = bench(model, checkpoint=checkpoint, engines=engines, peers=args.peers, settings=s,
-                 calibration=args.calibration, bias_correction=args.bias_correction, progress=progress,
+                 calibration=args.calibration, int8_method=int8_method(args), progress=progress,
                  verbose=args.verbose)
     if args.json:
         print(json.dumps(rows, indent=2))

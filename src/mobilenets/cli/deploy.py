@@ -125,9 +125,16 @@ def _check_flags(args: argparse.Namespace) -> str:
         raise UsageError("--calibration needs --int8")
     if (args.bias_correction or args.int8_method != "auto") and not args.int8:
         raise UsageError("--int8-method and --bias-correction need --int8")
+    int8_method(args)
+    return _format(args)
+
+
+def int8_method(args: argparse.Namespace) -> str:
+    """The ``--int8-method`` asked (``--bias-correction`` being its former spelling of
+    bias_correction); a contradiction of the two is refused. Shared by `export` and `bench`."""
     if args.bias_correction and args.int8_method not in ("auto", "bias_correction"):
         raise UsageError(f"--bias-correction contradicts --int8-method {args.int8_method}; give one of them")
-    return _format(args)
+    return "bias_correction" if args.bias_correction else args.int8_method
 
 
 def _what_to_export(args: argparse.Namespace):
