@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from mobilenets.cli.common import (
     UsageError,
@@ -175,12 +176,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     if fmt == WEB:
         _export_web(args, what, expect)
         return
-    report = export_model(what, args.output, fmt, int8=args.int8, calibration=args.calibration,
-                          qat_epochs=args.qat_epochs, calibration_images=args.calibration_images,
-                          bias_correction=args.bias_correction, int8_method=args.int8_method,
-                          min_agreement=args.min_agreement, progress=not args.json, expect_model=expect,
-                          threads=args.engine_threads, verbose=args.verbose,
-                          log=None if args.json else print)
+    report = export_model(what, args.output, fmt, **export_options(args, expect))
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -190,14 +186,20 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 
+def export_options(args: argparse.Namespace, expect: Any) -> dict[str, Any]:
+    """The keywords of :func:`~mobilenets.deploy.export.export_model` the export flags give, for a
+    file and for a web folder alike (every flag honoured by both)."""
+    return dict(int8=args.int8, calibration=args.calibration, qat_epochs=args.qat_epochs,
+                calibration_images=args.calibration_images, int8_method=int8_method(args),
+                min_agreement=args.min_agreement, progress=not args.json, expect_model=expect,
+                threads=args.engine_threads, verbose=args.verbose, log=None if args.json else print)
+
+
 def _export_web(args: argparse.Namespace, what, expect) -> None:
     from mobilenets.deploy.export import check_text
     from mobilenets.deploy.web import export_web
 
-    report = export_web(what, args.output, int8=args.int8, force=args.force, calibration=args.calibration,
-                        qat_epochs=args.qat_epochs, calibration_images=args.calibration_images,
-                        bias_correction=args.bias_correction, progress=not args.json, expect_model=expect,
-                        threads=args.engine_threads, verbose=args.verbose, log=None if args.json else print)
+    report = export_web(what, args.output, force=args.force, **export_options(args, expect))
     if args.json:
         print(json.dumps(report, indent=2))
         return
