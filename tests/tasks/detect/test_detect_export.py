@@ -54,3 +54,34 @@ def test_output_that_is_a_file_is_refused_before_loading(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and message in err[0], err
     assert os.listdir(tmp_path) == ["a-file"]
+
+
+def test_onnx_graph_lets_only_each_class_best_candidates_into_nms():
+    """As eager (torchvision SSD's ``topk_candidates``): only each class's ``nms_candidates`` best
+    boxes reach NMS in the exported graph; the others' scores are 0, under the score floor. Without
+    this, a trained detector with more boxes of a class above the floor than that kept other
+    detections than eager and failed its export check."""
+    import torch
+
+    from mobilenets.tasks.detect.build import build_detector
+    from mobilenets.tasks.detect.config import make_config
+    from mobilenets.tasks.detect.export import DenseSSD
+
+    torch.manual_seed(0)
+    model = build_detector(make_config("ssd", alpha=0.25, resolution=96, num_classes=3, nms_candidates=7)).eval()
+    with torch.no_grad():  # a fresh head scores every box alike: random weights make the scores differ
+        for p in model.head.parameters():
+            p.normal_(0, 0.1)
+    dense = DenseSSD(model, 96).eval()
+    unlimited = DenseSSD(model, 96).eval()
+    unlimited.candidates = 0
+    x = torch.rand(2, 3, 96, 96)
+    with torch.no_grad():
+        _, scores = dense(x)
+        _, full = unlimited(x)
+    assert full.shape[1] > 7 and (full > 0).sum(1).min() > 7  # without the limit, every box has a score
+    kept = (scores > 0).sum(1)
+    best = full.topk(7, dim=1).values
+    assert (kept >= 7).all() and (kept < (full > 0).sum(1)).all()  # 7 per class and image, or ties at the 7th
+    assert torch.equal(scores.topk(7, dim=1).values, best)
+    assert ((scores == 0) | (scores >= best[:, -1:, :])).all()  # what is kept is at least the 7th best

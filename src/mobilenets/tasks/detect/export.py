@@ -19,9 +19,9 @@ the files are staged, checked, and moved into the output folder only when every 
 failed check raises :class:`~mobilenets.deploy.outputs.ExportCheckFailed` (one line, exit status 2
 from the command line) and leaves nothing behind.
 
-Eager keeps the 400 best boxes per class before NMS; ONNX's NMS looks at all of them. The kept
-detections can only differ when more than 400 boxes of one class pass the score floor and one
-ranked below 400 would survive among the 100 best: the self-check reports any difference.
+Eager keeps the 400 best boxes per class before NMS (the config's ``nms_candidates``); the ONNX
+graph does the same (each class's scores below its 400th best set to 0, under the score floor), so
+a trained detector with more than 400 boxes of a class above the floor keeps the same detections.
 TFLite (``model.tflite``, ``model-int8.tflite``): :mod:`~mobilenets.tasks.detect.tflite`, with
 TFLite's detection post-process op inside; the same checks. Faster R-CNN is not exported (its
 proposals and crops have data-dependent shapes).
@@ -58,6 +58,8 @@ class DenseSSD(nn.Module):
         # TF OD API / face-api: NMS on the unclipped boxes (the kept ones are clipped after it, in append_nms)
         self.clip = not self.sigmoid or getattr(model, "clip_before_nms", True)
         self.resolution = resolution
+        # eager's per-class candidates before NMS (torchvision SSD's topk_candidates, the config's nms_candidates)
+        self.candidates = int(getattr(model, "topk_candidates", 0) or 0)
         self.register_buffer("mean", torch.tensor(model.transform.image_mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(model.transform.image_std).view(1, 3, 1, 1))
         with torch.no_grad():
@@ -77,8 +79,14 @@ class DenseSSD(nn.Module):
             boxes = box_ops.clip_boxes_to_image(boxes, (self.resolution, self.resolution))
         boxes = boxes / self.resolution
         logits = out["cls_logits"]
-        scores = torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, -1)
-        return boxes.reshape(n, -1, 4), scores[..., 1:]
+        scores = (torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, -1))[..., 1:]
+        k = self.candidates
+        if 0 < k < scores.shape[1]:
+            # as eager: only each class's k best boxes enter NMS; the others' scores go to 0, below the
+            # score floor (ties at the k-th score may let a few more in)
+            kth = scores.topk(k, dim=1).values[:, -1:, :]
+            scores = torch.where(scores >= kth, scores, torch.zeros_like(scores))
+        return boxes.reshape(n, -1, 4), scores
 
 
 def export_dense(dense: DenseSSD, path: str) -> None:
