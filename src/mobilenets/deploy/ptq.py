@@ -13,8 +13,13 @@ varies before BatchNorm). The shift per output channel, ``E[conv(x, W_q)] - E[co
 measured on calibration images and subtracted from the bias, layer after layer, with the inputs
 of each layer coming from the already corrected, weight-quantized layers before it. The rounding
 simulated is the one every int8 format here applies to conv weights: symmetric, per output
-channel, scale ``max|w| / 127``. Biases stay float in every engine (int32 at run time), so the
+channel, scale ``max|w| / qmax`` (127; 64 for the 7-bit weights of the ONNX form's non-depthwise convs). Biases stay float in every engine (int32 at run time), so the
 corrected network is handed to any exporter as it is.
+
+:func:`graph_bias_correction` is the same correction for a network that is a graph rather than a
+sequence of folded layers (a detector: backbone, extra layers, heads): each conv's float inputs are
+caught by a hook, and the shift of its BatchNorm-folded weights' rounding goes into the BatchNorm's
+beta (or the conv's bias where no BatchNorm follows).
 
 Written here because none of the exporters' own quantizers (PT2E, ONNX Runtime, the TFLite
 converter) offers it; AIMET (``aimet-torch``) does for PyTorch, but is not worth a dependency for
@@ -104,3 +109,62 @@ def prepare_int8(net: InferenceNet, method: str, images: np.ndarray,
     learned = sum(r.error_learned for r in layers)
     return out, {"images": len(images), "iterations": settings.iterations, "layers": len(layers), "layers_improved": sum(r.kept for r in layers),
                  "output_error_vs_nearest": round(learned / near, 4) if near > 0 else None}
+
+
+def conv_bn_pairs(model: nn.Module) -> list[tuple[nn.Conv2d, nn.BatchNorm2d | None]]:
+    """Every conv of ``model`` with the BatchNorm that directly follows it among its siblings
+    (:class:`~mobilenets.models.layers.ConvBNAct`, torchvision's ``Conv2dNormActivation``), or None."""
+    pairs: list[tuple[nn.Conv2d, nn.BatchNorm2d | None]] = []
+    for parent in model.modules():
+        children = list(parent.children())
+        for i, child in enumerate(children):
+            if isinstance(child, nn.Conv2d):
+                after = children[i + 1] if i + 1 < len(children) else None
+                pairs.append((child, after if isinstance(after, nn.BatchNorm2d) else None))
+    return pairs
+
+
+def graph_bias_correction(model: nn.Module, run: Callable[[nn.Module], None],
+                          qmax_of: Callable[[torch.Size, int], int]) -> nn.Module:
+    """A copy of ``model`` whose conv outputs (after their BatchNorm) cancel the mean shift that
+    rounding their BatchNorm-folded weights to the int8 grid causes (``qmax_of(weight_shape,
+    groups)``: the grid's largest integer, e.g. :func:`mobilenets.deploy.ort.weight_qmax`),
+    measured while ``run(copy)`` feeds calibration images through the copy (the float network's
+    inputs to each conv). ``model`` is not changed."""
+    import torch.nn.functional as F
+
+    from mobilenets.deploy.rounding import round_to_grid
+    from mobilenets.models.layers import Conv2dSame, tf_same_pad
+
+    out = copy.deepcopy(model).eval()
+    pairs = conv_bn_pairs(out)
+    deltas, shifts = {}, {}
+    with torch.no_grad():
+        for conv, bn in pairs:
+            scale = torch.ones(conv.out_channels) if bn is None else bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            folded = conv.weight * scale.view(-1, 1, 1, 1)
+            deltas[conv] = round_to_grid(folded, qmax_of(folded.shape, conv.groups)) - folded
+
+        def catch(conv, inputs):
+            x = inputs[0]
+            if isinstance(conv, Conv2dSame):  # its padding is applied in its forward, from the input size
+                x = tf_same_pad(x, conv.kernel_size[0], conv.stride[0])
+            y = F.conv2d(x, deltas[conv], None, conv.stride, conv.padding, conv.dilation, conv.groups)
+            total, n = shifts.get(conv, (0.0, 0))
+            shifts[conv] = (total + y.mean(dim=(2, 3)).sum(0), n + y.shape[0])
+
+        hooks = [conv.register_forward_pre_hook(catch) for conv, _ in pairs]
+        try:
+            run(out)
+        finally:
+            for h in hooks:
+                h.remove()
+        for conv, bn in pairs:
+            if conv not in shifts:
+                continue
+            total, n = shifts[conv]
+            if bn is not None:
+                bn.bias -= total / n
+            elif conv.bias is not None:
+                conv.bias -= total / n
+    return out

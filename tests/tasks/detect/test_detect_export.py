@@ -94,10 +94,11 @@ def test_int8_bias_correction_cancels_the_mean_shift_of_rounded_weights():
     import torch
 
     from mobilenets.deploy.ort import weight_qmax
+    from mobilenets.deploy.ptq import conv_bn_pairs
     from mobilenets.deploy.rounding import round_to_grid
     from mobilenets.tasks.detect.build import build_detector
     from mobilenets.tasks.detect.config import make_config
-    from mobilenets.tasks.detect.export import bias_corrected, conv_bn_pairs
+    from mobilenets.tasks.detect.export import bias_corrected
 
     torch.manual_seed(0)
     model = build_detector(make_config("ssd", alpha=0.25, resolution=96, num_classes=3)).eval()

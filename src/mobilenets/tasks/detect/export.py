@@ -93,70 +93,20 @@ class DenseSSD(nn.Module):
         return boxes.reshape(n, -1, 4), scores
 
 
-def conv_bn_pairs(model: nn.Module) -> list[tuple[nn.Conv2d, nn.BatchNorm2d | None]]:
-    """Every conv of ``model`` with the BatchNorm that directly follows it among its siblings
-    (:class:`~mobilenets.models.layers.ConvBNAct`, torchvision's ``Conv2dNormActivation``), or None."""
-    pairs: list[tuple[nn.Conv2d, nn.BatchNorm2d | None]] = []
-    for parent in model.modules():
-        children = list(parent.children())
-        for i, child in enumerate(children):
-            if isinstance(child, nn.Conv2d):
-                after = children[i + 1] if i + 1 < len(children) else None
-                pairs.append((child, after if isinstance(after, nn.BatchNorm2d) else None))
-    return pairs
+def bias_corrected(model: nn.Module, images: list[np.ndarray], qmax_of: Any, resolution: int) -> DenseSSD:
+    """The detector as the ONNX graph runs it (:class:`DenseSSD`, a copy), bias-corrected for the
+    int8 grid ``qmax_of(weight_shape, groups)`` (:func:`mobilenets.deploy.ptq.graph_bias_correction`),
+    measured on ``images``. (The wrapper is built before the correction's hooks: its anchor probe
+    must not count as a calibration image.)"""
+    from mobilenets.deploy.ptq import graph_bias_correction
 
+    batch = torch.from_numpy(np.ascontiguousarray(np.stack(images), dtype=np.float32))
 
-def bias_corrected(model: nn.Module, images: list[np.ndarray], qmax_of: Any, resolution: int) -> nn.Module:
-    """A copy of the detector whose conv outputs (after their BatchNorm) cancel the mean shift that
-    rounding their BatchNorm-folded weights to the int8 grid causes (``qmax_of(weight_shape,
-    groups)``: the grid's largest integer; the ONNX form's, :func:`mobilenets.deploy.ort.weight_qmax`),
-    measured on ``images`` with the float network's inputs to each conv. The classifier's bias
-    correction (:func:`mobilenets.deploy.ptq.bias_correction`) walks a sequence of folded layers; a
-    detector's backbone, extra layers and heads are a graph, so here each conv's inputs are caught by a
-    hook and the shift goes into the BatchNorm's beta (or the conv's bias where none follows)."""
-    import copy
+    def run(dense: nn.Module) -> None:
+        for i in range(0, len(batch), 16):
+            dense(batch[i:i + 16])
 
-    import torch.nn.functional as F
-
-    from mobilenets.deploy.rounding import round_to_grid
-    from mobilenets.models.layers import Conv2dSame, tf_same_pad
-
-    out = copy.deepcopy(model).eval()
-    pairs = conv_bn_pairs(out)
-    deltas, shifts, hooks = {}, {}, []
-    with torch.no_grad():
-        for conv, bn in pairs:
-            scale = torch.ones(conv.out_channels) if bn is None else bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            folded = conv.weight * scale.view(-1, 1, 1, 1)
-            deltas[conv] = round_to_grid(folded, qmax_of(folded.shape, conv.groups)) - folded
-
-        def catch(conv, inputs):
-            x = inputs[0]
-            if isinstance(conv, Conv2dSame):  # its padding is applied in its forward, from the input size
-                x = tf_same_pad(x, conv.kernel_size[0], conv.stride[0])
-            y = F.conv2d(x, deltas[conv], None, conv.stride, conv.padding, conv.dilation, conv.groups)
-            total, n = shifts.get(conv, (0.0, 0))
-            shifts[conv] = (total + y.mean(dim=(2, 3)).sum(0), n + y.shape[0])
-
-        dense = DenseSSD(out, resolution).eval()  # the network as the ONNX graph runs it
-        batch = torch.from_numpy(np.ascontiguousarray(np.stack(images), dtype=np.float32))
-        hooks = [conv.register_forward_pre_hook(catch) for conv, _ in pairs]
-        try:
-            for i in range(0, len(batch), 16):
-                dense(batch[i:i + 16])
-        finally:
-            for h in hooks:
-                h.remove()
-        for conv, bn in pairs:
-            if conv not in shifts:
-                continue
-            total, n = shifts[conv]
-            shift = total / n
-            if bn is not None:
-                bn.bias -= shift
-            elif conv.bias is not None:
-                conv.bias -= shift
-    return out
+    return graph_bias_correction(DenseSSD(model, resolution).eval(), run, qmax_of)
 
 
 def export_dense(dense: DenseSSD, path: str) -> None:
@@ -427,8 +377,8 @@ def export_detector(checkpoint: str, output: str | os.PathLike, *, int8: bool = 
 
                     # the int8 file starts from the bias-corrected network (on the ONNX form's grids)
                     corrected_path = os.path.join(tmp, "dense-corrected.onnx")
-                    export_dense(DenseSSD(bias_corrected(model, calib[:BIAS_CORRECTION_IMAGES], weight_qmax, cfg.resolution),
-                                          cfg.resolution).eval(), corrected_path)
+                    export_dense(bias_corrected(model, calib[:BIAS_CORRECTION_IMAGES], weight_qmax, cfg.resolution),
+                                 corrected_path)
                     q = os.path.join(tmp, "dense-int8.onnx")
                     settings = quantize_dense(corrected_path, q, calib)
                     settings["bias_correction"] = True
