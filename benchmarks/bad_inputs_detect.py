@@ -29,8 +29,11 @@ from pathlib import Path
 
 from _cli import ScriptParser
 
+# the bad-input tests' helpers: the same name= check, the same renamed copy of a COCO folder
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from badinput_helpers import KEYWORD_FORM, renamed_categories  # noqa: E402
+
 CATS = [{"id": 1, "name": "circle"}, {"id": 2, "name": "square"}]
-KEYWORD_FORM = re.compile(r"\b\w+=")
 SKIP_LINE = re.compile(r"skipped|not scored|not categories|no usable|reported|without validation")
 
 
@@ -203,16 +206,17 @@ def cases(t: Path, run: Path, classifier: Path, onnx: Path) -> list[tuple[str, s
                       "--batch-size", "4", "--warmup-epochs", "0", "--output", moved, "--no-progress"], t)
     assert made.returncode == 0, made.stderr
     shutil.rmtree(gone)
-    renamed = _renamed(data, t / "eval-renamed", {n: f"not-{n}" for n in ("circle", "square", "triangle", "cross")})
+    renamed = renamed_categories(data, t / "eval-renamed",
+                                 {n: f"not-{n}" for n in ("circle", "square", "triangle", "cross")})
     out += [
         ("detect eval", "--checkpoint that does not exist", ["detect", "eval", "--checkpoint", t / "nope"]),
         ("detect eval", "--checkpoint a classifier weights file", ["detect", "eval", "--checkpoint", classifier]),
         ("detect eval", "--checkpoint an empty folder", ["detect", "eval", "--checkpoint", t / "empty"]),
         ("detect eval", "--data with no category name in common", base + ["--data", renamed]),
         ("detect eval", "--data with category ids in another order (scored by name)",
-         base + ["--data", _renamed(data, t / "eval-flip", {}), "--output", t / "e1"]),
+         base + ["--data", renamed_categories(data, t / "eval-flip", {}), "--output", t / "e1"]),
         ("detect eval", "--data where one category has another name",
-         base + ["--data", _renamed(data, t / "eval-one", {"circle": "disc"}), "--output", t / "e2"]),
+         base + ["--data", renamed_categories(data, t / "eval-one", {"circle": "disc"}), "--output", t / "e2"]),
         ("detect eval", "--data whose val file names a category unlike its train file",
          base + ["--data", _val_renamed(data, t / "eval-val", {"circle": "disc"}), "--output", t / "e3"]),
         ("detect eval", "--output names an existing file", base + ["--output", t / "runfile"]),
@@ -272,20 +276,6 @@ def cases(t: Path, run: Path, classifier: Path, onnx: Path) -> list[tuple[str, s
 def _write(path: Path, doc) -> Path:
     path.write_text(json.dumps(doc))
     return path
-
-
-def _renamed(src: Path, dst: Path, names: dict[str, str]) -> Path:
-    shutil.copytree(src, dst)
-    for split in ("train", "val"):
-        path = dst / "annotations" / f"instances_{split}.json"
-        doc = json.loads(path.read_text())
-        new_id = {c["id"]: 100 - c["id"] for c in doc["categories"]}
-        doc["categories"] = [{"id": new_id[c["id"]], "name": names.get(c["name"], c["name"])}
-                             for c in doc["categories"]]
-        for a in doc["annotations"]:
-            a["category_id"] = new_id[a["category_id"]]
-        path.write_text(json.dumps(doc))
-    return dst
 
 
 def _val_renamed(src: Path, dst: Path, names: dict[str, str]) -> Path:

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
+import shutil
 import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -113,4 +115,22 @@ def skipped(argv: Sequence[str], *, match: str) -> CliResult:
     return result
 
 
-__all__ = ["SEEN", "CliResult", "KEYWORD_FORM", "check_message", "refused", "run_cli", "skipped", "snapshot"]
+def renamed_categories(src: str | os.PathLike, dst: str | os.PathLike, names: dict[str, str]) -> Path:
+    """A copy ``dst`` of the COCO folder ``src`` (both splits) with its categories renamed (``names``
+    by old name; others kept) and their ids reversed (``100 - id``): the same data under other ids,
+    to check that evaluation matches categories by name."""
+    dst = Path(dst)
+    shutil.copytree(src, dst)
+    for split in ("train", "val"):
+        path = dst / "annotations" / f"instances_{split}.json"
+        doc = json.loads(path.read_text())
+        new_id = {c["id"]: 100 - c["id"] for c in doc["categories"]}
+        doc["categories"] = [{"id": new_id[c["id"]], "name": names.get(c["name"], c["name"])}
+                             for c in doc["categories"]]
+        for a in doc["annotations"]:
+            a["category_id"] = new_id[a["category_id"]]
+        path.write_text(json.dumps(doc))
+    return dst
+
+
+__all__ = ["SEEN", "CliResult", "KEYWORD_FORM", "check_message", "refused", "renamed_categories", "run_cli", "skipped", "snapshot"]

@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from badinput_helpers import KEYWORD_FORM, check_message, refused, run_cli
+from badinput_helpers import KEYWORD_FORM, check_message, refused, renamed_categories, run_cli
 from mobilenets.errors import MobileNetsError
 from mobilenets.tasks.detect.data import load_splits, summary_line
 from mobilenets.tasks.detect.standin import CLASSES, write_standin
@@ -258,23 +258,8 @@ def classifier(tmp_path_factory):
     return path
 
 
-def renamed_val(src, dst, names):
-    """The run's data (both splits) with its categories renamed (``names`` by old name) and ids reversed."""
-    shutil.copytree(src, dst)
-    for split in ("train", "val"):
-        path = dst / "annotations" / f"instances_{split}.json"
-        doc = json.loads(path.read_text())
-        new_id = {c["id"]: 100 - c["id"] for c in doc["categories"]}
-        doc["categories"] = [{"id": new_id[c["id"]], "name": names.get(c["name"], c["name"])}
-                             for c in doc["categories"]]
-        for a in doc["annotations"]:
-            a["category_id"] = new_id[a["category_id"]]
-        path.write_text(json.dumps(doc))
-    return dst
-
-
 def test_eval_refuses_data_with_no_category_in_common(run, tmp_path):
-    data = renamed_val(run.parent / "data", tmp_path / "other", {n: f"not-{n}" for n in CLASSES})
+    data = renamed_categories(run.parent / "data", tmp_path / "other", {n: f"not-{n}" for n in CLASSES})
     refused(["detect", "eval", "--checkpoint", run, "--data", data, "--no-progress"], [run, tmp_path],
             match="none of the run's classes .* is a category of")
 
@@ -284,13 +269,13 @@ def test_eval_maps_categories_by_name_and_reports_unknown_ones(run, tmp_path):
     reported and left out; detections.json carries the data set's ids; the run is untouched."""
     common = ["detect", "eval", "--checkpoint", run, "--json", "--no-progress", "--backend", "pycocotools"]
     same = run_cli(common + ["--data", run.parent / "data", "--output", tmp_path / "a"])
-    flipped = run_cli(common + ["--data", renamed_val(run.parent / "data", tmp_path / "flip", {}),
+    flipped = run_cli(common + ["--data", renamed_categories(run.parent / "data", tmp_path / "flip", {}),
                                 "--output", tmp_path / "b"])
     assert same.code == flipped.code == 0, flipped.stderr
     assert json.loads(flipped.stdout) == json.loads(same.stdout)
     found = json.loads((tmp_path / "b" / "detections.json").read_text())
     assert found and {r["category_id"] for r in found} <= {99, 98, 97, 96}
-    renamed = run_cli(common + ["--data", renamed_val(run.parent / "data", tmp_path / "ren", {"circle": "disc"}),
+    renamed = run_cli(common + ["--data", renamed_categories(run.parent / "data", tmp_path / "ren", {"circle": "disc"}),
                                 "--output", tmp_path / "c"])
     assert renamed.code == 0 and "the run does not know: disc" in renamed.stdout
     assert "1 of the run's classes are not categories" in renamed.stdout
