@@ -295,8 +295,8 @@ def test_onnx_int8_file_holds_the_learned_integers(small_net, tmp_path):
     import onnx
     from onnx import numpy_helper
 
-    from mobilenets.deploy.export import weight_qmax
     from mobilenets.deploy.formats import write
+    from mobilenets.deploy.int8 import weight_qmax
     from mobilenets.deploy.rounding import grid_scale, learned_rounding
 
     qmax = weight_qmax("onnx")
@@ -315,7 +315,7 @@ def test_onnx_int8_file_holds_the_learned_integers(small_net, tmp_path):
 
 def test_cli_mirrors_the_library_constants():
     from mobilenets.cli import deploy as cli
-    from mobilenets.deploy.export import MIN_AGREEMENT
+    from mobilenets.deploy.int8 import MIN_AGREEMENT
     from mobilenets.deploy.ptq import INT8_METHODS
 
     assert cli.INT8_METHODS == INT8_METHODS and cli.MIN_AGREEMENT == MIN_AGREEMENT
@@ -393,7 +393,7 @@ def test_wilson_interval_solves_its_defining_equation():
     """The floor's interval: its ends p are the solutions of |f - p| = z sqrt(p (1 - p) / n)."""
     import math
 
-    from mobilenets.deploy.export import wilson_interval
+    from mobilenets.deploy.int8 import wilson_interval
 
     for f, n in ((26 / 32, 32), (0.7, 450), (0.5, 20)):
         for p in wilson_interval(f, n):

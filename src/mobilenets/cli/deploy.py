@@ -29,7 +29,7 @@ from mobilenets.deploy.formats import FOLDER_FORMATS, FORMATS, INT8_FORMATS, SUF
 WEB = "web"
 INT8_CHOICES = (*INT8_FORMATS, WEB)
 
-# Mirrors of mobilenets.deploy.ptq.INT8_METHODS and mobilenets.deploy.export.MIN_AGREEMENT: `mobilenet
+# Mirrors of mobilenets.deploy.ptq.INT8_METHODS and mobilenets.deploy.int8.MIN_AGREEMENT: `mobilenet
 # --help` must not import torch (tests/deploy/test_int8_methods.py checks they agree).
 INT8_METHODS = ("plain", "bias_correction", "learned_rounding")
 MIN_AGREEMENT = 0.90

@@ -33,9 +33,7 @@ dtype, the class names, the model config, and the check.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 import os
 import time
 from collections.abc import Callable
@@ -44,7 +42,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from mobilenets.data.preprocess import Preprocessing
 from mobilenets.deploy.calibration import ImageSet
@@ -58,11 +55,20 @@ from mobilenets.deploy.formats import (
     sidecar_path,
     write,
 )
+from mobilenets.deploy.int8 import (
+    AUTO,
+    FALLBACK_METHOD,
+    MIN_AGREEMENT,
+    MIN_SELECTION_IMAGES,
+    apply_floor,
+    halves,
+    int8_methods,
+    weight_qmax,
+)
 from mobilenets.deploy.ort import DEFAULT_FORM as ONNX_INT8_FORM
 from mobilenets.deploy.ort import FORMS as ONNX_INT8_FORMS
-from mobilenets.deploy.ort import weight_qmax as onnx_weight_qmax
 from mobilenets.deploy.outputs import ExportCheckFailed, Staging, check_writable
-from mobilenets.deploy.ptq import INT8_MAX, INT8_METHODS, prepare_int8
+from mobilenets.deploy.ptq import prepare_int8
 from mobilenets.deploy.qat import qat_finetune
 from mobilenets.deploy.sources import resolve_source
 from mobilenets.errors import MobileNetsError
@@ -74,11 +80,6 @@ CHECK_BATCH_SIZES = (1, 5)
 CONFIDENT = 0.5  # top-1 probability of the float model above which an image counts as "confident"
 CHECK_SEED = 20240517  # fresh inputs: not the seed of any training or calibration draw
 BIAS_CORRECTION_IMAGES = 128  # its activations are held in memory (~3 GB at 1.0-224)
-AUTO = "auto"  # int8_method: try every label-free method, keep the best on held-out images
-MIN_AGREEMENT = 0.90  # int8 top-1 agreement with fp32 below which a trained model's export fails
-MIN_FLOOR_IMAGES = 20  # fewer held-out images than this: the agreement is too coarse to hold to the floor
-MIN_SELECTION_IMAGES = 2 * MIN_FLOOR_IMAGES  # fewer: no choice between methods, FALLBACK_METHOD is used
-FALLBACK_METHOD = "learned_rounding"  # the best label-free method on the real MobileNetV1 (docs/export.md)
 QAT_MAX_IMAGES = 20_000  # images held in memory (float32, 0.6 MB each at 224 px) for quantization-aware fine-tuning
 
 
@@ -177,33 +178,6 @@ def describe_preprocessing(preprocessing: Preprocessing, fmt: str) -> dict[str, 
     }
 
 
-def weight_qmax(fmt: str) -> int | Callable[[nn.Conv2d], int]:
-    """The largest integer of the symmetric weight grid the ``fmt`` file uses: 127 (int8) for
-    TFLite and ExecuTorch; per conv for ONNX, whose one form for every CPU keeps 8 bits in depthwise
-    convs and 7 (64) in the others (:func:`mobilenets.deploy.ort.weight_qmax`). Learned rounding and
-    bias correction must work on the grid the file really uses."""
-    if fmt == "onnx":
-        return lambda conv: onnx_weight_qmax(conv.weight.shape, conv.groups)
-    return INT8_MAX
-
-
-def int8_methods(int8_method: str | None, bias_correction: bool, qat_epochs: int, trained: bool) -> list[str]:
-    """The label-free methods an int8 export tries (more than one: it keeps the best on held-out
-    images). ``auto`` (or None): all of :data:`~mobilenets.deploy.ptq.INT8_METHODS` for a trained
-    model; ``plain`` alone for random weights (exported for speed: agreement says nothing there)
-    and before quantization-aware fine-tuning (which makes its own corrections). (``export_model``
-    uses :data:`FALLBACK_METHOD` alone where fewer than :data:`MIN_SELECTION_IMAGES` are held out.)"""
-    if bias_correction:  # the former flag: an alias of int8_method="bias_correction"
-        if int8_method not in (None, AUTO, "bias_correction"):
-            raise MobileNetsError(f"--bias-correction contradicts --int8-method {int8_method}; give one of them")
-        return ["bias_correction"]
-    if int8_method in (None, AUTO):
-        return ["plain"] if qat_epochs or not trained else list(INT8_METHODS)
-    if int8_method not in INT8_METHODS:
-        raise MobileNetsError(f"unknown --int8-method {int8_method!r}; choose one of {AUTO}, {', '.join(INT8_METHODS)}")
-    return [int8_method]
-
-
 def _validate(format: str, int8: bool, calibration: Any, qat_epochs: Any, calibration_images: Any, threads: Any) -> None:
     if format not in FORMATS:
         raise MobileNetsError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
@@ -224,18 +198,6 @@ def _validate(format: str, int8: bool, calibration: Any, qat_epochs: Any, calibr
 # --------------------------------------------------------------------------- int8: choose a method, hold it to a floor
 
 
-def _halves(images: ImageSet) -> tuple[ImageSet, ImageSet]:
-    """The held-out images split in two, alternately: one half chooses the method, the other
-    reports the chosen file's agreement (so the figure reported is not the one maximised)."""
-    def part(start: int) -> ImageSet:
-        labels = None if images.check_labels is None else images.check_labels[start::2]
-        return dataclasses.replace(images, check=images.check[start::2], check_labels=labels)
-
-    if len(images.check) < 2:
-        return images, images
-    return part(0), part(1)
-
-
 def _write_int8(candidates: dict[str, tuple[Any, dict[str, Any]]], images: ImageSet, model: MobileNet, fmt: str,
                 staged: Path, trials: Staging, res: int, threads: int, quantized: Any) -> tuple[str, Any, dict[str, Any]]:
     """Write each candidate's int8 file (under ``trials``), keep the best by top-1 agreement on
@@ -249,7 +211,7 @@ def _write_int8(candidates: dict[str, tuple[Any, dict[str, Any]]], images: Image
         write(fmt, net, str(staged), res, images.calibration, quantized=quantized)
         check = _int8_check(model, load_runner(staged, threads=threads, format=fmt), images)
         return method, {"tried": {method: details}, "note": "one method: no selection"}, check
-    choose, report = _halves(images)
+    choose, report = halves(images)
     tried: dict[str, dict[str, Any]] = {}
     for method, (net, details) in candidates.items():
         path = trials.path(method + staged.suffix)
@@ -268,44 +230,6 @@ def _write_int8(candidates: dict[str, tuple[Any, dict[str, Any]]], images: Image
     selection = {"chosen_on": f"{len(choose.check)} held-out images (every other one, from the first); the check "
                               f"reports the other {len(report.check)}", "tried": tried}
     return best, selection, check
-
-
-def wilson_interval(fraction: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval (95 % for ``z`` 1.96) of a proportion ``fraction`` measured on ``n``
-    trials. Written out: four lines, where scipy/statsmodels would be a dependency for them."""
-    centre = (fraction + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(fraction * (1 - fraction) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def _apply_floor(check: dict[str, Any], min_agreement: float, trained: bool, method: str) -> None:
-    """Hold a trained model's int8 agreement to ``min_agreement`` (:class:`ExportCheckFailed`
-    below it); random weights are exported for speed, so their agreement is only recorded."""
-    check["method"] = method
-    check["min_agreement"] = min_agreement
-    if not trained:
-        check["passed"] = None
-        check["note"] = "untrained weights: the agreement says nothing about a real model; not held to the floor"
-        return
-    images = check["images"]
-    if images < MIN_FLOOR_IMAGES:
-        check["passed"] = None
-        check["note"] = (f"{images} held-out images: too few to hold the agreement to the floor "
-                         f"(one image is {100 / images:.0f} points); give more with --calibration")
-        return
-    # A few dozen held-out images measure the agreement to several points (32 images: +-10), so the
-    # floor fails a file only where the agreement is below it beyond that: where even the upper end
-    # of its 95 % (Wilson score) interval is. Measured: the real MobileNetV1's default ONNX file agreed
-    # on 81 % of 32 held-out crops of the calibration photos and on 94 % of 480 crops of other photos.
-    low, high = wilson_interval(check["agreement"], images)
-    check["agreement_interval_95"] = [low, high]
-    check["passed"] = high >= min_agreement
-    if not check["passed"]:
-        raise ExportCheckFailed(
-            f"int8 top-1 agreement with fp32 is {100 * check['agreement']:.1f}% (95% interval {100 * low:.0f}-"
-            f"{100 * high:.0f}%) on {check['inputs']} (method {method}), below --min-agreement "
-            f"{100 * min_agreement:g}%; nothing written. Try --calibration with more images like the model's inputs, "
-            f"--qat-epochs 1, or a lower --min-agreement")
 
 
 # --------------------------------------------------------------------------- the entry point
@@ -422,7 +346,7 @@ def export_model(model_or_checkpoint: Any, output: str | os.PathLike, format: st
                 f"{format} export differs from the eager model by {check['max_abs_diff']:.3g} max abs "
                 f"(tolerance {check['tolerance']:.3g}); nothing written")
         if int8:
-            _apply_floor(check, min_agreement, source.trained, chosen)
+            apply_floor(check, min_agreement, source.trained, chosen)
         report = {
             "output": str(out), "sidecar": str(sidecar), "format": format, "precision": "int8" if int8 else "fp32",
             "source": source.description, "model": model.config.to_dict(), "classes": source.classes,
