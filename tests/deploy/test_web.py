@@ -226,6 +226,87 @@ def test_cli_flag_errors(argv, message, capsys, tmp_path, monkeypatch):
     assert not list(tmp_path.iterdir())
 
 
+# Runs in the page: a session of the folder's model.onnx with ONNX Runtime's profiler on, one run
+# on a zero input of `size` px, and the op type of every node it ran (from the profile, which ORT
+# Web prints to the console as JSON lines).
+PROFILE_JS = """async (size) => {
+  const ort = await import('./ort.wasm.min.mjs');
+  const s = await ort.InferenceSession.create('model.onnx', {executionProviders: ['wasm'], graphOptimizationLevel: 'all',
+                                                             enableProfiling: true});
+  await s.run({[s.inputNames[0]]: new ort.Tensor('float32', new Float32Array(3 * size * size), [1, 3, size, size])});
+  s.endProfiling();
+}"""
+
+
+def browser_ops(page, size):
+    """The op types ONNX Runtime Web ran for the page's folder (one run), counted."""
+    import json
+    from collections import Counter
+
+    lines = []
+    page.on("console", lambda msg: lines.append(msg.text))
+    page.evaluate(PROFILE_JS, size)
+    page.wait_for_timeout(200)
+    ops = Counter()
+    for line in lines:
+        line = line.strip().rstrip(",")
+        if line.startswith("{") and '"cat" : "Node"' in line and "_kernel_time" in line:
+            ops[json.loads(line)["args"]["op_name"]] += 1
+    return ops
+
+
+def test_kernel_plans_in_the_browser(small_web, page_of, tmp_path):
+    """Planned files (thresholds lowered so that this small model's convs split) in ONNX Runtime
+    Web: fp32 with its pointwise convs as Gemms gives eager's logits within 1e-4; int8 with half
+    of its pointwise convs int8 runs exactly those as QLinearConv in the browser (its profiler's
+    op names) and every other conv in float, and gives native ONNX Runtime's logits on the same
+    file within the fp32 tolerance. The unplanned int8 file runs all 27 convs as QLinearConv."""
+    import json
+
+    import onnx
+
+    from mobilenets.data.photos import write_crops
+    from mobilenets.deploy.runtime import load_runner
+    from mobilenets.deploy.web import export_web
+    from mobilenets.deploy.web.kernels import plan_fp32, plan_int8
+
+    model, _, _, _ = small_web
+    fp32 = tmp_path / "fp32"
+    export_web(model, fp32, kernel_plan=False)
+    planned, summary = plan_fp32(onnx.load(str(fp32 / "model.onnx")), max_positions=64, min_macs=0)
+    onnx.save(planned, str(fp32 / "model.onnx"))
+    files = write_photos(fp32)
+    sidecar = json.loads((fp32 / "model.onnx.json").read_text())
+    _, ref = eager_reference(model, fp32, files, sidecar)
+    page = page_of(fp32)
+    out = page.evaluate(RUN_JS, [files, {}, False])
+    assert all(matches(np.array(r["logits"], dtype=np.float32), ref[i]) for i, r in enumerate(out))
+    ops = browser_ops(page, 64)
+    assert summary["gemm_convs"] == 10 and ops["Gemm"] + ops["FusedGemm"] == 10 + 1, ops  # + the classifier
+
+    int8 = tmp_path / "int8"
+    write_crops(tmp_path / "calibration", 16, seed=1)
+    export_web(model, int8, int8=True, calibration=tmp_path / "calibration", calibration_images=16,
+               int8_method="plain", kernel_plan=False)
+    page = page_of(int8)
+    assert browser_ops(page, 64)["QLinearConv"] == 27  # as exported: everything int8, depthwise too
+    original = onnx.load(str(int8 / "model.onnx"))
+    _, everything = plan_int8(original, min_macs=0)
+    pointwise = sorted(c["macs"] for c in everything["convs"]["int8"])
+    planned, summary = plan_int8(onnx.load(str(int8 / "model.onnx")), min_macs=pointwise[len(pointwise) // 2])
+    onnx.save(planned, str(int8 / "model.onnx"))
+    files = write_photos(int8)
+    page = page_of(int8)
+    ops = browser_ops(page, 64)
+    assert 0 < summary["int8_convs"] == ops["QLinearConv"] < 13, ops
+    assert ops["Conv"] + ops["FusedConv"] == summary["float_convs"], ops
+    x, _ = eager_reference(model, int8, files, json.loads((int8 / "model.onnx.json").read_text()))
+    native = load_runner(str(int8 / "model.onnx"), threads=1)(x)
+    browser = np.array([r["logits"] for r in page.evaluate(RUN_JS, [files, {}, False])], dtype=np.float32)
+    assert np.abs(browser - native).max() <= 1e-4 * max(1.0, float(np.abs(native).max()))
+    assert not page.errors, page.errors
+
+
 # --------------------------------------------------------------------------- the real MobileNetV1
 
 

@@ -199,16 +199,19 @@ def _validate(format: str, int8: bool, calibration: Any, qat_epochs: Any, calibr
 
 
 def _write_int8(candidates: dict[str, tuple[Any, dict[str, Any]]], images: ImageSet, model: MobileNet, fmt: str,
-                staged: Path, trials: Staging, res: int, threads: int, quantized: Any) -> tuple[str, Any, dict[str, Any]]:
-    """Write each candidate's int8 file (under ``trials``), keep the best by top-1 agreement on
-    the selection half of the held-out images (confident agreement, then the stronger method,
-    break ties), move it to ``staged`` and check it on the report half. One candidate: written to
-    ``staged`` and checked on every held-out image. Returns ``(method, selection report, check)``."""
+                staged: Path, trials: Staging, res: int, threads: int, quantized: Any,
+                rewrite: Callable[[Path], Any]) -> tuple[str, Any, dict[str, Any]]:
+    """Write each candidate's int8 file (under ``trials``; ``rewrite`` then runs on it), keep the
+    best by top-1 agreement on the selection half of the held-out images (confident agreement,
+    then the stronger method, break ties), move it to ``staged`` and check it on the report half.
+    One candidate: written to ``staged`` and checked on every held-out image. Returns
+    ``(method, selection report, check)``."""
     from mobilenets.deploy.runtime import load_runner
 
     if len(candidates) == 1:
         (method, (net, details)), = candidates.items()
         write(fmt, net, str(staged), res, images.calibration, quantized=quantized)
+        rewrite(staged)
         check = _int8_check(model, load_runner(staged, threads=threads, format=fmt), images)
         return method, {"tried": {method: details}, "note": "one method: no selection"}, check
     choose, report = halves(images)
@@ -217,6 +220,7 @@ def _write_int8(candidates: dict[str, tuple[Any, dict[str, Any]]], images: Image
         path = trials.path(method + staged.suffix)
         t = time.time()
         write(fmt, net, str(path), res, images.calibration)
+        rewrite(path)
         c = _int8_check(model, load_runner(path, threads=threads, format=fmt), choose)
         tried[method] = {"agreement": c["agreement"], "agreement_confident": c["agreement_confident"],
                          "confident_images": c["confident_images"], **details,
@@ -241,7 +245,8 @@ def export_model(model_or_checkpoint: Any, output: str | os.PathLike, format: st
                  calibration_images: int = 256, bias_correction: bool = False, int8_method: str | None = AUTO,
                  min_agreement: float = MIN_AGREEMENT, expect_model: Any = None, threads: int = 2,
                  verbose: bool = False, log: Callable[[str], None] | None = None,
-                 progress: bool = False, calibration_size: int | None = None) -> dict[str, Any]:
+                 progress: bool = False, calibration_size: int | None = None,
+                 rewrite: Callable[[Path], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Export ``model_or_checkpoint`` (a MobileNet, checkpoint path, registry name or
     MobileNetConfig; see :func:`~mobilenets.deploy.sources.resolve_source`, which also explains
     ``expect_model``) to ``output`` in ``format`` (one of :data:`~mobilenets.deploy.formats.FORMATS`).
@@ -255,7 +260,10 @@ def export_model(model_or_checkpoint: Any, output: str | os.PathLike, format: st
     half (:func:`int8_methods`); ``bias_correction=True``: the former name of
     ``int8_method="bias_correction"``; ``min_agreement``: a trained model's int8 top-1 agreement
     with fp32 below which the export fails (:class:`ExportCheckFailed`); ``threads``: CPU threads of the runtime that checks the file;
-    ``verbose``: let the converters print; ``log``: called with progress lines.
+    ``verbose``: let the converters print; ``log``: called with progress lines; ``rewrite``: called
+    with each file's path right after it is written and before it is checked, to rewrite it in place
+    (the web export's kernel plan, :func:`mobilenets.deploy.web.kernels.plan_file`); what it returns
+    for the file kept goes into the report as ``kernel_plan``.
 
     Returns a report: format, precision, paths, timings, and the check against the eager model
     (``report["check"]``). Raises :class:`~mobilenets.errors.MobileNetsError` with a one-line
@@ -324,6 +332,12 @@ def export_model(model_or_checkpoint: Any, output: str | os.PathLike, format: st
 
     from mobilenets.deploy.runtime import load_runner
 
+    plans: dict[str, Any] = {}
+
+    def rewritten(path: Path) -> None:  # the rewrite's result, by file name
+        if rewrite is not None:
+            plans[path.name] = rewrite(path)
+
     with Staging(out.parent) as staging, Staging(out.parent) as trials:
         staged = staging.path(out.name)
         # The converters and engines print to the C-level stdout/stderr (TensorFlow's start-up
@@ -332,11 +346,12 @@ def export_model(model_or_checkpoint: Any, output: str | os.PathLike, format: st
             t = time.time()
             if not int8:
                 write(format, net, str(staged), res)
+                rewritten(staged)
                 write_s = time.time() - t
                 check = _fp32_check(model, load_runner(staged, threads=threads, format=format), res)
             else:
                 chosen, selection, check = _write_int8(candidates, images, model, format, staged, trials, res, threads,
-                                                       quantized)
+                                                       quantized, rewritten)
                 if few:
                     selection["note"] = (f"{len(images.check)} held-out images: too few to choose between methods "
                                          f"(< {MIN_SELECTION_IMAGES}); {FALLBACK_METHOD}, the best on a real model")
@@ -371,6 +386,8 @@ def export_model(model_or_checkpoint: Any, output: str | os.PathLike, format: st
                 "calibration": images.source, "calibration_images": len(images.calibration), "qat": qat_report},
             "check": check, "write_seconds": round(write_s, 2),
         }
+        if rewrite is not None:
+            report["kernel_plan"] = plans.get(staged.name) or plans.get((chosen or "") + staged.suffix)
         staging.path(sidecar.name).write_text(json.dumps(report, indent=2) + "\n")
         staging.commit()
     report["size_bytes"] = out.stat().st_size

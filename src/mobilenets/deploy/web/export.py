@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mobilenets.deploy.outputs import Staging, check_writable
+from mobilenets.deploy.web.kernels import plan_file
 from mobilenets.errors import MobileNetsError
 
 # ONNX Runtime Web's WebAssembly build: the ES module, its loader and the SIMD + threads binary.
@@ -54,11 +55,14 @@ def write_page(staging: Staging, runtime: Path, static_files: dict[str, str]) ->
 
 
 def export_web(model_or_checkpoint: Any, output: str | os.PathLike, *, int8: bool = False, force: bool = False,
-               log: Callable[[str], None] | None = None, **export_options: Any) -> dict[str, Any]:
+               kernel_plan: bool = True, log: Callable[[str], None] | None = None,
+               **export_options: Any) -> dict[str, Any]:
     """Write a static folder ``output`` that runs the model in a browser: ``model.onnx`` and its
     sidecar ``model.onnx.json`` (:func:`~mobilenets.deploy.export.export_model` with ``format="onnx"``:
     the same files and the same check against the eager model, fp32 or ``int8``; ``export_options``
-    are its other keywords), ONNX Runtime Web's files (:data:`RUNTIME_FILES`), ``mobilenet.js``
+    are its other keywords) rewritten with the kernel plan for ONNX Runtime Web's WebAssembly
+    kernels (``kernel_plan``, on by default: :mod:`mobilenets.deploy.web.kernels`; the same values,
+    checked as written), ONNX Runtime Web's files (:data:`RUNTIME_FILES`), ``mobilenet.js``
     (``load()``, ``classify(image) -> top-k``) and the demo page ``index.html``.
 
     A non-empty ``output`` is refused unless ``force`` (then files of the same names are replaced);
@@ -73,7 +77,9 @@ def export_web(model_or_checkpoint: Any, output: str | os.PathLike, *, int8: boo
     check_writable(out.parent if not out.is_dir() else out)
     with Staging(out) as staging:
         model_path = staging.path(MODEL_FILE)
-        report = export_model(model_or_checkpoint, model_path, "onnx", int8=int8, log=log, **export_options)
+        rewrite = (lambda path: plan_file(path, int8)) if kernel_plan else None
+        report = export_model(model_or_checkpoint, model_path, "onnx", int8=int8, log=log, rewrite=rewrite,
+                              **export_options)
         staging.path(MODEL_FILE + ".json")  # the sidecar export_model wrote beside the model
         write_page(staging, runtime, {name: name for name in STATIC_FILES})
         files = [p.name for p in staging.commit()]
