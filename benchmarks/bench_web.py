@@ -5,18 +5,25 @@ and TF SAME padding, seeded random weights with BatchNorm statistics drawn so th
 not constant) the script writes, into one folder served from 127.0.0.1 with COOP/COEP (so
 WebAssembly threads work):
 
-- ``ours-fp32`` / ``ours-int8``: ``export_web`` (the ONNX export, int8 calibrated on 64 crops of
-  real photos), run by the folder's own ``mobilenet.js`` (ONNX Runtime Web, WASM SIMD);
+- ``ours-fp32`` / ``ours-int8``: ``export_web`` (the ONNX export with its kernel plan for ONNX
+  Runtime Web, :mod:`mobilenets.deploy.web.kernels`; int8 calibrated on 64 crops of real photos,
+  ``int8_method="plain"`` so that both int8 files hold the same integers), run by the folder's own
+  ``mobilenet.js`` (ONNX Runtime Web, WASM SIMD);
+- ``ours-fp32-unplanned`` / ``ours-int8-unplanned``: the same exports without the kernel plan
+  (``kernel_plan=False``: the files ``mobilenet export --format onnx`` writes), to measure the plan;
 - ``tfjs``: the same weights as a Keras model (:func:`mobilenets.weights.convert.to_keras`), saved
   as a SavedModel and converted by the ``tensorflowjs`` converter (PyPI ``tensorflowjs`` 4.22,
   installed ``--no-deps``: its pins are stale; it imports jax, tensorflow_hub and
   tensorflow_decision_forests only for their own model kinds, so those imports are stubbed here) to
-  a TF.js graph model, run by TF.js 4.22's WASM backend (SIMD; threads where isolated). TF.js has no
+  a TF.js graph model, run by TF.js 4.22's WASM backend (SIMD; threads where isolated: its page
+  reports twice the threads asked as ``navigator.hardwareConcurrency``, because TF.js caps its
+  thread pool at half the logical cores and would run one thread on a 2-core machine). TF.js has no
   int8 kernels (its converter's weight quantization only shrinks the file): both our fp32 and
   our int8 are compared with TF.js float32.
 
-Before timing, each engine's logits on one input are compared with ONNX Runtime's fp32 (the same
-weights must give the same outputs). Every (model, engine, threads) runs in its own page (both
+Before timing, each engine's logits on one input are compared with ours-fp32 (TF.js and the
+unplanned fp32: the same weights must give the same outputs) or, for int8, with the unplanned int8
+file (the plan keeps the int8 model's values up to ties of rounding). Every (model, engine, threads) runs in its own page (both
 runtimes fix their thread count when their WASM module starts); the pages are loaded once, then
 timed in interleaved rounds (``--rounds``, each ``--runs`` inferences at batch 1 after warm-up),
 and each configuration's median per-inference time over all runs is reported with its p10-p90
@@ -54,6 +61,13 @@ TFJS_FILES = {"@tensorflow/tfjs/dist": ["tf.min.js"],
                                                      "tfjs-backend-wasm-threaded-simd.wasm"]}
 
 BENCH_HTML = """<!doctype html><meta charset="utf-8"><title>bench</title>
+<script>
+// TF.js's WASM backend caps its XNNPACK threads at half of navigator.hardwareConcurrency (it takes
+// every other logical core for a hyper-thread), so on a 2-core machine it runs one thread whatever
+// setThreadsCount asks. Its page reports twice the threads asked, so the cap allows them.
+{ const q = new URLSearchParams(location.search);
+  if (q.get('engine') === 'tfjs') Object.defineProperty(Navigator.prototype, 'hardwareConcurrency', { get: () => 2 * Number(q.get('threads')) }); }
+</script>
 <script src="tfjs/tf.min.js"></script><script src="tfjs/tf-backend-wasm.min.js"></script>
 <script type="module">
 const q = new URLSearchParams(location.search);
@@ -133,11 +147,14 @@ def build(folder: Path, models: list[tuple[float, int]], calibration: Path, log=
         tag = f"{tag}-{res}"
         model = _model(alpha, res, seed=0)
         t = time.time()
-        export_web(model, folder / f"{tag}-fp32")
-        export_web(model, folder / f"{tag}-int8", int8=True, calibration=calibration, calibration_images=64)
+        for plan, suffix in ((True, ""), (False, "-unplanned")):
+            export_web(model, folder / f"{tag}-fp32{suffix}", kernel_plan=plan)
+            export_web(model, folder / f"{tag}-int8{suffix}", int8=True, calibration=calibration, calibration_images=64,
+                       int8_method="plain", kernel_plan=plan)
         log(f"{tag}: web exports in {time.time() - t:.0f} s")
         built.append((tag, model))
-        for engine, sub in (("ours-fp32", "fp32"), ("ours-int8", "int8"), ("tfjs", "tfjs")):
+        for engine, sub in (("ours-fp32", "fp32"), ("ours-int8", "int8"), ("ours-fp32-unplanned", "fp32-unplanned"),
+                            ("ours-int8-unplanned", "int8-unplanned"), ("tfjs", "tfjs")):
             configs.append({"model": tag, "size": res, "engine": engine, "dir": f"{tag}-{sub}"})
     convert = _tensorflowjs()
     from mobilenets.weights.convert import to_keras
@@ -244,13 +261,16 @@ def main(argv=None) -> int:
                 r["engine_info"] = page.evaluate("window.engineInfo")
                 r["times"] = []
                 pages.append(page)
-            # the same weights give the same outputs: each engine against ours-fp32, 1 thread
+            # the same weights give the same outputs: each float engine against ours-fp32, each int8
+            # file against the unplanned int8 file (the plan keeps its values up to rounding ties)
             for r, page in zip(runs, pages):
+                against = "ours-int8-unplanned" if "int8" in r["engine"] else "ours-fp32"
                 ref = next(np.array(pg.evaluate("window.bench.output")) for q, pg in zip(runs, pages)
-                           if q["model"] == r["model"] and q["engine"] == "ours-fp32")
+                           if q["model"] == r["model"] and q["engine"] == against)
                 out = np.array(page.evaluate("window.bench.output"))
-                r["max_abs_diff_vs_ours_fp32"] = float(np.abs(out - ref).max())
-                r["top1_same_as_ours_fp32"] = bool(out.argmax() == ref.argmax())
+                r["checked_against"] = against
+                r["max_abs_diff"] = float(np.abs(out - ref).max())
+                r["top1_same"] = bool(out.argmax() == ref.argmax())
             for k in range(args.rounds):
                 for r, page in zip(runs, pages):
                     r["times"] += page.evaluate(f"window.bench.time({args.runs})")
@@ -268,13 +288,13 @@ def main(argv=None) -> int:
     info = {"machine": {**machine_info(max(threads)), "cpu_flags": simd}, "chromium": chromium_version(), "rounds": args.rounds,
             "runs_per_round": args.runs, "results": runs}
     print(f"{info['machine'].get('cpu')} ({' '.join(simd)}), {os.cpu_count()} cores; {info['chromium']}")
-    print(f"{'model':9} {'engine':10} {'threads':>7} {'median ms':>10} {'p10-p90 ms':>15} {'x TF.js':>8}  check vs ours-fp32")
+    print(f"{'model':9} {'engine':20} {'threads':>7} {'median ms':>10} {'p10-p90 ms':>15} {'x TF.js':>8}  same input as")
     for r in runs:
         print(f"  {r['model']} {r['engine']} {r['threads']}: {r['engine_info']}")
     for r in runs:
-        print(f"{r['model']:9} {r['engine']:10} {r['threads']:7d} {r['median_ms']:10.2f} "
+        print(f"{r['model']:9} {r['engine']:20} {r['threads']:7d} {r['median_ms']:10.2f} "
               f"{r['p10_ms']:7.2f}-{r['p90_ms']:<7.2f} {r['ratio_to_tfjs']:8.2f}  "
-              f"max abs {r['max_abs_diff_vs_ours_fp32']:.2e}, top-1 same: {r['top1_same_as_ours_fp32']}")
+              f"{r['checked_against']}: max abs {r['max_abs_diff']:.2e}, top-1 same: {r['top1_same']}")
     if args.json:
         Path(args.json).write_text(json.dumps(info, indent=2) + "\n")
     return 0
