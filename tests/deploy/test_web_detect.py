@@ -151,15 +151,18 @@ def test_demo_page_draws_boxes_and_one_line_for_a_non_image(site, page_of, tmp_p
 
 @pytest.mark.slow  # the int8 export (calibration and AP50 check): ~20 s on 2 cores
 def test_int8_page_equals_native_onnx_runtime(site, page_of, tmp_path):  # noqa: F811
-    """--int8: model.onnx is the int8 file (its sidecar says so, the fp32 check is reported too), and
-    the page's detections are native ONNX Runtime's on the same file."""
+    """--int8: model.onnx is the int8 file (its sidecar says so, with its kernel plan; the fp32 check
+    is reported too), and the page's detections are native ONNX Runtime's on the same file."""
     from mobilenets.tasks.detect.web import export_detector_web
 
     _, _, files, run = site
     folder = tmp_path / "int8"
     report = export_detector_web(str(run), folder, int8=True)
     assert report["files"][0]["int8"] and [c.split(":")[0] for c in report["checks"]] == ["fp32", "int8"]
-    assert json.loads((folder / "model.onnx.json").read_text())["int8"] is True
+    sidecar = json.loads((folder / "model.onnx.json").read_text())
+    assert sidecar["int8"] is True
+    plan = sidecar["kernel_plan"]  # the depthwise convs (and more, at this size) run in float, exactly
+    assert plan["float_convs"] >= 13 and plan["float_convs"] + plan["int8_convs"] > 27
     write_photos(folder)
     ref = reference(folder, files)
     out = page_of(folder).evaluate(RUN_JS, [files, {}])

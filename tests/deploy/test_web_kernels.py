@@ -137,17 +137,15 @@ def test_plan_file_refuses_a_rewrite_that_changes_values(small_onnx, tmp_path, m
     before = path.read_bytes()
     real = kernels.plan_int8
 
-    def off_by_one(model):
+    def wrong_scale(model):  # the kind of bug the guard is for: one conv's weights on a wrong scale
         planned, summary = real(model)
-        for init in planned.graph.initializer:  # nudge one float weight the plan wrote
+        for init in planned.graph.initializer:
             if "_web" in init.name and init.data_type == onnx.TensorProto.FLOAT and len(init.dims) == 4:
-                w = onnx.numpy_helper.to_array(init).copy()
-                w.flat[0] += 0.5
-                init.CopyFrom(onnx.numpy_helper.from_array(w, init.name))
+                init.CopyFrom(onnx.numpy_helper.from_array(3 * onnx.numpy_helper.to_array(init), init.name))
                 break
         return planned, summary
 
-    monkeypatch.setattr(kernels, "plan_int8", off_by_one)
+    monkeypatch.setattr(kernels, "plan_int8", wrong_scale)
     with pytest.raises(MobileNetsError, match="changed the int8 model's logits"):
         kernels.plan_file(path, int8=True)
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]

@@ -204,5 +204,11 @@ def _export_web(args: argparse.Namespace, what, expect) -> None:
         print(json.dumps(report, indent=2))
         return
     print(check_text(report))
+    plan = report.get("kernel_plan")
+    if plan:
+        print("kernel plan for ONNX Runtime Web: " + (
+            f"{plan['int8_convs']} convs int8, {plan['float_convs']} in float with integer-exact sums "
+            f"(logits within {plan['max_abs_change_native']:.2g} of the unplanned file in native ONNX Runtime)"
+            if "int8_convs" in plan else f"{plan['gemm_convs']} pointwise convs as Gemms over NHWC positions"))
     print(f"wrote {report['folder']}: {', '.join(report['files'])} ({report['precision']}); "
           f"serve it over HTTP and open index.html, e.g. python -m http.server -d {report['folder']}")

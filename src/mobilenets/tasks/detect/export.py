@@ -34,6 +34,7 @@ import json
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -290,7 +291,8 @@ def _check_output(out: Path) -> None:
 def export_detector(checkpoint: str, output: str | os.PathLike, *, int8: bool = False,
                     calibration: str | os.PathLike | None = None, calibration_images: int = CALIBRATION_IMAGES,
                     check_images: int = 16, data: str | None = None,
-                    formats: tuple[str, ...] = FORMATS) -> dict[str, Any]:
+                    formats: tuple[str, ...] = FORMATS,
+                    rewrite: Callable[[str, bool], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Write ``model.onnx`` / ``model.tflite`` (and with ``int8`` ``model-int8.*``) and their sidecar
     JSON to the folder ``output``; check them as the module docstring says (TFLite: see
     :mod:`~mobilenets.tasks.detect.tflite`); returns the files and their checks.
@@ -301,7 +303,10 @@ def export_detector(checkpoint: str, output: str | os.PathLike, *, int8: bool = 
     (:mod:`mobilenets.deploy.outputs`): the files are written to a staging folder and checked,
     and moved into ``output`` (replacing files of the same names) only when every check passes;
     a failed check raises :class:`~mobilenets.deploy.outputs.ExportCheckFailed` with one line and
-    leaves nothing behind."""
+    leaves nothing behind. ``rewrite``: called with each ONNX network (before NMS is appended) and
+    whether it is int8, to rewrite it in place before it is checked (the web export's kernel plan,
+    :func:`mobilenets.deploy.web.kernels.plan_file`); what it returns goes into that file's entry
+    and sidecar as ``kernel_plan``."""
     from mobilenets.deploy.outputs import ExportCheckFailed, Staging
     from mobilenets.tasks.detect.config import DetectorConfig
     from mobilenets.tasks.detect.evaluate import coco_metrics, to_results
@@ -384,10 +389,12 @@ def export_detector(checkpoint: str, output: str | os.PathLike, *, int8: bool = 
                     settings["bias_correction"] = True
                     targets.append(("model-int8.onnx", q, settings))
                 for name, source, settings in targets:
+                    plan = rewrite(source, settings is not None) if rewrite is not None else None
                     append_nms(source, str(staging.path(name)), iou=cfg.nms_thresh, score=cfg.score_thresh,
                                keep=cfg.detections)
                     files.append({"name": name, "format": "onnx", "int8": settings is not None,
-                                  **({"quantization": settings} if settings else {})})
+                                  **({"quantization": settings} if settings else {}),
+                                  **({"kernel_plan": plan} if plan is not None else {})})
         if "tflite" in formats:
             from mobilenets.tasks.detect.tflite import write_tflite
 
@@ -438,7 +445,8 @@ def export_detector(checkpoint: str, output: str | os.PathLike, *, int8: bool = 
                 f"{f['name']}: {f['check']}" for f in failed) + "; nothing written")
         for f in files:
             report = {**side, **layouts[f["format"]], "int8": f["int8"], "check": f["check"],
-                      **({"quantization": f["quantization"]} if "quantization" in f else {})}
+                      **({"quantization": f["quantization"]} if "quantization" in f else {}),
+                      **({"kernel_plan": f["kernel_plan"]} if "kernel_plan" in f else {})}
             staging.path(sidecar_path(f["name"]).name).write_text(json.dumps(report, indent=2))
         staging.commit()
     files = [{"path": str(out / f.pop("name")), **f} for f in files]

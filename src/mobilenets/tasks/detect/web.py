@@ -23,10 +23,11 @@ MODEL_FILE = "model.onnx"
 
 
 def export_detector_web(checkpoint: str, output: str | os.PathLike, *, int8: bool = False, force: bool = False,
-                        **export_options: Any) -> dict[str, Any]:
+                        kernel_plan: bool = True, **export_options: Any) -> dict[str, Any]:
     """Write the static folder ``output``: ``model.onnx`` and ``model.onnx.json`` (the detector's ONNX
     export and sidecar, checked as :func:`~mobilenets.tasks.detect.export.export_detector` checks it;
-    with ``int8`` the int8 file, checked against fp32 by AP50), ONNX Runtime Web's files,
+    with ``int8`` the int8 file, checked against fp32 by AP50; both rewritten first with the kernel
+    plan for ONNX Runtime Web, ``kernel_plan``: :mod:`mobilenets.deploy.web.kernels`), ONNX Runtime Web's files,
     ``mobilenet.js``, ``detector.js``, ``demo.js`` and ``index.html``. ``export_options``: the other
     keywords of ``export_detector`` (``calibration``, ``calibration_images``, ``data``, ...).
 
@@ -35,6 +36,7 @@ def export_detector_web(checkpoint: str, output: str | os.PathLike, *, int8: boo
     Returns the ONNX export's report plus ``folder``, ``files`` and the chosen ``model``."""
     from mobilenets.deploy.outputs import Staging, check_writable
     from mobilenets.deploy.web import DETECTOR_STATIC_FILES, check_output, runtime_folder, write_page
+    from mobilenets.deploy.web.kernels import plan_file
     from mobilenets.tasks.detect.export import export_detector
 
     out = Path(output)
@@ -42,7 +44,8 @@ def export_detector_web(checkpoint: str, output: str | os.PathLike, *, int8: boo
     runtime = runtime_folder()  # before the slow work: a missing npm install fails at once
     check_writable(out.parent if not out.is_dir() else out)
     with tempfile.TemporaryDirectory(prefix="mobilenet-detect-web-") as tmp:
-        report = export_detector(checkpoint, Path(tmp) / "onnx", int8=int8, formats=("onnx",), **export_options)
+        report = export_detector(checkpoint, Path(tmp) / "onnx", int8=int8, formats=("onnx",),
+                                 rewrite=plan_file if kernel_plan else None, **export_options)
         chosen = next(f for f in report["files"] if f["int8"] == int8)
         with Staging(out) as staging:
             shutil.copyfile(chosen["path"], staging.path(MODEL_FILE))
