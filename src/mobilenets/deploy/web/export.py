@@ -15,10 +15,10 @@ from mobilenets.errors import MobileNetsError
 
 # ONNX Runtime Web's WebAssembly build: the ES module, its loader and the SIMD + threads binary.
 RUNTIME_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
-STATIC_FILES = ("mobilenet.js", "demo.js", "index.html")  # package data: deploy/web/static/
+STATIC_FILES = ("mobilenet.js", "demo.js", "page.js", "page.css", "index.html")  # package data: deploy/web/static/
 # the detector's page (``detect export --format web``): its module, its demo (written as demo.js and index.html)
-DETECTOR_STATIC_FILES = {"mobilenet.js": "mobilenet.js", "detector.js": "detector.js",
-                         "detect-demo.js": "demo.js", "detect.html": "index.html"}
+DETECTOR_STATIC_FILES = {"mobilenet.js": "mobilenet.js", "detector.js": "detector.js", "page.js": "page.js",
+                         "page.css": "page.css", "detect-demo.js": "demo.js", "detect.html": "index.html"}
 MODEL_FILE = "model.onnx"
 RUNTIME_ENV = "MOBILENETS_WEB_MODULES"  # a node_modules folder holding onnxruntime-web, instead of the project's
 

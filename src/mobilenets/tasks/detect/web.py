@@ -27,9 +27,10 @@ def export_detector_web(checkpoint: str, output: str | os.PathLike, *, int8: boo
     """Write the static folder ``output``: ``model.onnx`` and ``model.onnx.json`` (the detector's ONNX
     export and sidecar, checked as :func:`~mobilenets.tasks.detect.export.export_detector` checks it;
     with ``int8`` the int8 file, checked against fp32 by AP50; both rewritten first with the kernel
-    plan for ONNX Runtime Web, ``kernel_plan``: :mod:`mobilenets.deploy.web.kernels`), ONNX Runtime Web's files,
-    ``mobilenet.js``, ``detector.js``, ``demo.js`` and ``index.html``. ``export_options``: the other
-    keywords of ``export_detector`` (``calibration``, ``calibration_images``, ``data``, ...).
+    plan for ONNX Runtime Web, ``kernel_plan``: :mod:`mobilenets.deploy.web.kernels`), ONNX Runtime
+    Web's files, ``mobilenet.js``, ``detector.js``, ``demo.js``, ``page.js``, ``page.css`` and
+    ``index.html``. ``export_options``: the other keywords of ``export_detector``
+    (``calibration``, ``calibration_images``, ``data``, ...).
 
     A non-empty ``output`` is refused unless ``force``; everything is staged first, so a failed
     check leaves nothing behind. Serve it over HTTP (``python -m http.server -d OUTPUT``).
