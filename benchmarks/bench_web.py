@@ -25,7 +25,9 @@ Before timing, each engine's logits on one input are compared with ours-fp32 (TF
 unplanned fp32: the same weights must give the same outputs) or, for int8, with the unplanned int8
 file (the plan keeps the int8 model's values up to ties of rounding). Every (model, engine, threads) runs in its own page (both
 runtimes fix their thread count when their WASM module starts); the pages are loaded once, then
-timed in interleaved rounds (``--rounds``, each ``--runs`` inferences at batch 1 after warm-up),
+timed in interleaved rounds (``--rounds``, each ``--runs`` inferences at batch 1 after warm-up; a
+timed run starts from the input as a Float32Array in the model's layout, which both engines copy
+into their WebAssembly memory, and ends with the logits in JavaScript),
 and each configuration's median per-inference time over all runs is reported with its p10-p90
 spread and its ratio to TF.js at the same threads. ``--screenshot PATH`` also saves the demo page
 of the real ImageNet MobileNetV1's web export (the ``nudity`` package's, converted) with chelsea's
@@ -80,8 +82,14 @@ if (engine === 'tfjs') {
   tf.wasm.setThreadsCount(threads);
   await tf.setBackend('wasm');
   const model = await tf.loadGraphModel(dir + '/model.json');
-  const nhwc = tf.tidy(() => tf.tensor(input, [1, 3, size, size]).transpose([0, 2, 3, 1]));
-  run = async () => { const y = model.execute(nhwc); const d = await y.data(); y.dispose(); return d; };
+  // the input in the model's layout (NHWC) as an array, handed in each run as ONNX Runtime gets its
+  // NCHW array: both engines copy it into their WebAssembly memory inside the timed run
+  const t = tf.tidy(() => tf.tensor(input, [1, 3, size, size]).transpose([0, 2, 3, 1]));
+  const nhwc = await t.data(); t.dispose();
+  run = async () => {
+    const x = tf.tensor(nhwc, [1, size, size, 3]), y = model.execute(x);
+    const d = await y.data(); x.dispose(); y.dispose(); return d;
+  };
   window.engineInfo = `tfjs ${tf.version.tfjs} ${tf.getBackend()} threads ${tf.wasm.getThreadsCount()} simd ${await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')}`;
 } else {
   const m = await import(`./${dir}/mobilenet.js`);
