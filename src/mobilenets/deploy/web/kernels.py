@@ -107,17 +107,6 @@ class _Graph:
             return self.arrays[w].shape
         return self.arrays[self.producer[w].input[0]].shape
 
-    def dequantized(self, dq: Any) -> np.ndarray:
-        """The float32 values of a ``DequantizeLinear`` of an initializer, as ORT computes them."""
-        q = self.arrays[dq.input[0]]
-        scale = self.arrays[dq.input[1]].astype(np.float32)
-        zero = (self.arrays[dq.input[2]] if len(dq.input) > 2 and dq.input[2] else np.zeros(scale.shape, q.dtype))
-        shape = [1] * q.ndim
-        if scale.ndim:
-            shape[_attr(dq, "axis", 1) % q.ndim] = -1
-        diff = q.astype(np.int64) - zero.astype(np.int64).reshape(shape)
-        return (diff.astype(np.float32) * scale.reshape(shape)).astype(np.float32)
-
     def finish(self) -> Any:
         """Drop what no node reads any more; the model, checked."""
         import onnx
@@ -279,20 +268,15 @@ def plan_fp32(model: Any, max_positions: int = GEMM_MAX_POSITIONS,
     return g.finish(), summary
 
 
-def compare(original: str | os.PathLike, rewritten: str | os.PathLike, probes: int = 2,
-            as_written: bool = False) -> tuple[float, float]:
+def compare(original: str | os.PathLike, rewritten: str | os.PathLike, probes: int = 2) -> tuple[float, float]:
     """Largest absolute difference between two ONNX files' outputs (all of them) on seeded random
-    inputs in [0, 1), and the largest absolute output of ``original``, as
-    ONNX Runtime (CPU) runs them, or with every QDQ node run as written (``as_written``:
-    ``session.disable_quant_qdq``, no int8 fusion: the values the graphs define)."""
+    inputs in [0, 1), as ONNX Runtime (CPU) runs them, and the largest absolute output of ``original``."""
     import onnxruntime as ort
 
     def run(path: str | os.PathLike, x: np.ndarray) -> list[np.ndarray]:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.log_severity_level = 3
-        if as_written:
-            options.add_session_config_entry("session.disable_quant_qdq", "1")
         sess = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
         inp = sess.get_inputs()[0]
         return sess.run(None, {inp.name: x})
