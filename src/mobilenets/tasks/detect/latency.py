@@ -25,12 +25,12 @@ from mobilenets.utils.scoped import torch_threads
 
 def _onnx(model, resolution: int, folder: Path, name: str, calibration: list[np.ndarray] | None = None,
           threads: int = 2, score: float = 0.01, iou: float = 0.6, keep: int = 100):
-    from mobilenets.tasks.detect.export import DenseSSD, append_nms, export_dense, session
+    from mobilenets.tasks.detect.onnx_graph import DenseSSD, append_nms, export_dense, session
 
     dense_path = str(folder / f"{name}-dense.onnx")
     export_dense(DenseSSD(model, resolution).eval(), dense_path)
     if calibration is not None:
-        from mobilenets.tasks.detect.export import quantize_dense
+        from mobilenets.tasks.detect.onnx_graph import quantize_dense
 
         quantize_dense(dense_path, str(folder / f"{name}-dense-int8.onnx"), calibration)
         dense_path = str(folder / f"{name}-dense-int8.onnx")
