@@ -38,20 +38,8 @@ from mobilenets.data.photos import load_photo, write_crops
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "weights"))
 from pretrained_server import Site, serve  # noqa: E402
+from slim_reference import slim_logits  # noqa: E402
 from test_pretrained_convert import SLIM_PATH, slim_archive  # noqa: E402
-
-
-def tf_logits(pb: str, x: np.ndarray) -> np.ndarray:
-    from mobilenets.utils.tf import import_tf
-
-    tf = import_tf()
-    graph_def = tf.compat.v1.GraphDef()
-    graph_def.ParseFromString(open(pb, "rb").read())
-    with tf.Graph().as_default() as graph:
-        tf.import_graph_def(graph_def, name="")
-        with tf.compat.v1.Session(graph=graph) as sess:  # the graph's batch is static (1)
-            return np.concatenate([sess.run("MobilenetV1/Predictions/Reshape:0", {"input:0": x[i:i + 1]})
-                                   for i in range(len(x))])
 
 
 def main() -> None:
@@ -88,7 +76,7 @@ def main() -> None:
     # TF-slim's preprocessing for the graph: RGB, 224 x 224 bilinear, (x - 128) / 128
     x = np.stack([(np.asarray(Image.open(f).convert("RGB").resize((224, 224), Image.BILINEAR), dtype=np.float32)
                    - 128) / 128 for f in paths])
-    theirs = tf_logits(pb, x)[:, 1:]  # background dropped, as the converted model does
+    theirs = slim_logits(pb, x)[:, 1:]  # background dropped, as the converted model does
     with torch.no_grad():
         ours = model(torch.from_numpy(x).permute(0, 3, 1, 2)).numpy()
     per_crop = np.abs(ours - theirs).max(1) / np.abs(theirs).max(1)

@@ -20,6 +20,7 @@ import torch._dynamo  # noqa: F401  (before TensorFlow: see mobilenets.utils.tf.
 
 sys.path.insert(0, os.path.dirname(__file__))
 from pretrained_server import Site, serve  # noqa: E402
+from slim_reference import slim_logits  # noqa: E402
 
 from mobilenets import create_model  # noqa: E402
 from mobilenets.cli.main import main  # noqa: E402
@@ -63,20 +64,11 @@ def slim(real_mobilenet_pb, tmp_path_factory):
     """(server site, photos as NHWC inputs, TensorFlow's logits on them): built once."""
     from PIL import Image
 
-    from mobilenets.utils.tf import import_tf
-
     site = Site(files={SLIM_PATH: slim_archive(real_mobilenet_pb, tmp_path_factory.mktemp("ckpt"))})
     server, _ = serve(site)
     x = np.stack([(np.asarray(load_photo(n).resize((224, 224), Image.BILINEAR), dtype=np.float32) - 128) / 128
                   for n in PHOTOS])
-    tf = import_tf()
-    graph_def = tf.compat.v1.GraphDef()
-    graph_def.ParseFromString(open(real_mobilenet_pb, "rb").read())
-    with tf.Graph().as_default() as graph:
-        tf.import_graph_def(graph_def, name="")
-        with tf.compat.v1.Session(graph=graph) as sess:  # the graph's batch is static (1)
-            logits = np.concatenate([sess.run("MobilenetV1/Predictions/Reshape:0", {"input:0": x[i:i + 1]})
-                                     for i in range(len(x))])
+    logits = slim_logits(real_mobilenet_pb, x)
     yield site, x, logits
     server.shutdown()
 

@@ -28,17 +28,9 @@ def graph_and_inputs(real_mobilenet_pb):
 
 @pytest.fixture(scope="module")
 def tf_logits(graph_and_inputs):
-    from mobilenets.utils.tf import import_tf
+    from slim_reference import slim_logits
 
-    tf = import_tf()
-    pb, x = graph_and_inputs
-    graph_def = tf.compat.v1.GraphDef()
-    graph_def.ParseFromString(open(pb, "rb").read())
-    with tf.Graph().as_default() as graph:
-        tf.import_graph_def(graph_def, name="")
-        with tf.compat.v1.Session(graph=graph) as sess:  # the graph's batch is static (1)
-            return np.concatenate([sess.run("MobilenetV1/Predictions/Reshape:0", {"input:0": x[i:i + 1]})
-                                   for i in range(len(x))])
+    return slim_logits(*graph_and_inputs)
 
 
 def test_frozen_graph_equals_tensorflow_on_real_photos(graph_and_inputs, tf_logits):
