@@ -60,7 +60,9 @@ def test_int8_plan_runs_its_float_convs_in_float_with_the_same_values(small_onnx
 
     root, x = small_onnx
     original = onnx.load(str(root / "int8.onnx"))
-    _, everything = plan_int8(onnx.load(str(root / "int8.onnx")), min_macs=0)
+    before = original.SerializeToString()
+    _, everything = plan_int8(original, min_macs=0)
+    assert original.SerializeToString() == before  # the caller's model is not touched
     pointwise = sorted(c["macs"] for c in everything["convs"]["int8"])
     threshold = pointwise[len(pointwise) // 2]  # the larger half of the pointwise convs keeps int8
     planned, summary = plan_int8(original, min_macs=threshold)

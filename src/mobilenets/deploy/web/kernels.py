@@ -67,11 +67,15 @@ def _attr(node: Any, name: str, default: Any) -> Any:
 
 
 class _Graph:
-    """The model's graph with its initializers, producers, consumers and inferred shapes."""
+    """A copy of the model's graph (the caller's model is left as it was) with its initializers,
+    producers, consumers and inferred shapes."""
 
     def __init__(self, model: Any) -> None:
-        from onnx import numpy_helper, shape_inference
+        from onnx import ModelProto, numpy_helper, shape_inference
 
+        copy = ModelProto()
+        copy.CopyFrom(model)
+        model = copy
         self.model, self.graph = model, model.graph
         self.arrays = {i.name: numpy_helper.to_array(i) for i in self.graph.initializer}
         self.producer = {o: n for n in self.graph.node for o in n.output}
