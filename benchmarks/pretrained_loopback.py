@@ -42,13 +42,8 @@ from slim_reference import slim_logits  # noqa: E402
 from test_pretrained_convert import SLIM_PATH, slim_archive  # noqa: E402
 
 
-def main() -> None:
-    p = ScriptParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--crops", type=positive_int, default=128, help="real-photo crops compared with TF (default 128)")
-    p.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
-    args = p.parse_args()
-    pb = real_mobilenet_graph()
-    work = Path(tempfile.mkdtemp(prefix="pretrained-loopback-"))
+def measure(args, pb: bytes, work: Path) -> dict:
+    """The figures, with the mirror's files, the cache and the crops under ``work``."""
     site = Site(files={SLIM_PATH: slim_archive(pb, work)})
     server, _ = serve(site)
     env = {**os.environ, "MOBILENETS_HOME": str(work / "cache"), "MOBILENETS_MIRROR": site.url}
@@ -84,6 +79,17 @@ def main() -> None:
                "calls": calls, "create_model_cached_seconds": round(cached_seconds, 3), "crops": len(paths), "max_relative_diff": float(per_crop.max()),
                "median_relative_diff": float(np.median(per_crop)),
                "top1_agreement": float((ours.argmax(1) == theirs.argmax(1)).mean())}
+    return figures
+
+
+def main() -> None:
+    p = ScriptParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--crops", type=positive_int, default=128, help="real-photo crops compared with TF (default 128)")
+    p.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
+    args = p.parse_args()
+    pb = real_mobilenet_graph()
+    with tempfile.TemporaryDirectory(prefix="pretrained-loopback-") as work:  # nothing left behind
+        figures = measure(args, pb, Path(work))
     print(json.dumps(figures, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
