@@ -210,15 +210,19 @@ def test_real_mobilenet_default_int8(real_mobilenet, tmp_path, suffix):
 @pytest.mark.slow
 def test_real_mobilenet_int8_qat_agreement(real_mobilenet, tmp_path):
     """Acceptance of the real-weights issue, on a smaller budget than benchmarks/int8_real.py:
-    label-free QAT on crops of 13 photos; check on crops of 7 others."""
+    label-free QAT on crops of 13 photos (from bias correction, the default start); check on crops
+    of 7 others, held to that issue's 80 % (the default floor, 90 %, is the post-training methods':
+    on this model one epoch of QAT ends below bias correction alone, as docs/export.md says)."""
     from mobilenets.data.photos import split_photos, write_crops
     from mobilenets.deploy.export import export_model
 
     train_photos, held = split_photos()
     write_crops(tmp_path / "photos", 640, photos=train_photos, seed=1)
     out = tmp_path / "real-int8.pte"
-    report = export_model(str(real_mobilenet), out, int8=True, calibration=tmp_path / "photos", qat_epochs=1)
+    report = export_model(str(real_mobilenet), out, int8=True, calibration=tmp_path / "photos", qat_epochs=1,
+                          min_agreement=0.80)
     assert report["quantization"]["qat"]["steps"] > 0
+    assert report["quantization"]["int8_method"] == "bias_correction"
     assert report["check"]["agreement"] >= 0.80, report["check"]
 
 
