@@ -21,7 +21,8 @@ Issue 25's acceptance, in one script:
    emulator and ``int8_cpus.py report`` compare the same file on other CPUs.
 
 Prints, per format: the method the export chose, its own check (sidecar), the agreement overall and
-on confident crops (float top-1 probability > 0.5), export time.
+on confident crops (float top-1 probability > 0.5), the mean KL divergence from the float model's
+softmax to the file's, the export's time and peak resident memory.
 """
 
 from __future__ import annotations
@@ -37,6 +38,31 @@ import numpy as np
 from _cli import ScriptParser, positive_int
 
 SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "executorch": ".pte"}
+
+
+def run_measured(cmd: list[str]) -> tuple[subprocess.CompletedProcess, float]:
+    """Run ``cmd`` (output captured); its result and its peak resident memory in GB (Linux: the
+    child's own ``ru_maxrss``, from ``os.wait4``)."""
+    import tempfile
+
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read()), usage.ru_maxrss / 1e6
+
+
+def mean_kl(ref: np.ndarray, logits: np.ndarray) -> float:
+    """Mean KL divergence from the float model's softmax to the int8 file's (nats): how far the whole
+    output moved, finer than whether its top-1 did."""
+    def log_softmax(z: np.ndarray) -> np.ndarray:
+        z = z.astype(np.float64) - z.max(1, keepdims=True)
+        return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+    lp, lq = log_softmax(ref), log_softmax(logits)
+    return float((np.exp(lp) * (lp - lq)).sum(1).mean())
 
 
 def main() -> None:
@@ -90,7 +116,7 @@ def main() -> None:
         # a forced method is measured, not shipped: no floor (plain fails the default 0.90 on this model)
         cmd += [] if method == "auto" else ["--int8-method", method, "--min-agreement", "0"]
         t = time.time()
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        done, peak_gb = run_measured(cmd)
         seconds = time.time() - t
         if done.returncode != 0:
             print(f"{fmt}: export failed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}", flush=True)
@@ -105,11 +131,13 @@ def main() -> None:
         overall, conf, n_conf = agreement(ref, logits)
         q = side.get("quantization") or {}
         row = {"format": fmt, "asked": method, "method": q.get("int8_method"), "export_seconds": round(seconds, 1),
-               "export_check": side.get("check"), "agreement": round(overall, 4), "confident": round(conf, 4),
+               "export_peak_memory_gb": round(peak_gb, 2), "export_check": side.get("check"),
+               "agreement": round(overall, 4), "confident": round(conf, 4), "mean_kl": round(mean_kl(ref, logits), 4),
                "crops": len(x), "confident_crops": n_conf, "weights": q.get("weights")}
         rows.append(row)
         print(f"{fmt:10s} method {row['method']}: {100 * overall:.1f} % / {100 * conf:.1f} % "
-              f"({len(x)} crops, {n_conf} confident); export {seconds:.0f} s", flush=True)
+              f"({len(x)} crops, {n_conf} confident), mean KL {row['mean_kl']:.4f}; export {seconds:.0f} s, "
+              f"peak {peak_gb:.1f} GB", flush=True)
     if args.json:
         from mobilenets.bench.run import machine_info
 

@@ -79,7 +79,7 @@ FP32_TOLERANCE = 1e-4  # max abs difference of the logits, export vs eager, per 
 CHECK_BATCH_SIZES = (1, 5)
 CONFIDENT = 0.5  # top-1 probability of the float model above which an image counts as "confident"
 CHECK_SEED = 20240517  # fresh inputs: not the seed of any training or calibration draw
-BIAS_CORRECTION_IMAGES = 128  # its activations are held in memory (~3 GB at 1.0-224)
+BIAS_CORRECTION_IMAGES = 128  # their activations are held a layer at a time (int8_default.py measures the peak; 256: results/2026-12-05-int8-default-256.md)
 QAT_MAX_IMAGES = 20_000  # images held in memory (float32, 0.6 MB each at 224 px) for quantization-aware fine-tuning
 
 
