@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _browser import open_pages, summarize, time_rounds
 from _cli import ScriptParser, positive_int
 from mobilenets.bench.run import machine_info
 from mobilenets.deploy.web import export_web
@@ -260,15 +261,8 @@ def main(argv=None) -> int:
         configs = build(root, models, Path(tmp) / "calibration")
         runs = [dict(c, threads=n) for c in configs for n in threads]
         with serve(root) as url, chromium() as browser:
-            pages = []
-            for r in runs:
-                page = browser.new_page()
-                page.goto(f"{url}bench.html?engine={'tfjs' if r['engine'] == 'tfjs' else 'ort'}&dir={r['dir']}"
-                          f"&threads={r['threads']}&size={r['size']}")
-                page.wait_for_function("window.bench !== undefined", timeout=120_000)
-                r["engine_info"] = page.evaluate("window.engineInfo")
-                r["times"] = []
-                pages.append(page)
+            pages = open_pages(browser, url, runs, lambda r: f"bench.html?engine={'tfjs' if r['engine'] == 'tfjs' else 'ort'}"
+                               f"&dir={r['dir']}&threads={r['threads']}&size={r['size']}")
             # the same weights give the same outputs: each float engine against ours-fp32, each int8
             # file against the unplanned int8 file (the plan keeps its values up to rounding ties)
             for r, page in zip(runs, pages):
@@ -279,14 +273,10 @@ def main(argv=None) -> int:
                 r["checked_against"] = against
                 r["max_abs_diff"] = float(np.abs(out - ref).max())
                 r["top1_same"] = bool(out.argmax() == ref.argmax())
-            for k in range(args.rounds):
-                for r, page in zip(runs, pages):
-                    r["times"] += page.evaluate(f"window.bench.time({args.runs})")
-                print(f"round {k + 1}/{args.rounds}", file=sys.stderr)
+            time_rounds(runs, pages, args.rounds, args.runs)
     for r in runs:
-        t = np.array(r.pop("times"))
-        r.update(median_ms=float(np.median(t)), p10_ms=float(np.percentile(t, 10)), p90_ms=float(np.percentile(t, 90)),
-                 samples=len(t))
+        r["samples"] = len(r["times"])
+    summarize(runs)
     for r in runs:
         peer = next(q for q in runs if q["model"] == r["model"] and q["engine"] == "tfjs" and q["threads"] == r["threads"])
         r["ratio_to_tfjs"] = r["median_ms"] / peer["median_ms"]

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from _browser import open_pages, summarize, time_rounds
 from _cli import ScriptParser, positive_int
 from mobilenets.bench.run import machine_info
 from mobilenets.deploy.web.browser import chromium, chromium_version, serve
@@ -138,25 +139,13 @@ def main(argv=None) -> int:
         engines = build(site, Path(tmp), args.photo)
         runs = [dict(e, threads=n) for e in engines for n in threads]
         with serve(site) as url, chromium() as browser:
-            pages = []
-            for r in runs:
-                page = browser.new_page()
-                page.goto(f"{url}bench.html?engine={r['engine']}&dir={r['dir']}&threads={r['threads']}"
-                          f"&photo=photo.png&min_score={args.min_score}")
-                page.wait_for_function("window.bench !== undefined", timeout=180_000)
-                r["engine_info"] = page.evaluate("window.engineInfo")
-                r["times"] = []
-                pages.append(page)
+            pages = open_pages(browser, url, runs, lambda r: f"bench.html?engine={r['engine']}&dir={r['dir']}&threads="
+                               f"{r['threads']}&photo=photo.png&min_score={args.min_score}", timeout_ms=180_000)
             ref = next(pg.evaluate("window.bench.output") for r, pg in zip(runs, pages) if r["engine"] == "face-api")
             for r, page in zip(runs, pages):
                 r["against_face_api"] = compare(page.evaluate("window.bench.output"), ref)
-            for k in range(args.rounds):
-                for r, page in zip(runs, pages):
-                    r["times"] += page.evaluate(f"window.bench.time({args.runs})")
-                print(f"round {k + 1}/{args.rounds}", file=sys.stderr)
-    for r in runs:
-        t = np.array(r.pop("times"))
-        r.update(median_ms=float(np.median(t)), p10_ms=float(np.percentile(t, 10)), p90_ms=float(np.percentile(t, 90)))
+            time_rounds(runs, pages, args.rounds, args.runs)
+    summarize(runs)
     for r in runs:
         peer = next(q for q in runs if q["engine"] == "face-api" and q["threads"] == r["threads"])
         r["ratio_to_face_api"] = r["median_ms"] / peer["median_ms"]

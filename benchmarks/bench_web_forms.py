@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -48,6 +47,7 @@ from onnx import TensorProto
 from onnx import helper as h
 from onnx import numpy_helper as nh
 
+from _browser import open_pages, summarize, time_rounds
 from _cli import ScriptParser, positive_int
 from mobilenets.bench.run import machine_info
 from mobilenets.deploy.web.browser import chromium, chromium_version, serve
@@ -212,20 +212,10 @@ def main(argv=None) -> int:
                 runs += [{"form": form, "shape": "1.0-224 to 56x56", "model": "head.onnx", "input": shape, "per": 1,
                           "threads": n} for n in threads]
         with serve(site) as url, chromium() as browser:
-            pages = []
-            for r in runs:
-                page = browser.new_page()
-                page.goto(f"{url}forms.html?model={r['model']}&threads={r['threads']}&shape={json.dumps(r['input'])}")
-                page.wait_for_function("window.bench !== undefined", timeout=120_000)
-                pages.append(page)
-                r["times"] = []
-            for k in range(args.rounds):
-                for r, page in zip(runs, pages):
-                    r["times"] += page.evaluate(f"window.bench.time({args.runs})")
-                print(f"round {k + 1}/{args.rounds}", file=sys.stderr)
-    for r in runs:
-        t = np.array(r.pop("times")) / r["per"]
-        r.update(median_ms=float(np.median(t)), p10_ms=float(np.percentile(t, 10)), p90_ms=float(np.percentile(t, 90)))
+            pages = open_pages(browser, url, runs, lambda r: f"forms.html?model={r['model']}&threads={r['threads']}"
+                               f"&shape={json.dumps(r['input'])}")
+            time_rounds(runs, pages, args.rounds, args.runs)
+    summarize(runs, per=lambda r: r["per"])
     for r in runs:
         base = {"whole": "whole", "split": "whole", "plan-7x7": "plan", "no-plan": "plan"}.get(
             r["form"], "dw" if r["form"].startswith("dw") else r["form"] if r["form"] == "plan" else "conv")
