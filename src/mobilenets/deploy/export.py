@@ -79,7 +79,7 @@ FP32_TOLERANCE = 1e-4  # max abs difference of the logits, export vs eager, per 
 CHECK_BATCH_SIZES = (1, 5)
 CONFIDENT = 0.5  # top-1 probability of the float model above which an image counts as "confident"
 CHECK_SEED = 20240517  # fresh inputs: not the seed of any training or calibration draw
-BIAS_CORRECTION_IMAGES = 128  # their activations are held a layer at a time (int8_default.py measures the peak; 256: results/2026-12-05-int8-default-256.md)
+BIAS_CORRECTION_IMAGES = 128  # held a layer at a time; 256 doubles the export's peak memory (docs/export.md)
 QAT_MAX_IMAGES = 20_000  # images held in memory (float32, 0.6 MB each at 224 px) for quantization-aware fine-tuning
 
 
@@ -246,7 +246,7 @@ def export_model(model_or_checkpoint: Any, output: str | os.PathLike, format: st
                  min_agreement: float = MIN_AGREEMENT, expect_model: Any = None, threads: int = 2,
                  verbose: bool = False, log: Callable[[str], None] | None = None,
                  progress: bool = False, calibration_size: int | None = None,
-                 rewrite: Callable[[Path], dict[str, Any]] | None = None) -> dict[str, Any]:
+                 rewrite: Callable[[Path, bool], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Export ``model_or_checkpoint`` (a MobileNet, checkpoint path, registry name or
     MobileNetConfig; see :func:`~mobilenets.deploy.sources.resolve_source`, which also explains
     ``expect_model``) to ``output`` in ``format`` (one of :data:`~mobilenets.deploy.formats.FORMATS`).
@@ -261,9 +261,10 @@ def export_model(model_or_checkpoint: Any, output: str | os.PathLike, format: st
     ``int8_method="bias_correction"``; ``min_agreement``: a trained model's int8 top-1 agreement
     with fp32 below which the export fails (:class:`ExportCheckFailed`); ``threads``: CPU threads of the runtime that checks the file;
     ``verbose``: let the converters print; ``log``: called with progress lines; ``rewrite``: called
-    with each file's path right after it is written and before it is checked, to rewrite it in place
-    (the web export's kernel plan, :func:`mobilenets.deploy.web.kernels.plan_file`); what it returns
-    for the file kept goes into the report as ``kernel_plan``.
+    with each file's path and whether it is int8, right after the file is written and before it is
+    checked, to rewrite it in place (the web export's kernel plan,
+    :func:`mobilenets.deploy.web.kernels.plan_file`; the detector export's hook takes the same);
+    what it returns for the file kept goes into the report as ``kernel_plan``.
 
     Returns a report: format, precision, paths, timings, and the check against the eager model
     (``report["check"]``). Raises :class:`~mobilenets.errors.MobileNetsError` with a one-line
@@ -336,7 +337,7 @@ def export_model(model_or_checkpoint: Any, output: str | os.PathLike, format: st
 
     def rewritten(path: Path) -> None:  # the rewrite's result, by file name
         if rewrite is not None:
-            plans[path.name] = rewrite(path)
+            plans[path.name] = rewrite(path, int8)
 
     with Staging(out.parent) as staging, Staging(out.parent) as trials:
         staged = staging.path(out.name)

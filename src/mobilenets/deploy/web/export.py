@@ -77,9 +77,8 @@ def export_web(model_or_checkpoint: Any, output: str | os.PathLike, *, int8: boo
     check_writable(out.parent if not out.is_dir() else out)
     with Staging(out) as staging:
         model_path = staging.path(MODEL_FILE)
-        rewrite = (lambda path: plan_file(path, int8)) if kernel_plan else None
-        report = export_model(model_or_checkpoint, model_path, "onnx", int8=int8, log=log, rewrite=rewrite,
-                              **export_options)
+        report = export_model(model_or_checkpoint, model_path, "onnx", int8=int8, log=log,
+                              rewrite=plan_file if kernel_plan else None, **export_options)
         staging.path(MODEL_FILE + ".json")  # the sidecar export_model wrote beside the model
         write_page(staging, runtime, {name: name for name in STATIC_FILES})
         files = [p.name for p in staging.commit()]
