@@ -393,6 +393,19 @@ def test_random_weights_say_so_instead_of_failing(tmp_path):
     assert "not held to --min-agreement: untrained weights" in check_text(report)
 
 
+def test_int8_methods_by_model_and_qat():
+    """auto tries every method on a trained model; random weights get plain; QAT starts from bias
+    correction on a trained model (from plain it ended at plain's level on the real model)."""
+    from mobilenets.deploy.int8 import int8_methods
+    from mobilenets.deploy.ptq import INT8_METHODS
+
+    assert int8_methods("auto", False, 0, True) == list(INT8_METHODS)
+    assert int8_methods("auto", False, 0, False) == ["plain"]
+    assert int8_methods("auto", False, 1, True) == ["bias_correction"]
+    assert int8_methods(None, False, 1, False) == ["plain"]
+    assert int8_methods("learned_rounding", False, 1, True) == ["learned_rounding"]
+
+
 def test_wilson_interval_solves_its_defining_equation():
     """The floor's interval: its ends p are the solutions of |f - p| = z sqrt(p (1 - p) / n)."""
     import math
